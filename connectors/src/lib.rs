@@ -1,0 +1,12 @@
+//! Connectors: capture changes in business systems and apply golden updates back.
+//!
+//! Layout:
+//! - `publish`: the JetStream publisher every connector and the hub use to put a
+//!   batch of messages on a stream durably: ADR-50 atomic batches on servers that
+//!   support them (one source transaction = one batch), pipelined single
+//!   publishes with acks otherwise.
+//!
+//! The per-system connectors (PostgreSQL, MySQL, CSV, HTTP) and the mapping
+//! engine arrive with their own issues.
+
+pub mod publish;

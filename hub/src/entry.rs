@@ -1,0 +1,54 @@
+//! What the log holds: one payload per entry. Today every entry is a
+//! `ChangeEvent` from a system; steward actions (merge, split, override,
+//! review decisions) join as further kinds, so that they too are replayed.
+
+use mdhub_schema::ChangeEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "event", rename_all = "snake_case")]
+pub enum LogPayload {
+    /// A source system changed or deleted a record.
+    Change(ChangeEvent),
+}
+
+impl LogPayload {
+    /// The id the log deduplicates on.
+    pub fn event_id(&self) -> Uuid {
+        match self {
+            LogPayload::Change(e) => e.event_id,
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use mdhub_schema::{Op, SCHEMA_VERSION};
+
+    use super::*;
+
+    /// A valid upsert with one email, for unit tests. The event id is derived
+    /// from the arguments so that equal calls give equal events.
+    pub fn sample_event(system: &str, record_id: &str, email: &str) -> ChangeEvent {
+        ChangeEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::new_v5(
+                &Uuid::NAMESPACE_OID,
+                format!("{system}/{record_id}/{email}").as_bytes(),
+            ),
+            system: system.to_string(),
+            entity: "customer".to_string(),
+            record_id: record_id.to_string(),
+            op: Op::Upsert,
+            fields: [(
+                "email".to_string(),
+                serde_json::Value::String(email.to_string()),
+            )]
+            .into(),
+            observed_at: time::macros::datetime!(2026-01-01 00:00 UTC),
+            base: None,
+            caused_by: None,
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Golden records: one Automerge document per real-world customer.
+//!
+//! Each source system writes as its own Automerge actor (derived from the
+//! system name). A write is made on top of what the system had seen (`base`
+//! plus its own previous writes): if that covers another system's value, the
+//! new value supersedes it; if not, both stay as concurrent candidates and the
+//! field's survivorship policy picks the golden value.
+//!
+//! Each field's register holds an encoded `Candidate` (value, system, event id,
+//! observed time) so the candidates of a conflict carry their provenance.
+
+pub mod candidate;
+pub mod survivorship;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc, ScalarValue, ROOT};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub use candidate::Candidate;
+
+/// A record in a source system.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct SourceKey {
+    pub system: String,
+    pub record_id: String,
+}
+
+/// The Automerge actor of a system: the same bytes in every hub, every replay.
+pub fn actor_for(system: &str) -> ActorId {
+    let digest = Sha256::digest(format!("mdhub-actor:{system}").as_bytes());
+    ActorId::from(&digest[..16])
+}
+
+pub struct GoldenRecord {
+    pub id: Uuid,
+    pub entity: String,
+    doc: Automerge,
+    pub links: BTreeSet<SourceKey>,
+    /// No source record is linked any more. Kept, never erased.
+    pub retired: bool,
+    /// The golden value of each field that has one.
+    pub values: BTreeMap<String, Value>,
+    /// Current candidates per field, sorted by (system, event id); more than
+    /// one means a conflict that survivorship decided.
+    pub candidates: BTreeMap<String, Vec<Candidate>>,
+    /// Each system's latest change in this document: a system always writes
+    /// on top of its own history.
+    own_last: BTreeMap<String, ChangeHash>,
+    /// The values each system last wrote, to skip re-statements of unchanged
+    /// fields (full-image connectors send every field every time).
+    written: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+/// One field write of an event, value already normalized.
+pub struct FieldWrite {
+    pub field: String,
+    pub value: Value,
+}
+
+impl GoldenRecord {
+    pub fn new(id: Uuid, entity: &str) -> Self {
+        GoldenRecord {
+            id,
+            entity: entity.to_string(),
+            doc: Automerge::new(),
+            links: BTreeSet::new(),
+            retired: false,
+            values: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            own_last: BTreeMap::new(),
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// Golden version: the document heads, hex, sorted.
+    pub fn version(&self) -> Vec<String> {
+        let mut heads: Vec<String> = self.doc.get_heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        heads
+    }
+
+    /// Writes `fields` as `system`, on top of `base` (hex heads the system had
+    /// applied) and its own earlier writes. Fields whose value equals what
+    /// the system saw at that version are skipped: a full-image re-send or an
+    /// echo of an applied update changes nothing. `pick` is the field's
+    /// survivorship. Returns the fields whose candidates changed.
+    pub fn write(
+        &mut self,
+        system: &str,
+        base: Option<&[String]>,
+        fields: Vec<FieldWrite>,
+        event_id: Uuid,
+        observed_at_ns: i64,
+        pick: impl Fn(&str, &[Candidate]) -> usize,
+    ) -> Vec<String> {
+        // What the system had seen: its base (hashes this document knows;
+        // an unknown hash can only come from another record's history) and
+        // its own last change.
+        let mut known_base: Vec<ChangeHash> = base
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|h| h.parse::<ChangeHash>().ok())
+            .filter(|h| self.doc.get_change_by_hash(h).is_some())
+            .collect();
+        known_base.sort();
+        known_base.dedup();
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        // A system always writes on top of its own history too.
+        let mut deps = known_base.clone();
+        if let Some(own) = self.own_last.get(system) {
+            deps.push(*own);
+        }
+        deps.sort();
+        deps.dedup();
+
+        // Skip what the system merely re-states: the value it saw at its
+        // base (an echo of an applied update, even a stale one), or without
+        // a base, the value it last wrote itself (a full-image re-send).
+        let fields: Vec<FieldWrite> = fields
+            .into_iter()
+            .filter(|w| {
+                let seen = if known_base.is_empty() {
+                    self.written
+                        .get(system)
+                        .and_then(|m| m.get(&w.field))
+                        .cloned()
+                } else if known_base == heads {
+                    self.values.get(&w.field).cloned()
+                } else {
+                    self.value_at(&w.field, &known_base, &pick)
+                };
+                seen.unwrap_or(Value::Null) != w.value
+            })
+            .collect();
+        if fields.is_empty() {
+            return Vec::new();
+        }
+
+        self.doc.set_actor(actor_for(system));
+        let mut tx = if deps == heads {
+            self.doc.transaction()
+        } else {
+            self.doc.transaction_at(PatchLog::null(), &deps)
+        };
+        for w in &fields {
+            let candidate = Candidate {
+                value: w.value.clone(),
+                system: system.to_string(),
+                event_id,
+                observed_at_ns,
+            };
+            tx.put(
+                ROOT,
+                w.field.as_str(),
+                ScalarValue::Str(candidate.encode().into()),
+            )
+            .expect("put on the root map cannot fail");
+        }
+        let time_secs = observed_at_ns.div_euclid(1_000_000_000);
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time_secs));
+        if let Some(hash) = hash {
+            self.own_last.insert(system.to_string(), hash);
+        }
+        let mut touched = Vec::with_capacity(fields.len());
+        for w in fields {
+            self.refresh_candidates(&w.field);
+            self.written
+                .entry(system.to_string())
+                .or_default()
+                .insert(w.field.clone(), w.value);
+            touched.push(w.field);
+        }
+        touched
+    }
+
+    /// The golden value `field` had at version `heads`.
+    fn value_at(
+        &self,
+        field: &str,
+        heads: &[ChangeHash],
+        pick: impl Fn(&str, &[Candidate]) -> usize,
+    ) -> Option<Value> {
+        let cands = decode_all(
+            self.doc
+                .get_all_at(ROOT, field, heads)
+                .expect("root map read cannot fail"),
+        );
+        (!cands.is_empty()).then(|| cands[pick(field, &cands)].value.clone())
+    }
+
+    fn refresh_candidates(&mut self, field: &str) {
+        let cands = decode_all(
+            self.doc
+                .get_all(ROOT, field)
+                .expect("root map read cannot fail"),
+        );
+        self.candidates.insert(field.to_string(), cands);
+    }
+
+    /// Sets the golden value of `field` from its candidates. Returns true if
+    /// it changed.
+    pub fn resolve(&mut self, field: &str, pick: impl Fn(&[Candidate]) -> usize) -> bool {
+        let new = match self.candidates.get(field) {
+            Some(c) if !c.is_empty() => c[pick(c)].value.clone(),
+            _ => Value::Null,
+        };
+        let old = self.values.get(field).cloned().unwrap_or(Value::Null);
+        if new == old {
+            return false;
+        }
+        if new.is_null() {
+            self.values.remove(field);
+        } else {
+            self.values.insert(field.to_string(), new);
+        }
+        true
+    }
+
+    /// Fields whose concurrent candidates disagree, with all candidates.
+    pub fn conflicts(&self) -> impl Iterator<Item = (&String, &Vec<Candidate>)> {
+        self.candidates.iter().filter(|(_, c)| is_conflict(c))
+    }
+
+    /// Canonical summary of everything derived about this record, for the
+    /// state hash. Automerge heads are left out on purpose: op counters are
+    /// Lamport clocks, so the same edits arriving in another order give other
+    /// change hashes for the same content.
+    pub fn hash_into(&self, h: &mut Sha256) {
+        #[derive(Serialize)]
+        struct Summary<'a> {
+            id: Uuid,
+            entity: &'a str,
+            retired: bool,
+            links: &'a BTreeSet<SourceKey>,
+            values: &'a BTreeMap<String, Value>,
+            candidates: &'a BTreeMap<String, Vec<Candidate>>,
+            written: &'a BTreeMap<String, BTreeMap<String, Value>>,
+        }
+        let s = Summary {
+            id: self.id,
+            entity: &self.entity,
+            retired: self.retired,
+            links: &self.links,
+            values: &self.values,
+            candidates: &self.candidates,
+            written: &self.written,
+        };
+        serde_json::to_writer(HashWriter(h), &s).expect("summary serializes");
+    }
+}
+
+/// More than one distinct value among the candidates.
+pub fn is_conflict(candidates: &[Candidate]) -> bool {
+    candidates.iter().any(|c| c.value != candidates[0].value)
+}
+
+/// Candidates from a register's values, sorted by (system, event id) so
+/// that nothing depends on Automerge's op order.
+fn decode_all(values: Vec<(automerge::Value<'_>, automerge::ObjId)>) -> Vec<Candidate> {
+    let mut cands: Vec<Candidate> = values
+        .into_iter()
+        .filter_map(|(v, _)| match v {
+            automerge::Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(text) => Candidate::decode(text),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    cands.sort_by(|a, b| (&a.system, a.event_id).cmp(&(&b.system, b.event_id)));
+    cands
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdhub_schema::Survivorship;
+
+    fn w(field: &str, v: &str) -> Vec<FieldWrite> {
+        vec![FieldWrite {
+            field: field.into(),
+            value: Value::String(v.into()),
+        }]
+    }
+
+    fn most_recent(c: &[Candidate]) -> usize {
+        survivorship::pick(Survivorship::MostRecent, &[], c)
+    }
+
+    fn pick(_: &str, c: &[Candidate]) -> usize {
+        most_recent(c)
+    }
+
+    #[test]
+    fn concurrent_writes_keep_both_candidates() {
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write("erp", None, w("phone", "2"), Uuid::from_u128(2), 5, pick);
+        assert!(g.resolve("phone", most_recent));
+        assert_eq!(g.candidates["phone"].len(), 2);
+        assert_eq!(g.values["phone"], "1", "most recent wins");
+    }
+
+    #[test]
+    fn a_write_on_top_of_the_other_supersedes_it() {
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        let seen = g.version();
+        g.write(
+            "erp",
+            Some(&seen),
+            w("phone", "2"),
+            Uuid::from_u128(2),
+            5,
+            pick,
+        );
+        g.resolve("phone", most_recent);
+        assert_eq!(g.candidates["phone"].len(), 1, "no conflict");
+        assert_eq!(
+            g.values["phone"], "2",
+            "the causal overwrite wins though older"
+        );
+    }
+
+    #[test]
+    fn own_writes_are_sequential_and_restatements_are_skipped() {
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write("erp", None, w("city", "Bonn"), Uuid::from_u128(2), 11, pick);
+        g.write("crm", None, w("phone", "3"), Uuid::from_u128(3), 12, pick);
+        assert_eq!(g.candidates["phone"].len(), 1);
+        let v = g.version();
+        assert!(g
+            .write("crm", None, w("phone", "3"), Uuid::from_u128(4), 13, pick)
+            .is_empty());
+        assert_eq!(g.version(), v, "unchanged re-statement writes nothing");
+    }
+
+    #[test]
+    fn setting_a_value_back_after_seeing_another_is_a_change() {
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        g.write("crm", None, w("title", "A"), Uuid::from_u128(1), 10, pick);
+        let v1 = g.version();
+        g.write(
+            "erp",
+            Some(&v1),
+            w("title", "B"),
+            Uuid::from_u128(2),
+            11,
+            pick,
+        );
+        g.resolve("title", most_recent);
+        let v2 = g.version();
+        // The echo of B: seen at v2, so it changes nothing.
+        assert!(g
+            .write(
+                "crm",
+                Some(&v2),
+                w("title", "B"),
+                Uuid::from_u128(3),
+                12,
+                pick
+            )
+            .is_empty());
+        // The user sets A again: crm last wrote A, but it had seen B since.
+        let touched = g.write(
+            "crm",
+            Some(&v2),
+            w("title", "A"),
+            Uuid::from_u128(4),
+            13,
+            pick,
+        );
+        assert_eq!(touched, vec!["title".to_string()]);
+        g.resolve("title", most_recent);
+        assert_eq!(g.values["title"], "A");
+        assert_eq!(g.candidates["title"].len(), 1);
+    }
+}

@@ -1,0 +1,214 @@
+//! The pipeline core: validate → append to the log → derive. It owns the log
+//! and the derived state and knows nothing of NATS or HTTP; the bus adapters
+//! (`serve`, `memory_bus`) feed it batches and publish what it returns.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mdhub_schema::validate::Catalog;
+use mdhub_schema::{validate_event, Limits, Rejection};
+use tracing::{info, warn};
+
+use crate::entry::LogPayload;
+use crate::log::{Appended, EventLog, LogError};
+use crate::state::{Outbound, Rules, State};
+
+/// Log sequence up to which outbound messages are acknowledged by the bus.
+const PUBLISHED_SEQ: &str = "outbound_published_seq";
+
+/// One message as received from the bus.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+/// A batch after validation.
+#[derive(Debug, Default)]
+pub struct Validated {
+    pub valid: Vec<LogPayload>,
+    /// Index into the batch, and why it was refused.
+    pub rejected: Vec<(usize, Rejection)>,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    /// New log entries.
+    pub appended: u64,
+    /// Events already in the log (a second copy, a redelivery).
+    pub duplicates: u64,
+    /// Index into the batch, and why it was refused.
+    pub rejected: Vec<(usize, Rejection)>,
+    pub conflicts: u64,
+    /// What to publish, in order, before acknowledging the batch.
+    pub outbound: Vec<Outbound>,
+    /// Last log sequence after this batch.
+    pub last_seq: u64,
+}
+
+pub struct Hub {
+    log: EventLog,
+    state: State,
+    limits: Limits,
+}
+
+impl Hub {
+    /// Opens (or creates) the hub's store in `dir`, checks the hash chain and
+    /// derives the state by replaying the log. Returns the hub and the
+    /// outbound messages of entries whose publication was not confirmed
+    /// before the last stop: publish them again (same ids, same content).
+    pub fn open(
+        dir: &Path,
+        rules: Arc<Rules>,
+        limits: Limits,
+    ) -> Result<(Hub, Vec<Outbound>), LogError> {
+        let log = EventLog::open(dir)?;
+        let entries = log.verify()?;
+        let published = log.meta_u64(PUBLISHED_SEQ)?.unwrap_or(0);
+        let mut state = State::new(rules);
+        let mut pending = Vec::new();
+        for entry in log.iter_from(1) {
+            let entry = entry?;
+            let applied = state.apply(entry.seq, &entry.payload);
+            if entry.seq > published {
+                pending.extend(applied.outbound);
+            }
+        }
+        info!(
+            entries,
+            golden_records = state.golden_count(),
+            unpublished = pending.len(),
+            "hub state rebuilt from the log"
+        );
+        metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);
+        metrics::gauge!("mdhub_golden_records").set(state.golden_count() as f64);
+        Ok((Hub { log, state, limits }, pending))
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Validates, appends and derives one batch without input positions
+    /// (the in-process bus). See `validate` and `commit`.
+    pub fn ingest(&mut self, batch: &[Inbound]) -> Result<IngestOutcome, LogError> {
+        let validated = self.validate(batch);
+        self.commit(validated, None)
+    }
+
+    /// Checks every message of a batch. Refused ones come back with their
+    /// reason, to be dead-lettered before the batch is committed.
+    pub fn validate(&self, batch: &[Inbound]) -> Validated {
+        let rules = self.state.rules();
+        let known = |s: &str| rules.systems.contains_key(s);
+        let catalog = Catalog {
+            models: &rules.models,
+            known_system: &known,
+        };
+        let mut out = Validated::default();
+        for (i, msg) in batch.iter().enumerate() {
+            match validate_event(&msg.payload, &msg.subject, &catalog, self.limits) {
+                Ok(event) => out.valid.push(LogPayload::Change(event)),
+                Err(rejection) => {
+                    // Codes and ids only: rejection messages may quote
+                    // customer values, which stay out of logs.
+                    warn!(code = rejection.code, system = ?rejection.system, event_id = ?rejection.event_id,
+                          record_id = ?rejection.record_id, field = ?rejection.field, subject = %msg.subject,
+                          "event rejected to the DLQ");
+                    metrics::counter!("mdhub_events_rejected_total", "code" => rejection.code)
+                        .increment(1);
+                    out.rejected.push((i, rejection));
+                }
+            }
+        }
+        out
+    }
+
+    /// Appends the valid events with the input `position` they were read up
+    /// to, flushes, and derives. The batch is durable when this returns: the
+    /// caller may then publish the outbound messages and acknowledge the
+    /// input.
+    pub fn commit(
+        &mut self,
+        validated: Validated,
+        position: Option<u64>,
+    ) -> Result<IngestOutcome, LogError> {
+        let mut outcome = IngestOutcome {
+            rejected: validated.rejected,
+            ..Default::default()
+        };
+        let valid = validated.valid;
+        let appended = self.log.append(&valid, position)?;
+        self.log.flush()?;
+        for (payload, result) in valid.iter().zip(appended) {
+            match result {
+                Appended::New(seq) => {
+                    let applied = self.state.apply(seq, payload);
+                    outcome.appended += 1;
+                    outcome.conflicts += applied.conflicts as u64;
+                    outcome.outbound.extend(applied.outbound);
+                }
+                Appended::Duplicate(_) => outcome.duplicates += 1,
+            }
+        }
+        outcome.last_seq = self.log.last_seq();
+        metrics::counter!("mdhub_events_ingested_total").increment(outcome.appended);
+        metrics::counter!("mdhub_events_duplicate_total").increment(outcome.duplicates);
+        metrics::counter!("mdhub_conflicts_total").increment(outcome.conflicts);
+        metrics::gauge!("mdhub_log_length").set(outcome.last_seq as f64);
+        metrics::gauge!("mdhub_golden_records").set(self.state.golden_count() as f64);
+        Ok(outcome)
+    }
+
+    /// Records that every outbound message up to log entry `seq` is
+    /// acknowledged by the bus. Made durable with the next flush; if it is
+    /// lost, the same messages are published again after a restart.
+    pub fn mark_published(&mut self, seq: u64, messages: usize) -> Result<(), LogError> {
+        metrics::counter!("mdhub_updates_out_total").increment(messages as u64);
+        self.log.set_meta_u64(PUBLISHED_SEQ, seq)
+    }
+}
+
+/// Copies the log of `from` into a fresh store at `into` and derives the
+/// state there from nothing: what an auditor does to check the state hash.
+/// Returns the number of entries and the rebuilt state hash.
+pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, String), LogError> {
+    let source = EventLog::open(from)?;
+    source.verify()?;
+    let mut target = EventLog::open(into)?;
+    let mut chunk = Vec::with_capacity(1000);
+    for entry in source.iter_from(1) {
+        chunk.push(entry?.payload);
+        if chunk.len() == 1000 {
+            target.append(&chunk, None)?;
+            chunk.clear();
+        }
+    }
+    target.append(&chunk, None)?;
+    target.flush()?;
+    if target.last_hash() != source.last_hash() {
+        return Err(LogError::Damaged {
+            seq: target.last_seq(),
+            reason: "the copied chain ends in another hash than the original".to_string(),
+        });
+    }
+    drop(target);
+    let (hub, _) = Hub::open(into, rules, Limits::default())?;
+    Ok((hub.log.last_seq(), hub.state.state_hash()))
+}
+
+/// The hub as shared between the ingest loop (writer, one batch at a time)
+/// and the HTTP API (readers).
+pub type SharedHub = Arc<std::sync::RwLock<Hub>>;
+
+impl Hub {
+    /// Log sequence up to which outbound messages are confirmed published.
+    pub fn published_seq(&self) -> Result<u64, LogError> {
+        Ok(self.log.meta_u64(PUBLISHED_SEQ)?.unwrap_or(0))
+    }
+}

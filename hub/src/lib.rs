@@ -1,0 +1,31 @@
+//! mdhub-hub: the hub's pipeline core and the adapters around it.
+//!
+//! Layout, in the order data flows:
+//! - `hub`: the pipeline core. `Hub::ingest` validates a batch (schema crate),
+//!   appends it to the `log` and hands new entries to `state`.
+//! - `log`: the append-only event log in sled: sequence numbers, an index by
+//!   event id (dedup at any distance), a hash chain.
+//! - `entry`: what a log entry holds.
+//! - `state`: derivation, pure: `matcher` finds the golden record, `golden`
+//!   merges field values (Automerge + survivorship), and `state` plans the
+//!   outbound updates.
+//! - `nats_bus`: the NATS JetStream adapter: streams, the durable consumer,
+//!   ack after flush, publishing outbound and DLQ messages.
+//! - `memory_bus`: the in-process adapter for `demo` and single-process runs.
+//! - `api`: the HTTP API (axum) over the state, with bearer-token roles.
+//! - `config`: the hub's TOML configuration.
+//! - `serve`: `mdhub serve`, wiring the NATS adapter and the API together.
+//! - `demo`: `mdhub demo`.
+
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod entry;
+pub mod golden;
+pub mod hub;
+pub mod log;
+pub mod matcher;
+pub mod memory_bus;
+pub mod nats_bus;
+pub mod serve;
+pub mod state;

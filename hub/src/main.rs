@@ -1,0 +1,134 @@
+//! The `mdhub` command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mdhub_hub::config::{token_hash, HubConfig};
+use mdhub_hub::{demo, hub, serve};
+
+#[derive(Parser)]
+#[command(name = "mdhub", version, about = "Event-sourced master data hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub: ingest from NATS JetStream, publish golden updates, serve the HTTP API.
+    Serve {
+        /// Hub configuration file (see deploy/hub.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// NATS server URL (overrides nats_url in the config).
+        #[arg(long, env = "MDHUB_NATS_URL")]
+        nats: Option<String>,
+        /// Data directory for the hub's store (overrides data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// HTTP API listen address (overrides listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Show two sample systems kept in sync through the hub.
+    Demo {
+        /// Run over this NATS server instead of the in-process bus.
+        #[arg(long)]
+        nats: Option<String>,
+    },
+    /// Check and replay the event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the SHA-256 to put in a [[token]] entry for this bearer token.
+    TokenHash { token: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain and the event-id index of the log.
+    Verify {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Rebuild the state from the log alone in a fresh directory and print the state hash.
+    Replay {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Where to rebuild (default: a temporary directory, removed after).
+        #[arg(long)]
+        into: Option<PathBuf>,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<(HubConfig, String)> {
+    match path {
+        Some(p) => Ok((HubConfig::from_file(p)?, p.display().to_string())),
+        None => Ok((HubConfig::default(), "(defaults)".to_string())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            nats,
+            data_dir,
+            listen,
+        } => {
+            let (mut cfg, path) = load_config(config.as_deref())?;
+            if nats.is_some() {
+                cfg.nats_url = nats;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            serve::serve(cfg, &path).await
+        }
+        Command::Demo { nats } => demo::run(nats.as_deref()).await,
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { data_dir } => {
+                let log = mdhub_hub::log::EventLog::open(&data_dir)
+                    .with_context(|| format!("opening {}", data_dir.display()))?;
+                let n = log.verify()?;
+                println!(
+                    "ok: {n} entries, hash chain intact, head {}",
+                    hex::encode(log.last_hash())
+                );
+                Ok(())
+            }
+            AuditCommand::Replay {
+                config,
+                data_dir,
+                into,
+            } => {
+                let (cfg, path) = load_config(config.as_deref())?;
+                let rules = serve::rules(&cfg, &path)?;
+                let tmp = tempfile::tempdir()?;
+                let target = into.unwrap_or_else(|| tmp.path().join("replay"));
+                let (entries, hash) = hub::rebuild(&data_dir, &target, rules)?;
+                println!("replayed {entries} entries\nstate hash {hash}");
+                Ok(())
+            }
+        },
+        Command::TokenHash { token } => {
+            println!("{}", token_hash(&token));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! `mdhub serve`: the hub as a service: NATS ingest loop plus HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use mdhub_schema::Limits;
+use tracing::info;
+
+use crate::api::{router, ApiState};
+use crate::config::HubConfig;
+use crate::hub::{Hub, SharedHub};
+use crate::nats_bus::run_ingest;
+use crate::state::Rules;
+
+/// Loads models and rules from a validated config.
+pub fn rules(config: &HubConfig, config_path: &str) -> anyhow::Result<Arc<Rules>> {
+    let models = config.load_models(config_path)?;
+    Ok(Arc::new(Rules::from_config(config, models)))
+}
+
+pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let rules = rules(&config, config_path)?;
+    let url = config
+        .nats_url
+        .clone()
+        .context("serve needs a NATS server: pass --nats URL or set nats_url in the config")?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let limits = Limits {
+        max_event_bytes: config.ingest.max_event_bytes,
+    };
+    let data_dir = config.data_dir.clone();
+    let (hub, pending) = tokio::task::spawn_blocking(move || Hub::open(&data_dir, rules, limits))
+        .await?
+        .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
+    let hub: SharedHub = Arc::new(RwLock::new(hub));
+
+    let client = crate::nats_bus::connect(&url, "mdhub-hub").await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    info!(%addr, "HTTP API listening");
+    let api = router(ApiState {
+        hub: hub.clone(),
+        tokens: Arc::new(config.tokens.clone()),
+        metrics: Some(metrics),
+    });
+    let api_task = tokio::spawn(async move { axum::serve(listener, api).await });
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        info!("shutting down");
+    };
+    let result = run_ingest(hub, client, &config, pending, shutdown).await;
+    api_task.abort();
+    result.map_err(Into::into)
+}

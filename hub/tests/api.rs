@@ -1,0 +1,460 @@
+//! The HTTP API over a real hub in a temp dir, without a socket
+//! (`Router::oneshot`).
+
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use mdhub_hub::api::{router, ApiState};
+use mdhub_hub::config::{token_hash, HubConfig, Role, TokenConfig};
+use mdhub_hub::golden::SourceKey;
+use mdhub_hub::hub::{Hub, Inbound, SharedHub};
+use mdhub_hub::state::Rules;
+use mdhub_schema::Limits;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const READER: &str = "reader-token";
+const AUDITOR: &str = "auditor-token";
+const ADMIN: &str = "admin-token";
+
+const CONFIG: &str = r#"
+[system.crm]
+[system.erp]
+[survivorship]
+source_priority = ["crm", "erp"]
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    hub: SharedHub,
+    app: Router,
+    /// Golden id of Ann, who has a phone conflict.
+    ann: Uuid,
+}
+
+fn event(system: &str, record_id: &str, fields: Value, observed_at: &str) -> Inbound {
+    let payload = json!({
+        "schema_version": 1,
+        "event_id": Uuid::now_v7(),
+        "system": system,
+        "entity": "customer",
+        "record_id": record_id,
+        "op": "upsert",
+        "fields": fields,
+        "observed_at": observed_at,
+    });
+    Inbound {
+        subject: format!("mdhub.in.{system}.customer"),
+        payload: serde_json::to_vec(&payload).unwrap().into(),
+    }
+}
+
+/// Given: Ann in crm and erp (same email), each changing her phone without
+/// having seen the other's change; Bob in crm only.
+fn fixture(with_metrics: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HubConfig::parse(CONFIG, "test").unwrap();
+    let models = config.load_models("test").unwrap();
+    let rules = Arc::new(Rules::from_config(&config, models));
+    let (mut hub, _) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
+    let outcome = hub
+        .ingest(&[
+            event(
+                "crm",
+                "c-1",
+                json!({"email": "ann@example.com", "phone": "+49 30 1111111", "given_name": "Ann"}),
+                "2026-01-01T10:00:00Z",
+            ),
+            event(
+                "erp",
+                "E/77",
+                json!({"email": "ANN@example.com", "phone": "+49 30 2222222"}),
+                "2026-01-01T10:05:00Z",
+            ),
+            event(
+                "crm",
+                "c-2",
+                json!({"email": "bob@example.com"}),
+                "2026-01-01T11:00:00Z",
+            ),
+        ])
+        .unwrap();
+    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+    assert_eq!(outcome.appended, 3);
+    let ann = hub
+        .state()
+        .golden_of(&SourceKey {
+            system: "crm".into(),
+            record_id: "c-1".into(),
+        })
+        .unwrap();
+
+    let token = |name: &str, role, secret: &str| TokenConfig {
+        name: name.into(),
+        role,
+        sha256: token_hash(secret),
+    };
+    let hub: SharedHub = Arc::new(RwLock::new(hub));
+    let metrics = with_metrics.then(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle()
+    });
+    let app = router(ApiState {
+        hub: hub.clone(),
+        tokens: Arc::new(vec![
+            token("ops", Role::Reader, READER),
+            token("audit", Role::Auditor, AUDITOR),
+            token("root", Role::Admin, ADMIN),
+        ]),
+        metrics,
+    });
+    Fixture {
+        _dir: dir,
+        hub,
+        app,
+        ann,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts an error reply with this status and code.
+    fn assert_error(&self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/json",
+            "errors are JSON"
+        );
+        let body = self.json();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        body
+    }
+}
+
+async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str, token: Option<&str>) -> Reply {
+    call(app, "GET", uri, token).await
+}
+
+#[tokio::test]
+async fn healthz_needs_no_token() {
+    let f = fixture(false);
+    let r = get(&f.app, "/healthz", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"status": "ok", "log_seq": 3, "published_seq": 0, "golden_records": 2})
+    );
+}
+
+#[tokio::test]
+async fn missing_or_unknown_token_is_401_with_challenge() {
+    let f = fixture(false);
+    let uri = format!("/v1/customers/{}", f.ann);
+    for token in [None, Some("wrong-token")] {
+        let r = get(&f.app, &uri, token).await;
+        r.assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+        assert_eq!(r.headers[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    // A non-bearer scheme with a valid secret is not accepted either.
+    let req = Request::builder()
+        .uri(&uri)
+        .header(header::AUTHORIZATION, format!("Basic {READER}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = f.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // Authentication comes before input checks: no 400 for a bad id.
+    get(&f.app, "/v1/customers/not-a-uuid", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn state_hash_needs_the_auditor_role() {
+    let f = fixture(false);
+    let r = get(&f.app, "/v1/state-hash", Some(READER)).await;
+    let body = r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("auditor"),
+        "{body}"
+    );
+
+    let expected = f.hub.read().unwrap().state().state_hash();
+    for token in [AUDITOR, ADMIN] {
+        let r = get(&f.app, "/v1/state-hash", Some(token)).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json(), json!({"state_hash": expected, "log_seq": 3}));
+    }
+}
+
+#[tokio::test]
+async fn golden_record_shows_values_links_and_the_conflict() {
+    let f = fixture(false);
+    let r = get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["golden_id"], f.ann.to_string());
+    assert_eq!(body["entity"], "customer");
+    assert_eq!(body["retired"], false);
+    assert!(
+        body["version"].as_array().is_some_and(|v| !v.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["values"]["email"], "ann@example.com");
+    assert_eq!(body["values"]["given_name"], "Ann");
+    assert_eq!(body["values"]["phone"], "+49302222222", "most recent wins");
+    assert_eq!(
+        body["links"],
+        json!([
+            {"system": "crm", "record_id": "c-1"},
+            {"system": "erp", "record_id": "E/77"},
+        ])
+    );
+    let phone = body["conflicts"]["phone"]
+        .as_array()
+        .expect("phone is in conflict");
+    assert_eq!(phone.len(), 2, "{body}");
+    assert_eq!(phone[0]["system"], "crm");
+    assert_eq!(phone[0]["value"], "+49301111111");
+    assert_eq!(phone[0]["observed_at"], "2026-01-01T10:00:00Z");
+    assert!(phone[0]["event_id"]
+        .as_str()
+        .unwrap()
+        .parse::<Uuid>()
+        .is_ok());
+    assert_eq!(phone[1]["system"], "erp");
+    assert_eq!(phone[1]["value"], "+49302222222");
+    assert_eq!(phone[1]["observed_at"], "2026-01-01T10:05:00Z");
+    assert!(
+        body["conflicts"].get("given_name").is_none(),
+        "one candidate is no conflict"
+    );
+    assert!(
+        body.get("candidates").is_none(),
+        "candidates only on request"
+    );
+
+    let r = get(
+        &f.app,
+        &format!("/v1/customers/{}?candidates=true", f.ann),
+        Some(READER),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["candidates"]["given_name"][0]["system"], "crm");
+    assert_eq!(body["candidates"]["phone"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn unknown_golden_id_is_404_and_a_bad_one_400() {
+    let f = fixture(false);
+    let r = get(
+        &f.app,
+        &format!("/v1/customers/{}", Uuid::now_v7()),
+        Some(READER),
+    )
+    .await;
+    r.assert_error(StatusCode::NOT_FOUND, "not_found");
+
+    let r = get(&f.app, "/v1/customers/not-a-uuid", Some(READER)).await;
+    let body = r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a UUID"),
+        "{body}"
+    );
+
+    let r = get(
+        &f.app,
+        &format!("/v1/customers/{}?bogus=1", f.ann),
+        Some(READER),
+    )
+    .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn find_by_field_normalizes_the_query() {
+    let f = fixture(false);
+    let r = get(
+        &f.app,
+        "/v1/customers?field=email&value=%20Ann@EXAMPLE.com",
+        Some(READER),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let body = r.json();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{body}");
+    assert_eq!(results[0]["golden_id"], f.ann.to_string());
+    assert_eq!(results[0]["values"]["phone"], "+49302222222");
+
+    let r = get(
+        &f.app,
+        "/v1/customers?field=phone&value=%2B49%2030%201111111",
+        Some(READER),
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"results": []}),
+        "a losing candidate is not the golden value"
+    );
+
+    let r = get(
+        &f.app,
+        "/v1/customers?field=email&value=nobody@example.com&limit=1000",
+        Some(READER),
+    )
+    .await;
+    assert_eq!(r.json(), json!({"results": []}));
+}
+
+#[tokio::test]
+async fn find_by_field_rejects_bad_input() {
+    let f = fixture(false);
+    for uri in [
+        "/v1/customers?field=shoe_size&value=42",
+        "/v1/customers?field=email&value=not-an-email",
+        "/v1/customers?field=email",
+        "/v1/customers?value=ann@example.com",
+        "/v1/customers?field=email&value=ann@example.com&limit=0",
+        "/v1/customers?field=email&value=ann@example.com&limit=1001",
+        "/v1/customers?field=email&value=ann@example.com&limit=ten",
+    ] {
+        get(&f.app, uri, Some(READER))
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn source_lookup() {
+    let f = fixture(false);
+    let r = get(&f.app, "/v1/sources/erp/E%2F77", Some(READER)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        r.json(),
+        json!({"system": "erp", "record_id": "E/77", "golden_id": f.ann.to_string()})
+    );
+    get(&f.app, "/v1/sources/erp/nope", Some(READER))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let f = fixture(false);
+    get(&f.app, "/v2/nothing", Some(READER))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    let r = call(&f.app, "DELETE", "/healthz", None).await;
+    r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(r.headers[header::ALLOW], "GET,HEAD");
+}
+
+#[tokio::test]
+async fn metrics_text_or_503_without_a_recorder() {
+    let f = fixture(false);
+    get(&f.app, "/metrics", None)
+        .await
+        .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+    get(&f.app, "/metrics", Some(READER))
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+
+    let f = fixture(true);
+    let r = get(&f.app, "/metrics", Some(READER)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+}
+
+#[tokio::test]
+async fn a_poisoned_lock_is_503() {
+    let f = fixture(false);
+    let hub = f.hub.clone();
+    let _ = std::thread::spawn(move || {
+        let _guard = hub.write().unwrap();
+        panic!("a writer fails while holding the lock");
+    })
+    .join();
+    assert!(f.hub.is_poisoned());
+    get(&f.app, "/healthz", None)
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER))
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}

@@ -1,0 +1,353 @@
+//! Bytes from the bus → a checked `ChangeEvent`, or a `Rejection` that says
+//! exactly what is wrong and where. Nothing here panics on any input.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event::{ChangeEvent, Op, Rejection};
+use crate::model::{is_token, FieldType, Model};
+use crate::normalize::{normalize, type_name};
+
+/// Wire versions this build reads.
+pub const SUPPORTED_VERSIONS: &[u32] = &[1];
+
+/// Longest accepted `record_id`, in bytes.
+pub const MAX_RECORD_ID_BYTES: usize = 256;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted event, in bytes. Larger payloads go to the DLQ
+    /// untouched.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// What the hub knows about systems and entities, for validation.
+pub struct Catalog<'a> {
+    pub models: &'a BTreeMap<String, Model>,
+    /// Is this system configured?
+    pub known_system: &'a dyn Fn(&str) -> bool,
+}
+
+struct Context {
+    system: Option<String>,
+    event_id: Option<Uuid>,
+    record_id: Option<String>,
+}
+
+impl Context {
+    fn reject(&self, code: &'static str, field: Option<&str>, message: String) -> Rejection {
+        let mut where_ = Vec::new();
+        if let Some(id) = self.event_id {
+            where_.push(format!("event {id}"));
+        }
+        if let (Some(s), Some(r)) = (&self.system, &self.record_id) {
+            where_.push(format!("record {s}/{r}"));
+        }
+        if let Some(f) = field {
+            where_.push(format!("field {f:?}"));
+        }
+        let message = if where_.is_empty() {
+            message
+        } else {
+            format!("{}: {message}", where_.join(", "))
+        };
+        Rejection {
+            code,
+            message,
+            system: self.system.clone(),
+            event_id: self.event_id,
+            record_id: self.record_id.clone(),
+            field: field.map(str::to_string),
+        }
+    }
+}
+
+/// Splits `mdhub.in.<system>.<entity>`.
+pub fn parse_in_subject(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("mdhub.in.")?;
+    let (system, entity) = rest.split_once('.')?;
+    (!system.is_empty() && !entity.is_empty() && !entity.contains('.')).then_some((system, entity))
+}
+
+/// Validates one message received on `subject`. On success the event's field
+/// values are as sent (the log keeps what the system said); they are known
+/// to normalize.
+pub fn validate_event(
+    bytes: &[u8],
+    subject: &str,
+    catalog: &Catalog<'_>,
+    limits: Limits,
+) -> Result<ChangeEvent, Rejection> {
+    let subject_parts = parse_in_subject(subject);
+    let mut cx = Context {
+        system: subject_parts.map(|(s, _)| s.to_string()),
+        event_id: None,
+        record_id: None,
+    };
+    if bytes.len() > limits.max_event_bytes {
+        return Err(cx.reject(
+            "oversize",
+            None,
+            format!(
+                "payload is {} bytes, the limit is {} bytes (ingest.max_event_bytes)",
+                bytes.len(),
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let Some((subject_system, subject_entity)) = subject_parts else {
+        return Err(cx.reject(
+            "bad_subject",
+            None,
+            format!("subject {subject:?} is not mdhub.in.<system>.<entity>"),
+        ));
+    };
+    let raw: Value = serde_json::from_slice(bytes)
+        .map_err(|e| cx.reject("malformed_json", None, format!("not valid JSON: {e}")))?;
+    // Pick out ids first so that every later rejection can name the event.
+    if let Some(obj) = raw.as_object() {
+        cx.event_id = obj
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        cx.record_id = obj
+            .get("record_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(s) = obj.get("system").and_then(Value::as_str) {
+            cx.system = Some(s.to_string());
+        }
+        if let Some(v) = obj.get("schema_version").and_then(Value::as_u64) {
+            if !SUPPORTED_VERSIONS.contains(&(v as u32)) || v > u32::MAX as u64 {
+                return Err(cx.reject(
+                    "unsupported_version",
+                    None,
+                    format!(
+                        "schema_version {v} is not supported (supported: {SUPPORTED_VERSIONS:?})"
+                    ),
+                ));
+            }
+        }
+    } else {
+        return Err(cx.reject(
+            "wrong_type",
+            None,
+            format!("expected a JSON object, got {}", type_name(&raw)),
+        ));
+    }
+    let event: ChangeEvent = serde_json::from_value(raw).map_err(|e| {
+        let text = e.to_string();
+        let code = if text.starts_with("unknown field") {
+            "unknown_field"
+        } else if text.starts_with("missing field") {
+            "missing_field"
+        } else {
+            "wrong_type"
+        };
+        cx.reject(code, None, text)
+    })?;
+
+    if !is_token(&event.system) {
+        return Err(cx.reject(
+            "invalid_system",
+            None,
+            format!(
+                "system {:?} must be lower-case letters, digits and '_'",
+                event.system
+            ),
+        ));
+    }
+    if event.system != subject_system || event.entity != subject_entity {
+        return Err(cx.reject(
+            "subject_mismatch",
+            None,
+            format!(
+                "event says {}/{} but was published on {subject:?}",
+                event.system, event.entity
+            ),
+        ));
+    }
+    if !(catalog.known_system)(&event.system) {
+        return Err(cx.reject(
+            "unknown_system",
+            None,
+            format!("system {:?} is not configured in the hub", event.system),
+        ));
+    }
+    let Some(model) = catalog.models.get(&event.entity) else {
+        return Err(cx.reject(
+            "unknown_entity",
+            None,
+            format!("entity {:?} has no model", event.entity),
+        ));
+    };
+    if event.record_id.trim().is_empty() || event.record_id.len() > MAX_RECORD_ID_BYTES {
+        return Err(cx.reject(
+            "invalid_record_id",
+            None,
+            format!("record_id must be 1 to {MAX_RECORD_ID_BYTES} bytes and not blank"),
+        ));
+    }
+    if event.op == Op::Delete && !event.fields.is_empty() {
+        return Err(cx.reject(
+            "invalid_delete",
+            None,
+            "a delete carries no fields".to_string(),
+        ));
+    }
+    for (name, value) in &event.fields {
+        let Some(field) = model.field(name) else {
+            return Err(cx.reject(
+                "unknown_field",
+                Some(name),
+                format!("entity {:?} has no field {name:?}", model.entity),
+            ));
+        };
+        if !type_fits(field.kind, value) {
+            return Err(cx.reject(
+                "wrong_type",
+                Some(name),
+                format!(
+                    "expected {}, got {}",
+                    expected(field.kind),
+                    type_name(value)
+                ),
+            ));
+        }
+        if let Err(problem) = normalize(field, value) {
+            return Err(cx.reject("invalid_value", Some(name), problem));
+        }
+    }
+    if let Some(base) = &event.base {
+        if let Some(bad) = base
+            .iter()
+            .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(cx.reject(
+                "invalid_base",
+                None,
+                format!("base entry {bad:?} is not a 64-digit hex change hash"),
+            ));
+        }
+    }
+    Ok(event)
+}
+
+fn type_fits(kind: FieldType, value: &Value) -> bool {
+    match (kind, value) {
+        (_, Value::Null) => true,
+        (FieldType::Number, v) => v.is_number(),
+        (FieldType::Bool, v) => v.is_boolean(),
+        (_, v) => v.is_string(),
+    }
+}
+
+fn expected(kind: FieldType) -> &'static str {
+    match kind {
+        FieldType::Number => "a number",
+        FieldType::Bool => "true or false",
+        _ => "a string",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> BTreeMap<String, Model> {
+        BTreeMap::from([("customer".to_string(), Model::default_customer())])
+    }
+
+    fn check(bytes: &[u8]) -> Result<ChangeEvent, Rejection> {
+        let models = models();
+        let known = |s: &str| s == "crm" || s == "erp";
+        let catalog = Catalog {
+            models: &models,
+            known_system: &known,
+        };
+        validate_event(bytes, "mdhub.in.crm.customer", &catalog, Limits::default())
+    }
+
+    const GOOD: &str = r#"{"schema_version":1,"event_id":"01900000-0000-7000-8000-000000000001",
+        "system":"crm","entity":"customer","record_id":"c-1","op":"upsert",
+        "fields":{"email":"Ann@Example.com","phone":"+49 30 1234"},
+        "observed_at":"2026-01-02T03:04:05Z"}"#;
+
+    #[test]
+    fn a_good_event_passes() {
+        let e = check(GOOD.as_bytes()).unwrap();
+        assert_eq!(e.record_id, "c-1");
+        assert_eq!(e.fields["email"], "Ann@Example.com");
+    }
+
+    fn code_of(text: &str) -> (&'static str, String) {
+        let r = check(text.as_bytes()).unwrap_err();
+        (r.code, r.message)
+    }
+
+    #[test]
+    fn each_problem_has_its_code_and_names_the_place() {
+        assert_eq!(code_of("{not json").0, "malformed_json");
+        assert_eq!(code_of("[1]").0, "wrong_type");
+        let (code, msg) = code_of(&GOOD.replace("\"op\"", "\"colour\":1,\"op\""));
+        assert_eq!(code, "unknown_field");
+        assert!(msg.contains("colour") && msg.contains("c-1"), "{msg}");
+        let (code, msg) = code_of(&GOOD.replace("\"record_id\":\"c-1\",", ""));
+        assert_eq!(code, "missing_field");
+        assert!(msg.contains("record_id"), "{msg}");
+        let (code, msg) = code_of(&GOOD.replace("\"+49 30 1234\"", "4930"));
+        assert_eq!(code, "wrong_type");
+        assert!(
+            msg.contains("\"phone\"") && msg.contains("crm/c-1"),
+            "{msg}"
+        );
+        let (code, msg) = code_of(&GOOD.replace("Ann@Example.com", "nobody"));
+        assert_eq!(code, "invalid_value");
+        assert!(msg.contains("\"email\""), "{msg}");
+        assert_eq!(
+            code_of(&GOOD.replace("\"email\"", "\"shoe_size\"")).0,
+            "unknown_field"
+        );
+        assert_eq!(
+            code_of(&GOOD.replace("\"system\":\"crm\"", "\"system\":\"erp\"")).0,
+            "subject_mismatch"
+        );
+        assert_eq!(
+            code_of(&GOOD.replace("\"schema_version\":1", "\"schema_version\":9")).0,
+            "unsupported_version"
+        );
+    }
+
+    #[test]
+    fn unknown_systems_and_oversize_payloads_are_refused() {
+        let models = models();
+        let known = |_: &str| false;
+        let catalog = Catalog {
+            models: &models,
+            known_system: &known,
+        };
+        let r = validate_event(
+            GOOD.as_bytes(),
+            "mdhub.in.crm.customer",
+            &catalog,
+            Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(r.code, "unknown_system");
+        let big = vec![b' '; 300_000];
+        let r =
+            validate_event(&big, "mdhub.in.crm.customer", &catalog, Limits::default()).unwrap_err();
+        assert_eq!(r.code, "oversize");
+        assert_eq!(r.system.as_deref(), Some("crm"));
+    }
+}

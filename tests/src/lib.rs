@@ -1,0 +1,18 @@
+//! Test harness for mdhub's end-to-end suite and benchmarks.
+//!
+//! Layout:
+//! - `nats`: starts real nats-server processes (one node, or a three-node
+//!   cluster) from the installed binary on free loopback ports with temp dirs,
+//!   stops them on drop.
+//! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
+//!   binary as a child process (for kill -9), and reference runs without NATS.
+//! - `fixtures`: a deterministic multi-system customer workload with the
+//!   golden values it must produce.
+//! - `wait`: waiting on a condition with a deadline (never sleep-and-hope).
+//! - `ports`: free loopback ports.
+
+pub mod fixtures;
+pub mod hub_runner;
+pub mod nats;
+pub mod ports;
+pub mod wait;
