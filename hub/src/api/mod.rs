@@ -2,7 +2,7 @@
 //!
 //! | Route | Role | Answer |
 //! |---|---|---|
-//! | `GET /healthz` | none | `{status, log_seq, golden_records}` |
+//! | `GET /healthz` | none | `{status, log_seq, published_seq, golden_records}` |
 //! | `GET /metrics` | reader | Prometheus text (503 without a recorder) |
 //! | `GET /v1/customers/{golden_id}[?candidates=true]` | reader | the golden record with links and conflicts |
 //! | `GET /v1/customers?field=&value=[&limit=]` | reader | `{results: [{golden_id, retired, values}]}` |
