@@ -412,6 +412,7 @@ pub struct Publisher {
     max_batch: usize,
     max_in_flight: usize,
     ack_timeout: Duration,
+    no_stream_grace: Duration,
 }
 
 impl Publisher {
@@ -424,6 +425,7 @@ impl Publisher {
             max_batch: MAX_ATOMIC_BATCH,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            no_stream_grace: DEFAULT_NO_STREAM_GRACE,
         }
     }
 
@@ -444,6 +446,14 @@ impl Publisher {
     /// [`MAX_IN_FLIGHT_LIMIT`].
     pub fn with_max_in_flight(mut self, max_in_flight: usize) -> Self {
         self.max_in_flight = max_in_flight.clamp(1, MAX_IN_FLIGHT_LIMIT);
+        self
+    }
+
+    /// How long an atomic batch is retried while no stream answers for its
+    /// subject (a new stream's interest still spreading through a cluster).
+    /// Zero: fail at once.
+    pub fn with_no_stream_grace(mut self, grace: Duration) -> Self {
+        self.no_stream_grace = grace;
         self
     }
 
@@ -526,7 +536,23 @@ impl Publisher {
 
         let mut report = PublishReport::default();
         for batch in batches {
-            let ack = self.send_batch(batch, report.messages).await?;
+            let started = std::time::Instant::now();
+            let mut attempt = batch;
+            let ack = loop {
+                match self.send_batch(attempt.clone(), report.messages).await {
+                    // Right after a stream is created, a cluster may take a
+                    // moment to tell the server this client is on about the
+                    // stream's subjects: "no responders", nothing stored.
+                    // Retry under a fresh batch id for a short while.
+                    Err(PublishError::NoStream { stored: 0, .. })
+                        if started.elapsed() < self.no_stream_grace =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        attempt = attempt.with_new_id();
+                    }
+                    other => break other?,
+                }
+            };
             report.messages += ack.count;
             report.batches += 1;
             report.last_stream_seq = report.last_stream_seq.max(ack.seq);
@@ -738,12 +764,29 @@ impl Publisher {
     }
 }
 
+#[derive(Clone)]
 struct PlannedBatch {
     number: usize,
     id: String,
     first: usize,
     messages: Vec<(String, HeaderMap, Bytes)>,
 }
+
+impl PlannedBatch {
+    /// The same messages under a new batch id (a retry must not continue
+    /// a batch the server may have started).
+    fn with_new_id(mut self) -> Self {
+        self.id = uuid::Uuid::now_v7().to_string();
+        for (_, headers, _) in &mut self.messages {
+            headers.insert(HEADER_BATCH_ID, self.id.as_str());
+        }
+        self
+    }
+}
+
+/// How long a batch is retried, by default, while no stream answers for its
+/// subject.
+pub const DEFAULT_NO_STREAM_GRACE: Duration = Duration::from_secs(5);
 
 struct BatchAck {
     stream: String,

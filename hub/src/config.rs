@@ -74,6 +74,11 @@ pub struct IngestConfig {
     /// fewer fsyncs.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// How long to wait for more messages when fewer than `batch_size` are
+    /// ready, in milliseconds: under load, bigger batches and fewer fsyncs;
+    /// when quiet, at most this much added latency.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
     /// Durable consumer name on MDHUB_IN.
     #[serde(default = "default_consumer")]
     pub consumer: String,
@@ -144,6 +149,9 @@ fn default_max_event_bytes() -> usize {
 fn default_batch_size() -> usize {
     500
 }
+fn default_linger_ms() -> u64 {
+    5
+}
 fn default_consumer() -> String {
     "mdhub-hub".to_string()
 }
@@ -159,6 +167,7 @@ impl Default for IngestConfig {
         IngestConfig {
             max_event_bytes: default_max_event_bytes(),
             batch_size: default_batch_size(),
+            linger_ms: default_linger_ms(),
             consumer: default_consumer(),
         }
     }
@@ -259,6 +268,9 @@ impl HubConfig {
                     t.name
                 ));
             }
+        }
+        if self.ingest.linger_ms > 1_000 {
+            problems.push("ingest.linger_ms: at most 1000".to_string());
         }
         if self.ingest.batch_size == 0 || self.ingest.batch_size > 10_000 {
             problems.push("ingest.batch_size: must be 1 to 10000".to_string());

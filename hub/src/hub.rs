@@ -65,7 +65,7 @@ impl Hub {
     ) -> Result<(Hub, Vec<Outbound>), LogError> {
         let log = EventLog::open(dir)?;
         let entries = log.verify()?;
-        let published = log.meta_u64(PUBLISHED_SEQ)?.unwrap_or(0);
+        let published = log.marker(PUBLISHED_SEQ).get()?;
         let mut state = State::new(rules);
         let mut pending = Vec::new();
         for entry in log.iter_from(1) {
@@ -165,12 +165,12 @@ impl Hub {
         Ok(outcome)
     }
 
-    /// Records that every outbound message up to log entry `seq` is
-    /// acknowledged by the bus. Made durable with the next flush; if it is
-    /// lost, the same messages are published again after a restart.
-    pub fn mark_published(&mut self, seq: u64, messages: usize) -> Result<(), LogError> {
-        metrics::counter!("mdhub_updates_out_total").increment(messages as u64);
-        self.log.set_meta_u64(PUBLISHED_SEQ, seq)
+    /// Where the bus adapter records that every outbound message up to a
+    /// log entry is acknowledged by the bus (without taking the hub's lock).
+    /// Made durable with the next flush; if it is lost, the same messages
+    /// are published again after a restart.
+    pub fn published_marker(&self) -> PublishedMarker {
+        PublishedMarker(self.log.marker(PUBLISHED_SEQ))
     }
 }
 
@@ -202,6 +202,19 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
     Ok((hub.log.last_seq(), hub.state.state_hash()))
 }
 
+/// Records how far outbound publication has got.
+#[derive(Clone)]
+pub struct PublishedMarker(crate::log::Marker);
+
+impl PublishedMarker {
+    /// Every outbound message up to log entry `seq` is acknowledged;
+    /// `messages` were published since the last mark.
+    pub fn mark(&self, seq: u64, messages: usize) -> Result<(), LogError> {
+        metrics::counter!("mdhub_updates_out_total").increment(messages as u64);
+        self.0.set(seq)
+    }
+}
+
 /// The hub as shared between the ingest loop (writer, one batch at a time)
 /// and the HTTP API (readers).
 pub type SharedHub = Arc<std::sync::RwLock<Hub>>;
@@ -209,6 +222,6 @@ pub type SharedHub = Arc<std::sync::RwLock<Hub>>;
 impl Hub {
     /// Log sequence up to which outbound messages are confirmed published.
     pub fn published_seq(&self) -> Result<u64, LogError> {
-        Ok(self.log.meta_u64(PUBLISHED_SEQ)?.unwrap_or(0))
+        self.log.marker(PUBLISHED_SEQ).get()
     }
 }

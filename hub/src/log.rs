@@ -265,16 +265,35 @@ impl EventLog {
         Ok(expected_seq - 1)
     }
 
-    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, LogError> {
+    /// A counter kept beside the log (not part of it), usable without
+    /// holding the log.
+    pub fn marker(&self, key: &'static str) -> Marker {
+        Marker {
+            tree: self.meta.clone(),
+            key,
+        }
+    }
+}
+
+/// Bookkeeping beside the log, e.g. up to which entry outbound messages are
+/// published. Shares sled's store; durable with the log's next flush.
+#[derive(Clone)]
+pub struct Marker {
+    tree: sled::Tree,
+    key: &'static str,
+}
+
+impl Marker {
+    pub fn get(&self) -> Result<u64, LogError> {
         Ok(self
-            .meta
-            .get(key)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
+            .tree
+            .get(self.key)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
     }
 
-    /// Bookkeeping beside the log; durable with the next `flush`.
-    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), LogError> {
-        self.meta.insert(key, &value.to_be_bytes())?;
+    pub fn set(&self, value: u64) -> Result<(), LogError> {
+        self.tree.insert(self.key, &value.to_be_bytes())?;
         Ok(())
     }
 }

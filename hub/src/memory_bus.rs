@@ -61,7 +61,8 @@ impl MemoryBus {
                     Outbound::Golden(g) => self.golden_feed.push(g.clone()),
                 }
             }
-            hub.mark_published(outcome.last_seq, outcome.outbound.len())?;
+            hub.published_marker()
+                .mark(outcome.last_seq, outcome.outbound.len())?;
             total.appended += outcome.appended;
             total.duplicates += outcome.duplicates;
             total.conflicts += outcome.conflicts;

@@ -30,7 +30,7 @@ use mdhub_schema::Rejection;
 use tracing::{debug, info, warn};
 
 use crate::config::HubConfig;
-use crate::hub::{Inbound, SharedHub};
+use crate::hub::{Inbound, PublishedMarker, SharedHub};
 use crate::state::Outbound;
 
 pub const IN_STREAM: &str = "MDHUB_IN";
@@ -156,23 +156,62 @@ fn outbound_messages(outbound: &[Outbound]) -> Vec<OutMessage> {
 
 /// Publishes outbound messages and records them as published.
 async fn publish_outbound(
-    hub: &SharedHub,
+    marker: &PublishedMarker,
     publisher: &Publisher,
     outbound: &[Outbound],
     up_to_seq: u64,
 ) -> Result<(), BusError> {
-    if !outbound.is_empty() {
-        publisher
-            .publish_all(outbound_messages(outbound))
-            .await
-            .map_err(|source| BusError::Publish {
-                stream: OUT_STREAM,
-                source,
-            })?;
-    }
-    let mut hub = hub.write().expect("hub lock");
-    hub.mark_published(up_to_seq, outbound.len())?;
+    publish_with_retry(publisher, outbound_messages(outbound), OUT_STREAM).await?;
+    marker.mark(up_to_seq, outbound.len())?;
     Ok(())
+}
+
+/// How long the hub keeps retrying a publish that fails for a passing
+/// reason (a reconnect, a stream leader election) before it stops.
+const PUBLISH_RETRY_WINDOW: Duration = Duration::from_secs(120);
+
+/// Publishes `msgs`, retrying what is not stored yet while the failure is
+/// one that passes: the hub must ride out a node restart in the cluster.
+async fn publish_with_retry(
+    publisher: &Publisher,
+    mut msgs: Vec<OutMessage>,
+    stream: &'static str,
+) -> Result<(), BusError> {
+    let started = std::time::Instant::now();
+    while !msgs.is_empty() {
+        match publisher.publish_all(msgs.clone()).await {
+            Ok(_) => break,
+            Err(e) if passing(&e) && started.elapsed() < PUBLISH_RETRY_WINDOW => {
+                warn!(stream, error = %e, "publish failed; retrying what is not stored yet");
+                msgs.drain(..e.stored().min(msgs.len()));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(source) => return Err(BusError::Publish { stream, source }),
+        }
+    }
+    Ok(())
+}
+
+fn passing(e: &mdhub_connectors::publish::PublishError) -> bool {
+    e.is_transient() || matches!(e, mdhub_connectors::publish::PublishError::NoStream { .. })
+}
+
+/// A committed batch on its way to the publish stage.
+struct Committed {
+    outbound: Vec<Outbound>,
+    last_seq: u64,
+    input: Vec<jetstream::Message>,
+}
+
+/// Acknowledges a whole batch with one ack of its last message: the
+/// consumer's ack policy is `All`, and everything before it is durable too.
+async fn ack_all(input: &[jetstream::Message]) {
+    if let Some(last) = input.last() {
+        if let Err(e) = last.ack().await {
+            // The events are stored; reading them again is a no-op.
+            warn!(error = %e, "ack failed; the batch may be redelivered and deduplicated");
+        }
+    }
 }
 
 /// Runs the ingest loop until `shutdown` completes. `pending` are outbound
@@ -195,7 +234,8 @@ pub async fn run_ingest(
             "re-publishing outbound messages not confirmed before the last stop"
         );
     }
-    publish_outbound(&hub, &publisher, &pending, last_seq).await?;
+    let marker = hub.read().expect("hub lock").published_marker();
+    publish_outbound(&marker, &publisher, &pending, last_seq).await?;
 
     let js = jetstream::new(client.clone());
     let stream = js.get_stream(IN_STREAM).await.map_err(nats(IN_STREAM))?;
@@ -216,9 +256,10 @@ pub async fn run_ingest(
             deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: position + 1,
             },
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_policy: jetstream::consumer::AckPolicy::All,
             ack_wait: Duration::from_secs(60),
-            max_ack_pending: (batch_size * 8) as i64,
+            // Room for the batches between the commit and the publish stage.
+            max_ack_pending: (batch_size * 40) as i64,
             ..Default::default()
         })
         .await
@@ -236,6 +277,21 @@ pub async fn run_ingest(
     let mut chunks = messages.ready_chunks(batch_size);
     tokio::pin!(shutdown);
     info!(consumer = %config.ingest.consumer, batch_size, from_stream_seq = position + 1, "ingesting from {IN_STREAM}");
+    // Two stages: this loop commits batch N+1 (sled fsync, derivation) while
+    // the publish stage waits for JetStream to store batch N's outbound
+    // messages (its fsync), then acks batch N. Batches stay in order.
+    let (to_publish, mut committed) = tokio::sync::mpsc::channel::<Committed>(4);
+    let mut publish_stage = tokio::spawn({
+        async move {
+            while let Some(batch) = committed.recv().await {
+                publish_outbound(&marker, &publisher, &batch.outbound, batch.last_seq).await?;
+                ack_all(&batch.input).await;
+            }
+            Ok::<(), BusError>(())
+        }
+    });
+    let linger = Duration::from_millis(config.ingest.linger_ms);
+    let mut stage_ended = None;
     loop {
         let chunk = tokio::select! {
             _ = &mut shutdown => break,
@@ -244,6 +300,13 @@ pub async fn run_ingest(
                 None => return Err(BusError::Nats("consumer stream ended".to_string())),
             },
         };
+        let mut chunk = chunk;
+        while chunk.len() < batch_size {
+            match tokio::time::timeout(linger, chunks.next()).await {
+                Ok(Some(more)) => chunk.extend(more),
+                _ => break,
+            }
+        }
         let mut msgs = Vec::with_capacity(chunk.len());
         for m in chunk {
             match m {
@@ -276,13 +339,7 @@ pub async fn run_ingest(
                 .iter()
                 .map(|(i, r)| dlq_message(r, &inbound[*i]))
                 .collect();
-            dlq_publisher
-                .publish_all(dlq)
-                .await
-                .map_err(|source| BusError::Publish {
-                    stream: DLQ_STREAM,
-                    source,
-                })?;
+            publish_with_retry(&dlq_publisher, dlq, DLQ_STREAM).await?;
         }
         let outcome = tokio::task::block_in_place(|| {
             hub.write().expect("hub lock").commit(validated, position)
@@ -294,15 +351,25 @@ pub async fn run_ingest(
             outbound = outcome.outbound.len(),
             "batch ingested"
         );
-        publish_outbound(&hub, &publisher, &outcome.outbound, outcome.last_seq).await?;
-        let acks = msgs.iter().map(|m| m.ack());
-        for result in futures::future::join_all(acks).await {
-            if let Err(e) = result {
-                // The event is stored; a redelivery is a no-op.
-                warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
-            }
+        let batch = Committed {
+            outbound: outcome.outbound,
+            last_seq: outcome.last_seq,
+            input: msgs,
+        };
+        tokio::select! {
+            sent = to_publish.send(batch) => if sent.is_err() { break },
+            // The publish stage failed: stop and report its error below.
+            ended = &mut publish_stage => { stage_ended = Some(ended); break }
         }
     }
+    // Let the publish stage finish what is committed, or report why it
+    // stopped.
+    drop(to_publish);
+    let ended = match stage_ended {
+        Some(ended) => ended,
+        None => publish_stage.await,
+    };
+    ended.map_err(|e| BusError::Nats(format!("publish stage: {e}")))??;
     info!("ingest stopped");
     Ok(())
 }

@@ -90,6 +90,30 @@ fn phone_formatted(s: usize, canonical: &str) -> String {
     }
 }
 
+/// Fields every system sends with every change of customer `c`, the same
+/// everywhere (connectors that send the record's key business fields along,
+/// as many do): after the first statement the hub skips them as unchanged.
+/// They bring events to the ~400 bytes of real change events.
+fn context(c: usize) -> BTreeMap<String, Value> {
+    let s = |v: String| Value::String(v);
+    BTreeMap::from([
+        (
+            "company".into(),
+            s(format!("Customer {c} Handelsgesellschaft mbH & Co. KG")),
+        ),
+        (
+            "website".into(),
+            s(format!(
+                "https://www.customer{c}-handel.example{}.com/kontakt",
+                c % 97
+            )),
+        ),
+        ("lang".into(), s("de_DE".into())),
+        ("customer_type".into(), s("company".into())),
+        ("tax_id".into(), s(format!("DE{:09}", 100_000_000 + c))),
+    ])
+}
+
 /// `customers` customers, `total` events in all (at least one per holder
 /// per customer), generated from `seed`.
 pub fn workload(customers: usize, total: usize, seed: u64) -> Workload {
@@ -167,6 +191,8 @@ pub fn workload(customers: usize, total: usize, seed: u64) -> Workload {
                 ("city".into(), s(&city)),
                 ("country".into(), s(if h == 2 { "de" } else { "DE" })),
             ]);
+            let mut fields = fields;
+            fields.extend(context(c));
             tick += 1;
             events.push(make(h, c, fields, t0 + time::Duration::milliseconds(tick)));
             note(c, "phone", h, &phone, tick);
@@ -199,12 +225,9 @@ pub fn workload(customers: usize, total: usize, seed: u64) -> Workload {
                 ("city", city)
             }
         };
-        events.push(make(
-            h,
-            c,
-            BTreeMap::from([(field.to_string(), s(&value))]),
-            t0 + time::Duration::milliseconds(tick),
-        ));
+        let mut fields = context(c);
+        fields.insert(field.to_string(), s(&value));
+        events.push(make(h, c, fields, t0 + time::Duration::milliseconds(tick)));
     }
     // most_recent fields: the latest statement among the systems' last ones.
     let mut latest: BTreeMap<(usize, &str), (i64, String)> = BTreeMap::new();

@@ -73,7 +73,7 @@ impl InProcessHub {
 
     /// Waits until the log holds `entries` entries and their outbound
     /// messages are acknowledged by JetStream.
-    pub async fn wait_caught_up(&self, entries: u64, deadline: Duration) -> anyhow::Result<()> {
+    pub async fn wait_caught_up(&mut self, entries: u64, deadline: Duration) -> anyhow::Result<()> {
         let what = format!("the hub to log {entries} entries and publish their updates");
         wait_until(&what, deadline, || async {
             if self.task.is_finished() {
@@ -85,7 +85,8 @@ impl InProcessHub {
         })
         .await?;
         if self.task.is_finished() {
-            bail!("the ingest loop ended early");
+            let ended = (&mut self.task).await;
+            bail!("the ingest loop ended early: {ended:?}");
         }
         Ok(())
     }

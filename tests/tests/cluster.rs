@@ -15,7 +15,7 @@ async fn ingest_through_a_three_node_cluster_with_r3_streams() -> anyhow::Result
     let toml = format!("{}\n[stream]\nreplicas = 3\n", hub_config_toml());
     let (_, ref_hash) = reference_run(&toml, &w.events)?;
     let urls = cluster.client_urls_joined();
-    let hub = InProcessHub::start(config(&toml, &urls, dir.path())?).await?;
+    let mut hub = InProcessHub::start(config(&toml, &urls, dir.path())?).await?;
     let client = mdhub_hub::nats_bus::connect(&urls, "test").await?;
     publish_events(&client, &w.events[..1_000]).await?;
     hub.wait_caught_up(1_000, Duration::from_secs(120)).await?;

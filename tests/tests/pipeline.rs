@@ -52,7 +52,7 @@ async fn ten_thousand_events_from_three_systems_become_the_expected_golden_recor
     let dir = tempfile::tempdir()?;
     let w = workload(2_000, 10_000, 7);
     assert_eq!(w.events.len(), 10_000);
-    let hub =
+    let mut hub =
         InProcessHub::start(config(&hub_config_toml(), nats.client_url(), dir.path())?).await?;
     let client = async_nats::connect(nats.client_url()).await?;
     publish_events(&client, &w.events).await?;
@@ -178,7 +178,7 @@ async fn duplicates_and_redelivery_after_a_consumer_crash_leave_one_entry_each(
     .await?;
     hub.crash().await;
 
-    let hub = InProcessHub::start(cfg()?).await?;
+    let mut hub = InProcessHub::start(cfg()?).await?;
     for e in &w.events[1_500..] {
         js.publish(subject_of(e), serde_json::to_vec(e)?.into())
             .await?
@@ -231,7 +231,7 @@ async fn bad_input_goes_to_the_dlq_with_its_reason_and_the_good_events_around_it
     let nats = NatsServer::builder().max_payload(8 * 1024 * 1024).start()?;
     let dir = tempfile::tempdir()?;
     let w = workload(40, 100, 3);
-    let hub =
+    let mut hub =
         InProcessHub::start(config(&hub_config_toml(), nats.client_url(), dir.path())?).await?;
     let client = async_nats::connect(nats.client_url()).await?;
     let js = jetstream::new(client.clone());

@@ -333,8 +333,10 @@ async fn publishing_where_no_stream_listens_fails_without_hanging() -> anyhow::R
         make_stream(&js, "PB_OTHER", "pb.other.>", Mode::Atomic).await?;
 
         for mode in [Mode::Atomic, Mode::Pipelined] {
-            let publisher =
-                Publisher::new(client.clone(), mode).with_ack_timeout(Duration::from_secs(5));
+            // No grace: a stream that never appears fails at once.
+            let publisher = Publisher::new(client.clone(), mode)
+                .with_ack_timeout(Duration::from_secs(5))
+                .with_no_stream_grace(Duration::ZERO);
             let started = std::time::Instant::now();
             let err = publisher
                 .publish_all(numbered("pb.nowhere", 30))
