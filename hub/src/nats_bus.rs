@@ -74,6 +74,17 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, BusEr
         .map_err(|e| BusError::Nats(format!("connecting to {urls}: {e}")))
 }
 
+/// The settings all the hub's streams share (name and subjects aside).
+pub fn stream_settings(config: &HubConfig, mode: Mode) -> stream::Config {
+    stream::Config {
+        storage: stream::StorageType::File,
+        num_replicas: config.stream.replicas,
+        duplicate_window: Duration::from_secs(config.stream.duplicate_window_secs),
+        allow_atomic_publish: mode == Mode::Atomic,
+        ..Default::default()
+    }
+}
+
 /// Creates or updates the hub's streams. Returns the publish mode the
 /// server supports (atomic batches on 2.12 and later).
 pub async fn ensure_streams(
@@ -86,13 +97,7 @@ pub async fn ensure_streams(
         warn!(server_version = %version, "nats-server before 2.12: no atomic batch publish, falling back to single publishes");
     }
     let js = jetstream::new(client.clone());
-    let base = stream::Config {
-        storage: stream::StorageType::File,
-        num_replicas: config.stream.replicas,
-        duplicate_window: Duration::from_secs(config.stream.duplicate_window_secs),
-        allow_atomic_publish: mode == Mode::Atomic,
-        ..Default::default()
-    };
+    let base = stream_settings(config, mode);
     for (name, subjects) in [
         (IN_STREAM, vec!["mdhub.in.>".to_string()]),
         (
@@ -171,8 +176,9 @@ async fn publish_outbound(
 const PUBLISH_RETRY_WINDOW: Duration = Duration::from_secs(120);
 
 /// Publishes `msgs`, retrying what is not stored yet while the failure is
-/// one that passes: the hub must ride out a node restart in the cluster.
-async fn publish_with_retry(
+/// one that passes: the hub (and a connector) must ride out a node restart
+/// in the cluster.
+pub async fn publish_with_retry(
     publisher: &Publisher,
     mut msgs: Vec<OutMessage>,
     stream: &'static str,

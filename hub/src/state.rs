@@ -194,19 +194,7 @@ impl State {
             // older model may still hold some. They derive nothing.
             return Applied::default();
         };
-        // Values that no longer normalize (the model changed since) are
-        // skipped the same way on every replay.
-        let writes: Vec<FieldWrite> = e
-            .fields
-            .iter()
-            .filter_map(|(name, value)| {
-                let def = model.field(name)?;
-                normalize(def, value).ok().map(|value| FieldWrite {
-                    field: name.clone(),
-                    value,
-                })
-            })
-            .collect();
+        let writes = normalized_writes(model, &e.fields);
         let keys: Vec<(&str, &Value)> = model
             .match_keys()
             .filter_map(|f| {
@@ -367,6 +355,22 @@ impl State {
         }
         hex::encode(h.finalize())
     }
+}
+
+/// An event's field values in canonical form, as golden writes. Values that
+/// no longer normalize (the model changed since they were logged) are
+/// skipped, the same way on every replay.
+pub fn normalized_writes(model: &Model, fields: &mdhub_schema::event::Fields) -> Vec<FieldWrite> {
+    fields
+        .iter()
+        .filter_map(|(name, value)| {
+            let def = model.field(name)?;
+            normalize(def, value).ok().map(|value| FieldWrite {
+                field: name.clone(),
+                value,
+            })
+        })
+        .collect()
 }
 
 fn observed_ns(e: &ChangeEvent) -> i64 {

@@ -33,9 +33,9 @@ use mdhub_connectors::publish::{mode_for_server, Mode, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::golden::{survivorship, Candidate, FieldWrite, GoldenRecord};
 use mdhub_hub::hub::SharedHub;
-use mdhub_hub::nats_bus::{DLQ_STREAM, OUT_STREAM};
+use mdhub_hub::nats_bus::{stream_settings, DLQ_STREAM, OUT_STREAM};
 use mdhub_hub::serve::rules;
-use mdhub_schema::normalize::normalize;
+use mdhub_hub::state::normalized_writes;
 use mdhub_schema::{ChangeEvent, Survivorship};
 use mdhub_tests::fixtures::{hub_config_toml, workload, SYSTEMS};
 use mdhub_tests::hub_runner::{config, publish_events, InProcessHub};
@@ -226,13 +226,7 @@ async fn relay_baseline(
     eprintln!("[baseline] publish mode (connector side and relay side): {mode}");
     let js = jetstream::new(client.clone());
     // The same stream settings the hub's `ensure_streams` uses.
-    let base = stream::Config {
-        storage: stream::StorageType::File,
-        num_replicas: hub_cfg.stream.replicas,
-        duplicate_window: Duration::from_secs(hub_cfg.stream.duplicate_window_secs),
-        allow_atomic_publish: mode == Mode::Atomic,
-        ..Default::default()
-    };
+    let base = stream_settings(hub_cfg, mode);
     let in_stream = js
         .create_or_update_stream(stream::Config {
             name: RELAY_IN.to_string(),
@@ -381,17 +375,7 @@ fn automerge_step(events: &[ChangeEvent]) -> anyhow::Result<AutomergeFigures> {
     let mut by_source: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut prepared = Vec::with_capacity(events.len());
     for e in events {
-        let writes: Vec<FieldWrite> = e
-            .fields
-            .iter()
-            .filter_map(|(name, value)| {
-                let def = model.field(name)?;
-                normalize(def, value).ok().map(|value| FieldWrite {
-                    field: name.clone(),
-                    value,
-                })
-            })
-            .collect();
+        let writes = normalized_writes(model, &e.fields);
         let source = (e.system.clone(), e.record_id.clone());
         let record = match writes.iter().find(|w| w.field == "email") {
             Some(w) => {

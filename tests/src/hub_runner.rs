@@ -12,7 +12,7 @@ use mdhub_connectors::publish::{mode_for_server, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::hub::{Hub, SharedHub};
 use mdhub_hub::memory_bus::MemoryBus;
-use mdhub_hub::nats_bus::{ensure_streams, run_ingest, BusError};
+use mdhub_hub::nats_bus::{ensure_streams, publish_with_retry, run_ingest, BusError};
 use mdhub_hub::serve::rules;
 use mdhub_schema::{ChangeEvent, Limits};
 
@@ -121,7 +121,8 @@ pub fn reference_run(config_toml: &str, events: &[ChangeEvent]) -> anyhow::Resul
 }
 
 /// Publishes events as a connector does: in atomic batches (plain
-/// publishes on servers without them), waiting for every ack.
+/// publishes on servers without them), waiting for every ack, riding out
+/// passing failures (a cluster node restarting) as the hub does.
 pub async fn publish_events(
     client: &async_nats::Client,
     events: &[ChangeEvent],
@@ -133,7 +134,7 @@ pub async fn publish_events(
             .iter()
             .map(|e| OutMessage::new(subject_of(e), serde_json::to_vec(e).expect("serializes")))
             .collect();
-        publisher.publish_all(msgs).await?;
+        publish_with_retry(&publisher, msgs, "MDHUB_IN").await?;
     }
     Ok(())
 }
