@@ -66,15 +66,7 @@ impl Hub {
         let log = EventLog::open(dir)?;
         let entries = log.verify()?;
         let published = log.marker(PUBLISHED_SEQ).get()?;
-        let mut state = State::new(rules);
-        let mut pending = Vec::new();
-        for entry in log.iter_from(1) {
-            let entry = entry?;
-            let applied = state.apply(entry.seq, &entry.payload);
-            if entry.seq > published {
-                pending.extend(applied.outbound);
-            }
-        }
+        let (state, pending) = derive(&log, rules, published)?;
         info!(
             entries,
             golden_records = state.golden_count(),
@@ -197,9 +189,28 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
             reason: "the copied chain ends in another hash than the original".to_string(),
         });
     }
-    drop(target);
-    let (hub, _) = Hub::open(into, rules, Limits::default())?;
-    Ok((hub.log.last_seq(), hub.state.state_hash()))
+    target.verify()?;
+    let (state, _) = derive(&target, rules, u64::MAX)?;
+    Ok((target.last_seq(), state.state_hash()))
+}
+
+/// Derives the state from the whole log. Also returns the outbound messages
+/// of entries after `published`.
+fn derive(
+    log: &EventLog,
+    rules: Arc<Rules>,
+    published: u64,
+) -> Result<(State, Vec<Outbound>), LogError> {
+    let mut state = State::new(rules);
+    let mut pending = Vec::new();
+    for entry in log.iter_from(1) {
+        let entry = entry?;
+        let applied = state.apply(entry.seq, &entry.payload);
+        if entry.seq > published {
+            pending.extend(applied.outbound);
+        }
+    }
+    Ok((state, pending))
 }
 
 /// Records how far outbound publication has got.

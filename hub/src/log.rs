@@ -111,12 +111,27 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<LogEntry, LogError> {
 
 impl EventLog {
     pub fn open(dir: &Path) -> Result<Self, LogError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // Durability comes from our explicit flush before each ack, not
             // from sled's background timer.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled releases its file lock a moment after the last handle in
+        // this process is dropped (its threads hold the store briefly), so
+        // reopening at once (a restart in tests, an audit rebuild) may find
+        // it still held: wait for it, up to two seconds.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let tree = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let (last_seq, last_hash) = match tree.scan_prefix(b"e").next_back() {
