@@ -13,6 +13,22 @@ pub enum LogPayload {
     Change(ChangeEvent),
 }
 
+/// A payload with its serialized form, as the log stores it. Encoding is done
+/// where validation runs (in parallel with the previous batch's commit), not
+/// on the commit path.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub payload: LogPayload,
+    pub body: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(payload: LogPayload) -> Self {
+        let body = serde_json::to_vec(&payload).expect("log payloads serialize");
+        Encoded { payload, body }
+    }
+}
+
 impl LogPayload {
     /// The id the log deduplicates on.
     pub fn event_id(&self) -> Uuid {

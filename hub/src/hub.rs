@@ -10,7 +10,7 @@ use mdhub_schema::validate::Catalog;
 use mdhub_schema::{validate_event, Limits, Rejection};
 use tracing::{info, warn};
 
-use crate::entry::LogPayload;
+use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
 use crate::state::{Outbound, Rules, State};
 
@@ -27,7 +27,7 @@ pub struct Inbound {
 /// A batch after validation.
 #[derive(Debug, Default)]
 pub struct Validated {
-    pub valid: Vec<LogPayload>,
+    pub valid: Vec<Encoded>,
     /// Index into the batch, and why it was refused.
     pub rejected: Vec<(usize, Rejection)>,
 }
@@ -96,29 +96,16 @@ impl Hub {
     /// Checks every message of a batch. Refused ones come back with their
     /// reason, to be dead-lettered before the batch is committed.
     pub fn validate(&self, batch: &[Inbound]) -> Validated {
-        let rules = self.state.rules();
-        let known = |s: &str| rules.systems.contains_key(s);
-        let catalog = Catalog {
-            models: &rules.models,
-            known_system: &known,
-        };
-        let mut out = Validated::default();
-        for (i, msg) in batch.iter().enumerate() {
-            match validate_event(&msg.payload, &msg.subject, &catalog, self.limits) {
-                Ok(event) => out.valid.push(LogPayload::Change(event)),
-                Err(rejection) => {
-                    // Codes and ids only: rejection messages may quote
-                    // customer values, which stay out of logs.
-                    warn!(code = rejection.code, system = ?rejection.system, event_id = ?rejection.event_id,
-                          record_id = ?rejection.record_id, field = ?rejection.field, subject = %msg.subject,
-                          "event rejected to the DLQ");
-                    metrics::counter!("mdhub_events_rejected_total", "code" => rejection.code)
-                        .increment(1);
-                    out.rejected.push((i, rejection));
-                }
-            }
+        self.validator().validate(batch)
+    }
+
+    /// What validates input, usable without holding the hub (validation
+    /// of the next batch runs while this one commits).
+    pub fn validator(&self) -> Validator {
+        Validator {
+            rules: Arc::clone(self.state.rules_arc()),
+            limits: self.limits,
         }
-        out
     }
 
     /// Appends the valid events with the input `position` they were read up
@@ -136,18 +123,28 @@ impl Hub {
         };
         let valid = validated.valid;
         let appended = self.log.append(&valid, position)?;
-        self.log.flush()?;
-        for (payload, result) in valid.iter().zip(appended) {
-            match result {
-                Appended::New(seq) => {
-                    let applied = self.state.apply(seq, payload);
-                    outcome.appended += 1;
-                    outcome.conflicts += applied.conflicts as u64;
-                    outcome.outbound.extend(applied.outbound);
+        // Derivation needs no durability, only publishing does: derive while
+        // another thread waits for the fsync, and return once both are done.
+        let flusher = self.log.flusher();
+        let state = &mut self.state;
+        let flushed = std::thread::scope(|scope| {
+            let flushing = scope.spawn(move || flusher.flush());
+            for (entry, result) in valid.iter().zip(appended) {
+                match result {
+                    Appended::New(seq) => {
+                        let applied = state.apply(seq, &entry.payload);
+                        outcome.appended += 1;
+                        outcome.conflicts += applied.conflicts as u64;
+                        outcome.outbound.extend(applied.outbound);
+                    }
+                    Appended::Duplicate(_) => outcome.duplicates += 1,
                 }
-                Appended::Duplicate(_) => outcome.duplicates += 1,
             }
-        }
+            flushing.join().expect("the flush thread does not panic")
+        });
+        // The state now runs ahead of a log that is not durable: the caller
+        // must stop (and rebuild from the log on restart), never publish.
+        flushed?;
         outcome.last_seq = self.log.last_seq();
         metrics::counter!("mdhub_events_ingested_total").increment(outcome.appended);
         metrics::counter!("mdhub_events_duplicate_total").increment(outcome.duplicates);
@@ -166,6 +163,43 @@ impl Hub {
     }
 }
 
+/// Validates input against the model and limits the hub runs with.
+#[derive(Clone)]
+pub struct Validator {
+    rules: Arc<Rules>,
+    limits: Limits,
+}
+
+impl Validator {
+    /// Checks every message of a batch and encodes the valid ones for the
+    /// log. Refused ones come back with their reason.
+    pub fn validate(&self, batch: &[Inbound]) -> Validated {
+        let rules = &self.rules;
+        let known = |s: &str| rules.systems.contains_key(s);
+        let catalog = Catalog {
+            models: &rules.models,
+            known_system: &known,
+        };
+        let mut out = Validated::default();
+        for (i, msg) in batch.iter().enumerate() {
+            match validate_event(&msg.payload, &msg.subject, &catalog, self.limits) {
+                Ok(event) => out.valid.push(Encoded::new(LogPayload::Change(event))),
+                Err(rejection) => {
+                    // Codes and ids only: rejection messages may quote
+                    // customer values, which stay out of logs.
+                    warn!(code = rejection.code, system = ?rejection.system, event_id = ?rejection.event_id,
+                          record_id = ?rejection.record_id, field = ?rejection.field, subject = %msg.subject,
+                          "event rejected to the DLQ");
+                    metrics::counter!("mdhub_events_rejected_total", "code" => rejection.code)
+                        .increment(1);
+                    out.rejected.push((i, rejection));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Copies the log of `from` into a fresh store at `into` and derives the
 /// state there from nothing: what an auditor does to check the state hash.
 /// Returns the number of entries and the rebuilt state hash.
@@ -175,7 +209,7 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
     let mut target = EventLog::open(into)?;
     let mut chunk = Vec::with_capacity(1000);
     for entry in source.iter_from(1) {
-        chunk.push(entry?.payload);
+        chunk.push(Encoded::new(entry?.payload));
         if chunk.len() == 1000 {
             target.append(&chunk, None)?;
             chunk.clear();

@@ -21,7 +21,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::entry::LogPayload;
+use crate::entry::{Encoded, LogPayload};
 
 pub type Hash = [u8; 32];
 
@@ -165,16 +165,16 @@ impl EventLog {
     /// up to (if the input has positions). Not durable until `flush`.
     pub fn append(
         &mut self,
-        payloads: &[LogPayload],
+        entries: &[Encoded],
         position: Option<u64>,
     ) -> Result<Vec<Appended>, LogError> {
         let mut batch = sled::Batch::default();
-        let mut outcomes = Vec::with_capacity(payloads.len());
+        let mut outcomes = Vec::with_capacity(entries.len());
         // Ids appended earlier in this same batch are not in the tree yet.
         let mut in_batch: std::collections::HashMap<Uuid, u64> = Default::default();
         let (mut seq, mut prev) = (self.last_seq, self.last_hash);
-        for payload in payloads {
-            let id = payload.event_id();
+        for entry in entries {
+            let id = entry.payload.event_id();
             if let Some(&dup) = in_batch.get(&id) {
                 outcomes.push(Appended::Duplicate(dup));
                 continue;
@@ -189,12 +189,11 @@ impl EventLog {
                 continue;
             }
             seq += 1;
-            let body = serde_json::to_vec(payload).expect("log payloads serialize");
-            let hash = chain_hash(&prev, seq, &body);
-            let mut value = Vec::with_capacity(64 + body.len());
+            let hash = chain_hash(&prev, seq, &entry.body);
+            let mut value = Vec::with_capacity(64 + entry.body.len());
             value.extend_from_slice(&prev);
             value.extend_from_slice(&hash);
-            value.extend_from_slice(&body);
+            value.extend_from_slice(&entry.body);
             batch.insert(&entry_key(seq)[..], value);
             batch.insert(&index_key(id)[..], &seq.to_be_bytes()[..]);
             in_batch.insert(id, seq);
@@ -223,6 +222,12 @@ impl EventLog {
     pub fn flush(&self) -> Result<(), LogError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    /// A handle that flushes this log from another thread, so that the
+    /// fsync's wait overlaps with work that does not need durability yet.
+    pub fn flusher(&self) -> Flusher {
+        Flusher(self.db.clone())
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<LogEntry>, LogError> {
@@ -290,6 +295,16 @@ impl EventLog {
     }
 }
 
+/// Flushes the log it came from (see `EventLog::flusher`).
+pub struct Flusher(sled::Db);
+
+impl Flusher {
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.0.flush()?;
+        Ok(())
+    }
+}
+
 /// Bookkeeping beside the log, e.g. up to which entry outbound messages are
 /// published. Shares sled's store; durable with the log's next flush.
 #[derive(Clone)]
@@ -318,6 +333,10 @@ mod tests {
     use super::*;
     use crate::entry::tests::sample_event;
 
+    fn enc(payloads: &[LogPayload]) -> Vec<Encoded> {
+        payloads.iter().cloned().map(Encoded::new).collect()
+    }
+
     #[test]
     fn appends_dedupes_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
@@ -325,7 +344,7 @@ mod tests {
         let a = LogPayload::Change(sample_event("crm", "1", "a@x.com"));
         let b = LogPayload::Change(sample_event("erp", "9", "a@x.com"));
         let out = log
-            .append(&[a.clone(), b.clone(), a.clone()], Some(7))
+            .append(&enc(&[a.clone(), b.clone(), a.clone()]), Some(7))
             .unwrap();
         assert_eq!(
             out,
@@ -333,7 +352,7 @@ mod tests {
         );
         log.flush().unwrap();
         assert_eq!(
-            log.append(&[b], None).unwrap(),
+            log.append(&enc(&[b]), None).unwrap(),
             vec![Appended::Duplicate(2)]
         );
         assert_eq!(log.verify().unwrap(), 2);
@@ -349,7 +368,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EventLog::open(dir.path()).unwrap();
         log.append(
-            &[LogPayload::Change(sample_event("crm", "1", "a@x.com"))],
+            &enc(&[LogPayload::Change(sample_event("crm", "1", "a@x.com"))]),
             None,
         )
         .unwrap();

@@ -72,6 +72,11 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<(HubConfig, String)> {
     }
 }
 
+/// mimalloc: the hub allocates per event and glibc's malloc showed as a fifth
+/// of the ingest profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

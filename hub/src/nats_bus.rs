@@ -30,7 +30,7 @@ use mdhub_schema::Rejection;
 use tracing::{debug, info, warn};
 
 use crate::config::HubConfig;
-use crate::hub::{Inbound, PublishedMarker, SharedHub};
+use crate::hub::{Inbound, PublishedMarker, SharedHub, Validated, Validator};
 use crate::state::Outbound;
 
 pub const IN_STREAM: &str = "MDHUB_IN";
@@ -81,6 +81,21 @@ pub fn stream_settings(config: &HubConfig, mode: Mode) -> stream::Config {
         num_replicas: config.stream.replicas,
         duplicate_window: Duration::from_secs(config.stream.duplicate_window_secs),
         allow_atomic_publish: mode == Mode::Atomic,
+        ..Default::default()
+    }
+}
+
+/// The ingest consumer: reads from `start_sequence` on, in stream order, with
+/// one ack per batch (ack policy `All`). The bench's relay baseline uses the
+/// same settings, so the comparison is like with like.
+pub fn ingest_consumer_config(name: &str, batch_size: usize, start_sequence: u64) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name.to_string()),
+        deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence },
+        ack_policy: jetstream::consumer::AckPolicy::All,
+        ack_wait: Duration::from_secs(60),
+        // Room for the batches between the commit and the publish stage.
+        max_ack_pending: (batch_size * 40) as i64,
         ..Default::default()
     }
 }
@@ -202,6 +217,81 @@ fn passing(e: &mdhub_connectors::publish::PublishError) -> bool {
     e.is_transient() || matches!(e, mdhub_connectors::publish::PublishError::NoStream { .. })
 }
 
+/// A validated batch on its way to the commit stage.
+struct Checked {
+    validated: Validated,
+    position: Option<u64>,
+    input: Vec<jetstream::Message>,
+}
+
+/// Reads batches from the consumer, validates them and dead-letters what is
+/// refused, then hands them on in order. Dead letters are stored before the
+/// batch is committed: once the log's position moves past a message it is
+/// never read again.
+async fn check_stage(
+    messages: pull::Stream,
+    validator: Validator,
+    dlq_publisher: Publisher,
+    batch_size: usize,
+    linger: Duration,
+    to_commit: tokio::sync::mpsc::Sender<Checked>,
+) -> Result<(), BusError> {
+    // Whatever is ready, up to one batch: big batches under load, low latency
+    // when quiet.
+    let mut chunks = messages.ready_chunks(batch_size);
+    loop {
+        let Some(mut chunk) = chunks.next().await else {
+            return Err(BusError::Nats("consumer stream ended".to_string()));
+        };
+        while chunk.len() < batch_size {
+            match tokio::time::timeout(linger, chunks.next()).await {
+                Ok(Some(more)) => chunk.extend(more),
+                _ => break,
+            }
+        }
+        let mut msgs = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            match m {
+                Ok(m) => msgs.push(m),
+                // Heartbeat gaps and the like: the consumer recovers by itself.
+                Err(e) => warn!(error = %e, "consumer error"),
+            }
+        }
+        if msgs.is_empty() {
+            continue;
+        }
+        let inbound: Vec<Inbound> = msgs
+            .iter()
+            .map(|m| Inbound {
+                subject: m.subject.to_string(),
+                payload: m.payload.clone(),
+            })
+            .collect();
+        let position = msgs
+            .iter()
+            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
+            .max();
+        let validated = tokio::task::block_in_place(|| validator.validate(&inbound));
+        if !validated.rejected.is_empty() {
+            let dlq: Vec<OutMessage> = validated
+                .rejected
+                .iter()
+                .map(|(i, r)| dlq_message(r, &inbound[*i]))
+                .collect();
+            publish_with_retry(&dlq_publisher, dlq, DLQ_STREAM).await?;
+        }
+        let batch = Checked {
+            validated,
+            position,
+            input: msgs,
+        };
+        if to_commit.send(batch).await.is_err() {
+            // The commit loop has stopped.
+            return Ok(());
+        }
+    }
+}
+
 /// A committed batch on its way to the publish stage.
 struct Committed {
     outbound: Vec<Outbound>,
@@ -257,17 +347,11 @@ pub async fn run_ingest(
         Err(e) => return Err(BusError::Nats(format!("removing the old consumer: {e}"))),
     }
     let consumer = stream
-        .create_consumer(pull::Config {
-            durable_name: Some(config.ingest.consumer.clone()),
-            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: position + 1,
-            },
-            ack_policy: jetstream::consumer::AckPolicy::All,
-            ack_wait: Duration::from_secs(60),
-            // Room for the batches between the commit and the publish stage.
-            max_ack_pending: (batch_size * 40) as i64,
-            ..Default::default()
-        })
+        .create_consumer(ingest_consumer_config(
+            &config.ingest.consumer,
+            batch_size,
+            position + 1,
+        ))
         .await
         .map_err(nats("consumer"))?;
     let messages = consumer
@@ -278,14 +362,21 @@ pub async fn run_ingest(
         .messages()
         .await
         .map_err(nats("consume"))?;
-    // Whatever is ready, up to one batch: big batches under load, low latency
-    // when quiet.
-    let mut chunks = messages.ready_chunks(batch_size);
-    tokio::pin!(shutdown);
     info!(consumer = %config.ingest.consumer, batch_size, from_stream_seq = position + 1, "ingesting from {IN_STREAM}");
-    // Two stages: this loop commits batch N+1 (sled fsync, derivation) while
-    // the publish stage waits for JetStream to store batch N's outbound
-    // messages (its fsync), then acks batch N. Batches stay in order.
+    // Three stages, batches in order: the check stage reads and validates
+    // batch N+2 (JSON decoding, log encoding, dead letters) while this loop
+    // commits batch N+1 (log append, fsync, derivation) and the publish
+    // stage waits for JetStream to store batch N's outbound messages (its
+    // fsync), then acks batch N.
+    let (to_commit, mut checked) = tokio::sync::mpsc::channel::<Checked>(2);
+    let mut checking = tokio::spawn(check_stage(
+        messages,
+        hub.read().expect("hub lock").validator(),
+        dlq_publisher,
+        batch_size,
+        Duration::from_millis(config.ingest.linger_ms),
+        to_commit,
+    ));
     let (to_publish, mut committed) = tokio::sync::mpsc::channel::<Committed>(4);
     let mut publish_stage = tokio::spawn({
         async move {
@@ -296,59 +387,23 @@ pub async fn run_ingest(
             Ok::<(), BusError>(())
         }
     });
-    let linger = Duration::from_millis(config.ingest.linger_ms);
-    let mut stage_ended = None;
+    tokio::pin!(shutdown);
+    let mut check_ended = None;
+    let mut publish_ended = None;
     loop {
-        let chunk = tokio::select! {
+        let batch = tokio::select! {
             _ = &mut shutdown => break,
-            next = chunks.next() => match next {
-                Some(chunk) => chunk,
-                None => return Err(BusError::Nats("consumer stream ended".to_string())),
+            next = checked.recv() => match next {
+                Some(batch) => batch,
+                None => break,
             },
+            // The check stage failed: stop and report its error below.
+            ended = &mut checking => { check_ended = Some(ended); break }
         };
-        let mut chunk = chunk;
-        while chunk.len() < batch_size {
-            match tokio::time::timeout(linger, chunks.next()).await {
-                Ok(Some(more)) => chunk.extend(more),
-                _ => break,
-            }
-        }
-        let mut msgs = Vec::with_capacity(chunk.len());
-        for m in chunk {
-            match m {
-                Ok(m) => msgs.push(m),
-                // Heartbeat gaps and the like: the consumer recovers by itself.
-                Err(e) => warn!(error = %e, "consumer error"),
-            }
-        }
-        if msgs.is_empty() {
-            continue;
-        }
-        let inbound: Vec<Inbound> = msgs
-            .iter()
-            .map(|m| Inbound {
-                subject: m.subject.to_string(),
-                payload: m.payload.clone(),
-            })
-            .collect();
-        let position = msgs
-            .iter()
-            .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
-            .max();
-        // Dead letters are stored before the batch is committed: once the
-        // log's position moves past a message it is never read again.
-        let validated =
-            tokio::task::block_in_place(|| hub.read().expect("hub lock").validate(&inbound));
-        if !validated.rejected.is_empty() {
-            let dlq: Vec<OutMessage> = validated
-                .rejected
-                .iter()
-                .map(|(i, r)| dlq_message(r, &inbound[*i]))
-                .collect();
-            publish_with_retry(&dlq_publisher, dlq, DLQ_STREAM).await?;
-        }
         let outcome = tokio::task::block_in_place(|| {
-            hub.write().expect("hub lock").commit(validated, position)
+            hub.write()
+                .expect("hub lock")
+                .commit(batch.validated, batch.position)
         })?;
         debug!(
             appended = outcome.appended,
@@ -360,22 +415,34 @@ pub async fn run_ingest(
         let batch = Committed {
             outbound: outcome.outbound,
             last_seq: outcome.last_seq,
-            input: msgs,
+            input: batch.input,
         };
         tokio::select! {
             sent = to_publish.send(batch) => if sent.is_err() { break },
             // The publish stage failed: stop and report its error below.
-            ended = &mut publish_stage => { stage_ended = Some(ended); break }
+            ended = &mut publish_stage => { publish_ended = Some(ended); break }
         }
     }
-    // Let the publish stage finish what is committed, or report why it
+    // Let the publish stage finish what is committed, or report why a stage
     // stopped.
+    drop(checked);
+    let check_ended = match check_ended {
+        Some(ended) => ended,
+        None => {
+            checking.abort();
+            match checking.await {
+                Err(e) if e.is_cancelled() => Ok(Ok(())),
+                other => other,
+            }
+        }
+    };
     drop(to_publish);
-    let ended = match stage_ended {
+    let publish_ended = match publish_ended {
         Some(ended) => ended,
         None => publish_stage.await,
     };
-    ended.map_err(|e| BusError::Nats(format!("publish stage: {e}")))??;
+    publish_ended.map_err(|e| BusError::Nats(format!("publish stage: {e}")))??;
+    check_ended.map_err(|e| BusError::Nats(format!("check stage: {e}")))??;
     info!("ingest stopped");
     Ok(())
 }

@@ -126,6 +126,10 @@ impl State {
         &self.rules
     }
 
+    pub fn rules_arc(&self) -> &Arc<Rules> {
+        &self.rules
+    }
+
     /// The last log sequence applied.
     pub fn applied_seq(&self) -> u64 {
         self.applied_seq

@@ -26,14 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use async_nats::jetstream::{self, consumer::pull, stream};
+use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures::StreamExt;
 use mdhub_connectors::publish::{mode_for_server, Mode, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::golden::{survivorship, Candidate, FieldWrite, GoldenRecord};
 use mdhub_hub::hub::SharedHub;
-use mdhub_hub::nats_bus::{stream_settings, DLQ_STREAM, OUT_STREAM};
+use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, OUT_STREAM};
 use mdhub_hub::serve::rules;
 use mdhub_hub::state::normalized_writes;
 use mdhub_schema::{ChangeEvent, Survivorship};
@@ -246,13 +246,7 @@ async fn relay_baseline(
     let consumer = js
         .get_stream(RELAY_IN)
         .await?
-        .create_consumer(pull::Config {
-            durable_name: Some("relay".to_string()),
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: Duration::from_secs(60),
-            max_ack_pending: (batch_size * 8) as i64,
-            ..Default::default()
-        })
+        .create_consumer(ingest_consumer_config("relay", batch_size, 1))
         .await?;
     let messages = consumer
         .stream()
@@ -298,10 +292,9 @@ async fn relay_baseline(
                 if done >= n {
                     last_ack = Some(Instant::now());
                 }
-                for r in futures::future::join_all(msgs.iter().map(|m| m.ack())).await {
-                    if let Err(e) = r {
-                        eprintln!("[baseline] ack failed: {e}");
-                    }
+                // Ack policy All, as the hub: one ack covers the batch.
+                if let Err(e) = msgs.last().expect("not empty").ack().await {
+                    eprintln!("[baseline] ack failed: {e}");
                 }
             }
             Ok((last_ack.expect("set when done"), n_chunks))
@@ -552,6 +545,10 @@ async fn publish_throughput(count: usize) -> anyhow::Result<Vec<PublishFigure>> 
 }
 
 // ---------------------------------------------------------------------------
+
+/// The same allocator as the `mdhub` binary: the hub runs in this process.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
