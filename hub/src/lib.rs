@@ -27,5 +27,6 @@ pub mod log;
 pub mod matcher;
 pub mod memory_bus;
 pub mod nats_bus;
+pub mod resolve;
 pub mod serve;
 pub mod state;
