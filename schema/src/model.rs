@@ -39,6 +39,17 @@ pub struct FieldDef {
     /// Allowed values for `enum` fields (compared after normalization).
     #[serde(default)]
     pub values: Vec<String>,
+    /// Lower-case `string` values while cleansing, for fields whose case
+    /// carries no meaning (web addresses, codes typed at random case).
+    #[serde(default)]
+    pub casefold: bool,
+    /// How a `date` field reads `03/01/2024`; `.` dates are always day first.
+    #[serde(default)]
+    pub slash_dates: Option<SlashDates>,
+    /// For a `postcode` field: the `country` field whose value decides the
+    /// postcode's shape.
+    #[serde(default)]
+    pub country_field: Option<String>,
     /// Exact match key: records with the same normalized value belong to the
     /// same golden record.
     #[serde(default)]
@@ -58,9 +69,23 @@ pub enum FieldType {
     Phone,
     Date,
     Country,
+    /// A postal code, checked against the shape used in the country held by
+    /// the field named in `country_field`.
+    Postcode,
     Number,
     Bool,
     Enum,
+}
+
+/// Which number comes first in a date written with slashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlashDates {
+    /// `03/01/2024` is March 1st (US exports).
+    #[default]
+    MonthFirst,
+    /// `03/01/2024` is January 3rd (UK, FR, most of the world).
+    DayFirst,
 }
 
 /// Deterministic rule that picks the golden value among concurrent
@@ -137,6 +162,33 @@ impl Model {
             if f.kind != FieldType::Enum && !f.values.is_empty() {
                 problems.push(format!("{at}.values: only enum fields take values"));
             }
+            if f.casefold && f.kind != FieldType::String {
+                problems.push(format!(
+                    "{at}.casefold: only string fields take casefold (email is always lower-cased)"
+                ));
+            }
+            if f.slash_dates.is_some() && f.kind != FieldType::Date {
+                problems.push(format!(
+                    "{at}.slash_dates: only date fields take slash_dates"
+                ));
+            }
+            match (&f.country_field, f.kind == FieldType::Postcode) {
+                (None, true) => problems.push(format!(
+                    "{at}.country_field: a postcode field needs the name of its country field"
+                )),
+                (Some(_), false) => problems.push(format!(
+                    "{at}.country_field: only postcode fields take country_field"
+                )),
+                (Some(c), true) => {
+                    let target = file.fields.iter().find(|g| &g.name == c);
+                    if target.map(|g| g.kind) != Some(FieldType::Country) {
+                        problems.push(format!(
+                            "{at}.country_field: {c:?} is not a field of type country"
+                        ));
+                    }
+                }
+                (None, false) => {}
+            }
         }
         if file.fields.is_empty() {
             problems.push("field: a model needs at least one field".to_string());
@@ -187,6 +239,9 @@ mod tests {
         assert_eq!(m.entity, "customer");
         assert!(m.field("email").unwrap().match_key);
         assert_eq!(m.field("email").unwrap().kind, FieldType::Email);
+        let zip = m.field("postal_code").unwrap();
+        assert_eq!(zip.kind, FieldType::Postcode);
+        assert_eq!(zip.country_field.as_deref(), Some("country"));
     }
 
     #[test]
@@ -205,6 +260,57 @@ mod tests {
         assert!(err.contains("entity"), "{err}");
         assert!(err.contains("declared twice"), "{err}");
         assert!(err.contains("needs at least one value"), "{err}");
+    }
+
+    #[test]
+    fn cleansing_keys_are_checked() {
+        let text = r#"
+            entity = "c"
+            [[field]]
+            name = "zip"
+            type = "postcode"
+            [[field]]
+            name = "zip2"
+            type = "postcode"
+            country_field = "city"
+            [[field]]
+            name = "city"
+            type = "string"
+            casefold = true
+            country_field = "land"
+            [[field]]
+            name = "born"
+            type = "email"
+            casefold = true
+            slash_dates = "day_first"
+        "#;
+        let err = Model::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("5 problem"), "{err}");
+        assert!(
+            err.contains("(zip).country_field: a postcode field needs"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(zip2).country_field: \"city\" is not a field of type country"),
+            "{err}"
+        );
+        assert!(err.contains("(city).country_field: only postcode"), "{err}");
+        assert!(err.contains("(born).casefold: only string"), "{err}");
+        assert!(err.contains("(born).slash_dates: only date"), "{err}");
+    }
+
+    #[test]
+    fn unknown_cleansing_values_are_named() {
+        let text =
+            "entity = \"c\"\n[[field]]\nname = \"d\"\ntype = \"date\"\nslash_dates = \"yes\"\n";
+        let err = Model::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("yes") && err.contains("month_first") && err.contains("day_first"),
+            "{err}"
+        );
+        let text = "entity = \"c\"\n[[field]]\nname = \"z\"\ntype = \"zip\"\n";
+        let err = Model::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("zip") && err.contains("postcode"), "{err}");
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::cleanse::{enum_value, type_name};
 use crate::event::{ChangeEvent, Op, Rejection};
-use crate::model::{is_token, FieldType, Model};
-use crate::normalize::{normalize, type_name};
+use crate::model::{is_token, FieldDef, FieldType, Model};
 
 /// Wire versions this build reads.
 pub const SUPPORTED_VERSIONS: &[u32] = &[1];
@@ -80,8 +80,11 @@ pub fn parse_in_subject(subject: &str) -> Option<(&str, &str)> {
 }
 
 /// Validates one message received on `subject`. On success the event's field
-/// values are as sent (the log keeps what the system said); they are known
-/// to normalize.
+/// values are as sent (the log keeps what the system said) and fit the
+/// model's structure: known fields, JSON types, `max_len`, enum values.
+/// Whether a value is a real e-mail, phone, date, country or postcode is not
+/// checked here: such values are kept and flagged by `cleanse`, so one bad
+/// cell does not lose the rest of the event.
 pub fn validate_event(
     bytes: &[u8],
     subject: &str,
@@ -224,7 +227,7 @@ pub fn validate_event(
                 ),
             ));
         }
-        if let Err(problem) = normalize(field, value) {
+        if let Err(problem) = fits_contract(field, value) {
             return Err(cx.reject("invalid_value", Some(name), problem));
         }
     }
@@ -250,6 +253,24 @@ fn type_fits(kind: FieldType, value: &Value) -> bool {
         (FieldType::Bool, v) => v.is_boolean(),
         (_, v) => v.is_string(),
     }
+}
+
+/// The parts of the model that are a contract with producers rather than
+/// data quality: a string within `max_len` (counted on the trimmed value as
+/// sent), and for an `enum` one of its declared values, because consumers
+/// branch on those values and an unknown one has no meaning to keep.
+fn fits_contract(field: &FieldDef, value: &Value) -> Result<(), String> {
+    let Some(raw) = value.as_str() else {
+        return Ok(());
+    };
+    let len = raw.trim().chars().count();
+    if let Some(max) = field.max_len.filter(|&max| len > max) {
+        return Err(format!("{len} characters, at most {max} allowed"));
+    }
+    if field.kind == FieldType::Enum {
+        enum_value(field, raw).map_err(|p| format!("{value}: {p}"))?;
+    }
+    Ok(())
 }
 
 fn expected(kind: FieldType) -> &'static str {
@@ -311,9 +332,24 @@ mod tests {
             msg.contains("\"phone\"") && msg.contains("crm/c-1"),
             "{msg}"
         );
-        let (code, msg) = code_of(&GOOD.replace("Ann@Example.com", "nobody"));
+        let (code, msg) = code_of(&GOOD.replace("\"+49 30 1234\"", "{\"n\":1}"));
+        assert_eq!(code, "wrong_type");
+        assert!(msg.contains("an object"), "{msg}");
+        let (code, msg) =
+            code_of(&GOOD.replace("\"+49 30 1234\"", "\"person\",\"customer_type\":\"robot\""));
         assert_eq!(code, "invalid_value");
-        assert!(msg.contains("\"email\""), "{msg}");
+        assert!(
+            msg.contains("\"customer_type\"") && msg.contains("not one of person, company"),
+            "{msg}"
+        );
+        let long = format!("\"{}\"", "x".repeat(17));
+        let (code, msg) =
+            code_of(&GOOD.replace("\"+49 30 1234\"", &format!("\"\",\"lang\":{long}")));
+        assert_eq!(code, "invalid_value");
+        assert!(
+            msg.contains("\"lang\"") && msg.contains("17 characters, at most 16"),
+            "{msg}"
+        );
         assert_eq!(
             code_of(&GOOD.replace("\"email\"", "\"shoe_size\"")).0,
             "unknown_field"
@@ -326,6 +362,24 @@ mod tests {
             code_of(&GOOD.replace("\"schema_version\":1", "\"schema_version\":9")).0,
             "unsupported_version"
         );
+    }
+
+    #[test]
+    fn values_of_the_right_type_that_do_not_cleanse_are_accepted() {
+        // Kept in the log as sent; the hub flags them for a data steward.
+        let bad_values = r#"{"email":"nobody","phone":"12345","birth_date":"2024-02-30",
+            "country":"Atlantis","postal_code":"ABCDEFG","customer_type":" Person "}"#;
+        let e = check(
+            GOOD.replace(
+                r#"{"email":"Ann@Example.com","phone":"+49 30 1234"}"#,
+                bad_values,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(e.fields["email"], "nobody");
+        assert_eq!(e.fields["birth_date"], "2024-02-30");
+        assert_eq!(e.fields.len(), 6);
     }
 
     #[test]
