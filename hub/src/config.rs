@@ -34,6 +34,9 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub stream: StreamConfig,
+    /// Entity resolution: thresholds, block cap, m/u per comparison.
+    #[serde(default, rename = "match")]
+    pub matching: crate::resolve::rules::MatchConfig,
     /// API tokens. Only SHA-256 hashes are stored here.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
@@ -50,6 +53,11 @@ pub struct SystemConfig {
     /// only. Empty: all fields of the model.
     #[serde(default)]
     pub fields: Vec<String>,
+    /// ISO 3166-1 alpha-2 region for this system's national phone numbers
+    /// ("030 1234567" is read as German with "DE"). Unset: national
+    /// numbers are flagged as quality issues.
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -277,6 +285,21 @@ impl HubConfig {
         }
         if !(1..=5).contains(&self.stream.replicas) {
             problems.push("stream.replicas: must be 1 to 5".to_string());
+        }
+        problems.extend(self.matching.problems());
+        for (name, system) in &self.systems {
+            if name == crate::steward::STEWARD_SYSTEM {
+                problems.push(format!(
+                    "system.{name}: the name is reserved for data stewards' actions"
+                ));
+            }
+            if let Some(region) = &system.region {
+                if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
+                    problems.push(format!(
+                        "system.{name}.region: {region:?} is not an ISO 3166-1 alpha-2 code such as \"DE\""
+                    ));
+                }
+            }
         }
         if problems.is_empty() {
             Ok(models)

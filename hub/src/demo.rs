@@ -27,7 +27,9 @@ use crate::state::{Rules, State};
 
 const CONFIG: &str = r#"
 [system.crm]
+region = "DE"
 [system.erp]
+region = "DE"
 [survivorship]
 # The ERP is the system of record for addresses and company names.
 source_priority = ["erp", "crm"]

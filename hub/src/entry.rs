@@ -3,6 +3,8 @@
 //! review decisions) join as further kinds, so that they too are replayed.
 
 use mdhub_schema::ChangeEvent;
+
+use crate::steward::StewardAction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -11,6 +13,8 @@ use uuid::Uuid;
 pub enum LogPayload {
     /// A source system changed or deleted a record.
     Change(ChangeEvent),
+    /// A data steward merged, split, decided or overrode.
+    Steward(StewardAction),
 }
 
 /// A payload with its serialized form, as the log stores it. Encoding is done
@@ -34,6 +38,7 @@ impl LogPayload {
     pub fn event_id(&self) -> Uuid {
         match self {
             LogPayload::Change(e) => e.event_id,
+            LogPayload::Steward(a) => a.action_id,
         }
     }
 }

@@ -182,8 +182,15 @@ impl Validator {
         };
         let mut out = Validated::default();
         for (i, msg) in batch.iter().enumerate() {
-            match validate_event(&msg.payload, &msg.subject, &catalog, self.limits) {
-                Ok(event) => out.valid.push(Encoded::new(LogPayload::Change(event))),
+            let result = if is_steward_subject(&msg.subject) {
+                crate::steward::parse(&msg.payload, |e| rules.models.contains_key(e))
+                    .map(LogPayload::Steward)
+            } else {
+                validate_event(&msg.payload, &msg.subject, &catalog, self.limits)
+                    .map(LogPayload::Change)
+            };
+            match result {
+                Ok(payload) => out.valid.push(Encoded::new(payload)),
                 Err(rejection) => {
                     // Codes and ids only: rejection messages may quote
                     // customer values, which stay out of logs.
@@ -198,6 +205,14 @@ impl Validator {
         }
         out
     }
+}
+
+/// `mdhub.in.steward.<entity>`: a steward action, not a change event.
+fn is_steward_subject(subject: &str) -> bool {
+    subject
+        .strip_prefix("mdhub.in.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(system, _)| system == crate::steward::STEWARD_SYSTEM)
 }
 
 /// Copies the log of `from` into a fresh store at `into` and derives the

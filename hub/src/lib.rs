@@ -6,9 +6,10 @@
 //! - `log`: the append-only event log in sled: sequence numbers, an index by
 //!   event id (dedup at any distance), a hash chain.
 //! - `entry`: what a log entry holds.
-//! - `state`: derivation, pure: `matcher` finds the golden record, `golden`
-//!   merges field values (Automerge + survivorship), and `state` plans the
-//!   outbound updates.
+//! - `state`: derivation, pure: `resolve` matches source records to golden
+//!   records (blocking, scoring, merges, review tasks), `golden` merges field
+//!   values (Automerge + survivorship), `state` applies steward actions and
+//!   plans the outbound updates.
 //! - `nats_bus`: the NATS JetStream adapter: streams, the durable consumer,
 //!   ack after flush, publishing outbound and DLQ messages.
 //! - `memory_bus`: the in-process adapter for `demo` and single-process runs.
@@ -24,9 +25,9 @@ pub mod entry;
 pub mod golden;
 pub mod hub;
 pub mod log;
-pub mod matcher;
 pub mod memory_bus;
 pub mod nats_bus;
 pub mod resolve;
 pub mod serve;
 pub mod state;
+pub mod steward;

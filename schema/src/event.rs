@@ -105,6 +105,10 @@ pub struct GoldenChange {
     /// Golden values that changed (null: cleared).
     pub fields: Fields,
     pub retired: bool,
+    /// Set when this golden record was merged into another: the id that
+    /// now stands for it (old ids keep answering in the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
     pub version: Vec<String>,
     pub log_seq: u64,
     pub caused_by: Uuid,

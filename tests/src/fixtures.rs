@@ -20,7 +20,7 @@ pub const SYSTEMS: [&str; 3] = ["erp", "crm", "oa"];
 
 /// The hub config the workload is meant for.
 pub fn hub_config_toml() -> String {
-    "[system.erp]\n[system.crm]\n[system.oa]\n[survivorship]\nsource_priority = [\"erp\", \"crm\", \"oa\"]\n".to_string()
+    "[system.erp]\nregion = \"DE\"\n[system.crm]\nregion = \"DE\"\n[system.oa]\nregion = \"DE\"\n[survivorship]\nsource_priority = [\"erp\", \"crm\", \"oa\"]\n".to_string()
 }
 
 pub struct Workload {

@@ -41,7 +41,7 @@ fn check(stdout: &str) {
         .expect("erp row");
     for field in [
         "city=Potsdam",
-        "phone=0305550000",
+        "phone=+49305550000",
         "company=Lee Consulting GmbH",
     ] {
         assert!(

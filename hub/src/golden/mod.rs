@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub use candidate::Candidate;
+pub use mdhub_schema::QualityIssue;
 
 /// A record in a source system.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -48,9 +49,20 @@ pub struct GoldenRecord {
     /// Current candidates per field, sorted by (system, event id); more than
     /// one means a conflict that survivorship decided.
     pub candidates: BTreeMap<String, Vec<Candidate>>,
-    /// Each system's latest change in this document: a system always writes
-    /// on top of its own history.
-    own_last: BTreeMap<String, ChangeHash>,
+    /// Each system's latest changes in this document (one after its own
+    /// write, several after a merge re-stated its values): a system always
+    /// writes on top of its own history.
+    own_last: BTreeMap<String, Vec<ChangeHash>>,
+    /// Retired by a merge: the golden record that now stands for this one.
+    pub merged_into: Option<Uuid>,
+    /// The last cleansed image each linked source record sent.
+    pub source_values: BTreeMap<SourceKey, BTreeMap<String, Value>>,
+    /// Values that failed cleansing, per source record: kept and shown,
+    /// never used for matching.
+    pub quality: BTreeMap<SourceKey, Vec<QualityIssue>>,
+    /// Field values set by a data steward; they win over every candidate
+    /// until the steward clears them.
+    pub overrides: BTreeMap<String, Value>,
     /// The values each system last wrote, to skip re-statements of unchanged
     /// fields (full-image connectors send every field every time).
     written: BTreeMap<String, BTreeMap<String, Value>>,
@@ -74,6 +86,10 @@ impl GoldenRecord {
             candidates: BTreeMap::new(),
             own_last: BTreeMap::new(),
             written: BTreeMap::new(),
+            merged_into: None,
+            source_values: BTreeMap::new(),
+            quality: BTreeMap::new(),
+            overrides: BTreeMap::new(),
         }
     }
 
@@ -114,7 +130,7 @@ impl GoldenRecord {
         // A system always writes on top of its own history too.
         let mut deps = known_base.clone();
         if let Some(own) = self.own_last.get(system) {
-            deps.push(*own);
+            deps.extend(own.iter().copied());
         }
         deps.sort();
         deps.dedup();
@@ -165,7 +181,7 @@ impl GoldenRecord {
         let time_secs = observed_at_ns.div_euclid(1_000_000_000);
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time_secs));
         if let Some(hash) = hash {
-            self.own_last.insert(system.to_string(), hash);
+            self.own_last.insert(system.to_string(), vec![hash]);
         }
         let mut touched = Vec::with_capacity(fields.len());
         for w in fields {
@@ -203,11 +219,83 @@ impl GoldenRecord {
         self.candidates.insert(field.to_string(), cands);
     }
 
-    /// Sets the golden value of `field` from its candidates. Returns true if
-    /// it changed.
+    /// Makes the candidates of each field in `sets` exactly the given ones
+    /// (an empty set clears the field), superseding what the document holds.
+    /// Used by merges and splits. Each system's candidates are re-put by a
+    /// change of their own, concurrent with the others', so conflicts stay
+    /// conflicts and the system's next write supersedes its own values only.
+    /// `tag` names the operation (deterministic actors).
+    pub fn rewrite(&mut self, sets: &BTreeMap<String, Vec<Candidate>>, tag: &str, time_ns: i64) {
+        let heads = self.doc.get_heads();
+        let time_secs = time_ns.div_euclid(1_000_000_000);
+        // (system, k) → fields whose k-th candidate from that system it puts.
+        let mut changes: BTreeMap<(&str, usize), Vec<(&str, &Candidate)>> = BTreeMap::new();
+        let mut cleared = Vec::new();
+        for (field, cands) in sets {
+            if cands.is_empty() {
+                cleared.push(field.as_str());
+            }
+            let mut per_system: BTreeMap<&str, usize> = BTreeMap::new();
+            for c in cands {
+                let k = per_system.entry(c.system.as_str()).or_insert(0);
+                changes
+                    .entry((c.system.as_str(), *k))
+                    .or_default()
+                    .push((field.as_str(), c));
+                *k += 1;
+            }
+        }
+        let mut own: BTreeMap<String, Vec<ChangeHash>> = BTreeMap::new();
+        for ((system, k), puts) in &changes {
+            self.doc
+                .set_actor(actor_for(&format!("{tag}/{system}/{k}")));
+            let mut tx = self.doc.transaction_at(PatchLog::null(), &heads);
+            for (field, c) in puts {
+                tx.put(ROOT, *field, ScalarValue::Str(c.encode().into()))
+                    .expect("put on the root map cannot fail");
+            }
+            let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time_secs));
+            if let Some(hash) = hash {
+                own.entry(system.to_string()).or_default().push(hash);
+            }
+        }
+        if !cleared.is_empty() {
+            self.doc.set_actor(actor_for(&format!("{tag}/clear")));
+            let mut tx = self.doc.transaction_at(PatchLog::null(), &heads);
+            for field in &cleared {
+                tx.delete(ROOT, *field)
+                    .expect("delete on the root map cannot fail");
+            }
+            tx.commit_with(CommitOptions::default().with_time(time_secs));
+        }
+        for (system, hashes) in own {
+            self.own_last.insert(system, hashes);
+        }
+        for field in sets.keys() {
+            self.refresh_candidates(field);
+        }
+    }
+
+    /// What each system last wrote (to carry over in a merge).
+    pub fn written(&self) -> &BTreeMap<String, BTreeMap<String, Value>> {
+        &self.written
+    }
+
+    /// Takes over what `system` last wrote, where this record has nothing
+    /// from it yet (a merge).
+    pub fn adopt_written(&mut self, system: &str, values: &BTreeMap<String, Value>) {
+        let mine = self.written.entry(system.to_string()).or_default();
+        for (f, v) in values {
+            mine.entry(f.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    /// Sets the golden value of `field` from its override or candidates.
+    /// Returns true if it changed.
     pub fn resolve(&mut self, field: &str, pick: impl Fn(&[Candidate]) -> usize) -> bool {
-        let new = match self.candidates.get(field) {
-            Some(c) if !c.is_empty() => c[pick(c)].value.clone(),
+        let new = match (self.overrides.get(field), self.candidates.get(field)) {
+            (Some(v), _) => v.clone(),
+            (None, Some(c)) if !c.is_empty() => c[pick(c)].value.clone(),
             _ => Value::Null,
         };
         let old = self.values.get(field).cloned().unwrap_or(Value::Null);
@@ -241,6 +329,9 @@ impl GoldenRecord {
             values: &'a BTreeMap<String, Value>,
             candidates: &'a BTreeMap<String, Vec<Candidate>>,
             written: &'a BTreeMap<String, BTreeMap<String, Value>>,
+            merged_into: Option<Uuid>,
+            quality: &'a BTreeMap<SourceKey, Vec<QualityIssue>>,
+            overrides: &'a BTreeMap<String, Value>,
         }
         let s = Summary {
             id: self.id,
@@ -250,6 +341,9 @@ impl GoldenRecord {
             values: &self.values,
             candidates: &self.candidates,
             written: &self.written,
+            merged_into: self.merged_into,
+            quality: &self.quality,
+            overrides: &self.overrides,
         };
         serde_json::to_writer(HashWriter(h), &s).expect("summary serializes");
     }

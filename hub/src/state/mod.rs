@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use mdhub_schema::cleanse::{cleanse_record, CleanseContext};
 use mdhub_schema::normalize::normalize;
 use mdhub_schema::{
     ChangeEvent, GoldenChange, GoldenUpdate, Model, Op, Survivorship, UpdateOp, SCHEMA_VERSION,
@@ -19,8 +20,12 @@ use uuid::Uuid;
 
 use crate::config::{HubConfig, SystemConfig};
 use crate::entry::LogPayload;
-use crate::golden::{survivorship, FieldWrite, GoldenRecord, SourceKey};
-use crate::matcher::Matcher;
+use crate::golden::{survivorship, FieldWrite, GoldenRecord, QualityIssue, SourceKey};
+use crate::resolve::profile::Profile;
+use crate::resolve::rules::MatchRules;
+use crate::resolve::{Decision, Resolver};
+
+mod steward;
 
 /// Namespace of outbound update ids.
 const UPDATE_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7570_6461_7465_2d69_6473);
@@ -33,6 +38,7 @@ pub struct Rules {
     pub systems: BTreeMap<String, SystemConfig>,
     pub source_priority: Vec<String>,
     pub field_policy: BTreeMap<String, Survivorship>,
+    pub matching: MatchRules,
 }
 
 impl Rules {
@@ -42,6 +48,7 @@ impl Rules {
             systems: config.systems.clone(),
             source_priority: config.survivorship.source_priority.clone(),
             field_policy: config.survivorship.fields.clone(),
+            matching: MatchRules::from_config(&config.matching),
         }
     }
 
@@ -100,7 +107,7 @@ pub struct Applied {
 pub struct State {
     rules: Arc<Rules>,
     records: BTreeMap<Uuid, GoldenRecord>,
-    matcher: Matcher,
+    resolver: Resolver,
     applied_seq: u64,
 }
 
@@ -115,9 +122,9 @@ struct Target {
 impl State {
     pub fn new(rules: Arc<Rules>) -> Self {
         State {
+            resolver: Resolver::new(rules.matching.clone()),
             rules,
             records: BTreeMap::new(),
-            matcher: Matcher::default(),
             applied_seq: 0,
         }
     }
@@ -144,7 +151,7 @@ impl State {
     }
 
     pub fn golden_of(&self, source: &SourceKey) -> Option<Uuid> {
-        self.matcher.golden_of(source)
+        self.resolver.golden_of(source)
     }
 
     pub fn golden_count(&self) -> usize {
@@ -188,6 +195,7 @@ impl State {
                 Op::Upsert => self.apply_upsert(seq, e),
                 Op::Delete => self.apply_delete(seq, e),
             },
+            LogPayload::Steward(a) => self.apply_steward(seq, a),
         }
     }
 
@@ -198,51 +206,125 @@ impl State {
             // older model may still hold some. They derive nothing.
             return Applied::default();
         };
-        let writes = normalized_writes(model, &e.fields);
-        let keys: Vec<(&str, &Value)> = model
-            .match_keys()
-            .filter_map(|f| {
-                writes
-                    .iter()
-                    .find(|w| w.field == f.name && !w.value.is_null())
-                    .map(|w| (f.name.as_str(), &w.value))
-            })
-            .collect();
+        let region = rules
+            .systems
+            .get(&e.system)
+            .and_then(|s| s.region.as_deref());
+        let cleansed = cleanse_record(
+            model,
+            &e.fields,
+            &CleanseContext {
+                default_region: region,
+            },
+        );
         let source = SourceKey {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
         };
-        let golden_id = self
-            .matcher
-            .find(&e.entity, &source, &keys)
-            .unwrap_or_else(|| Matcher::new_golden_id(&e.entity, &source, &keys));
-        self.matcher.index_keys(&e.entity, &keys, golden_id);
-        let newly_linked = self.matcher.golden_of(&source).is_none();
-        self.matcher.link(source.clone(), golden_id);
+        // The source record's whole current image: events may carry only the
+        // fields that changed. Its quality issues likewise.
+        let previous = self
+            .resolver
+            .golden_of(&source)
+            .and_then(|g| self.records.get(&g));
+        let mut image = previous
+            .and_then(|r| r.source_values.get(&source))
+            .cloned()
+            .unwrap_or_default();
+        let mut issues: Vec<QualityIssue> = previous
+            .and_then(|r| r.quality.get(&source))
+            .map(|q| {
+                q.iter()
+                    .filter(|i| !cleansed.values.contains_key(&i.field))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        issues.extend(cleansed.issues.iter().cloned());
+        for (f, v) in &cleansed.values {
+            if v.is_null() {
+                image.remove(f);
+            } else {
+                image.insert(f.clone(), v.clone());
+            }
+        }
+        let flagged: BTreeSet<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+        let valid: BTreeMap<String, Value> = image
+            .iter()
+            .filter(|(f, _)| !flagged.contains(f.as_str()))
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect();
+        let newly_linked = self.resolver.golden_of(&source).is_none();
+        let profile = Profile::from_values(&valid);
+        let exact_email = model.match_keys().any(|f| f.name == "email");
+        let (golden_id, merge) =
+            match self
+                .resolver
+                .decide(&e.entity, &source, &profile, exact_email, seq)
+            {
+                Decision::Link { golden, merge } => (golden, merge),
+                Decision::New { golden, .. } => (golden, Vec::new()),
+            };
+        let time_ns = observed_ns(e);
+
+        // What every target holds now, before this entry: the values of the
+        // golden record it is linked to (a merged one's, for its sources).
+        let mut held = self.held_by_targets(golden_id);
+        for loser in &merge {
+            held.extend(self.held_by_targets(*loser));
+        }
+        let before = self
+            .records
+            .get(&golden_id)
+            .map(|r| r.values.clone())
+            .unwrap_or_default();
+        let mut outbound = Vec::new();
+        for loser in &merge {
+            outbound.extend(self.merge_records(*loser, golden_id, seq, e.event_id, time_ns));
+        }
 
         let record = self
             .records
             .entry(golden_id)
             .or_insert_with(|| GoldenRecord::new(golden_id, &e.entity));
-        let before = record.values.clone();
         let was_retired = record.retired;
         record.retired = false;
         record.links.insert(source.clone());
-        let sent: BTreeMap<String, Value> = writes
+        record.source_values.insert(source.clone(), image);
+        if issues.is_empty() {
+            record.quality.remove(&source);
+        } else {
+            record.quality.insert(source.clone(), issues);
+        }
+        let sent = cleansed.values;
+        let writes: Vec<FieldWrite> = sent
             .iter()
-            .map(|w| (w.field.clone(), w.value.clone()))
+            .map(|(f, v)| FieldWrite {
+                field: f.clone(),
+                value: v.clone(),
+            })
             .collect();
         let pick = |field: &str, c: &[crate::golden::Candidate]| {
             survivorship::pick(rules.policy(model, field), &rules.source_priority, c)
         };
-        let touched = record.write(
+        let mut touched = record.write(
             &e.system,
             e.base.as_deref(),
             writes,
             e.event_id,
-            observed_ns(e),
+            time_ns,
             pick,
         );
+        if !merge.is_empty() {
+            touched = record
+                .candidates
+                .keys()
+                .chain(record.overrides.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+        }
         let mut conflicts = 0;
         for field in &touched {
             record.resolve(field, |c| pick(field, c));
@@ -255,46 +337,23 @@ impl State {
             }
         }
 
-        let version = record.version();
-        let mut outbound = Vec::new();
-        for target in targets(&rules, record) {
-            let writer = target.system == source.system
-                && target.record_id.as_deref() == Some(&source.record_id);
-            // What the target holds now: every golden value sent so far, and
-            // for the writer also what it just wrote. A newly linked writer
-            // holds only what it sent.
-            let holds = match (writer, newly_linked) {
-                (true, true) => sent.clone(),
-                (true, false) => overlay(&before, &sent),
-                (false, _) => before.clone(),
-            };
-            let fields = diff(&holds, &record.values, |f| {
-                rules.receives(&target.system, f)
-            });
-            if !fields.is_empty() {
-                outbound.push(Outbound::Update(update(
-                    record,
-                    &target,
-                    UpdateOp::Upsert,
-                    fields,
-                    &version,
-                    seq,
-                    e.event_id,
-                )));
-            }
-        }
+        let record = &self.records[&golden_id];
+        let writer = Target {
+            system: source.system.clone(),
+            record_id: Some(source.record_id.clone()),
+        };
+        // The writer holds what it just sent, on top of what it held (a newly
+        // linked writer holds only what it sent).
+        let writer_holds = if newly_linked {
+            sent
+        } else {
+            overlay(held.get(&writer).unwrap_or(&before), &sent)
+        };
+        held.insert(writer, writer_holds);
+        outbound.extend(updates_for(&rules, record, &held, &before, seq, e.event_id));
         let changed = diff(&before, &record.values, |_| true);
-        if !changed.is_empty() || was_retired {
-            outbound.push(Outbound::Golden(GoldenChange {
-                schema_version: SCHEMA_VERSION,
-                golden_id,
-                entity: e.entity.clone(),
-                fields: changed,
-                retired: false,
-                version,
-                log_seq: seq,
-                caused_by: e.event_id,
-            }));
+        if !changed.is_empty() || was_retired || !merge.is_empty() {
+            outbound.push(golden_change(record, changed, seq, e.event_id));
         }
         Applied {
             golden_id: Some(golden_id),
@@ -303,12 +362,72 @@ impl State {
         }
     }
 
+    /// What each target of a golden record holds: its golden values.
+    fn held_by_targets(&self, golden: Uuid) -> BTreeMap<Target, BTreeMap<String, Value>> {
+        match self.records.get(&golden) {
+            Some(r) => targets(&self.rules, r)
+                .into_iter()
+                .map(|t| (t, r.values.clone()))
+                .collect(),
+            None => BTreeMap::new(),
+        }
+    }
+
+    /// Merges golden record `loser` into `survivor` (the resolver already
+    /// knows): links, source values and quality issues move, every candidate
+    /// of the loser joins the survivor's, the loser is retired with
+    /// "merged into". Returns the loser's golden change.
+    fn merge_records(
+        &mut self,
+        loser: Uuid,
+        survivor: Uuid,
+        seq: u64,
+        caused_by: Uuid,
+        time_ns: i64,
+    ) -> Vec<Outbound> {
+        let Some(mut gone) = self.records.remove(&loser) else {
+            return Vec::new();
+        };
+        let record = self
+            .records
+            .entry(survivor)
+            .or_insert_with(|| GoldenRecord::new(survivor, &gone.entity));
+        let mut sets: BTreeMap<String, Vec<crate::golden::Candidate>> = BTreeMap::new();
+        for (field, cands) in &gone.candidates {
+            let mut all = record.candidates.get(field).cloned().unwrap_or_default();
+            for c in cands {
+                if !all
+                    .iter()
+                    .any(|a| a.system == c.system && a.event_id == c.event_id)
+                {
+                    all.push(c.clone());
+                }
+            }
+            sets.insert(field.clone(), all);
+        }
+        record.rewrite(&sets, &format!("merge/{loser}"), time_ns);
+        for (system, values) in gone.written() {
+            record.adopt_written(system, values);
+        }
+        record.links.append(&mut gone.links);
+        record.source_values.append(&mut gone.source_values);
+        record.quality.append(&mut gone.quality);
+        for (f, v) in std::mem::take(&mut gone.overrides) {
+            record.overrides.entry(f).or_insert(v);
+        }
+        gone.retired = true;
+        gone.merged_into = Some(survivor);
+        let change = golden_change(&gone, BTreeMap::new(), seq, caused_by);
+        self.records.insert(loser, gone);
+        vec![change]
+    }
+
     fn apply_delete(&mut self, seq: u64, e: &ChangeEvent) -> Applied {
         let source = SourceKey {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
         };
-        let Some(golden_id) = self.matcher.unlink(&source) else {
+        let Some(golden_id) = self.resolver.unlink(&source) else {
             return Applied::default();
         };
         let record = self
@@ -316,6 +435,8 @@ impl State {
             .get_mut(&golden_id)
             .expect("linked golden records exist");
         record.links.remove(&source);
+        record.source_values.remove(&source);
+        record.quality.remove(&source);
         let mut outbound = Vec::new();
         if record.links.is_empty() {
             record.retired = true;
@@ -331,16 +452,7 @@ impl State {
                     e.event_id,
                 )));
             }
-            outbound.push(Outbound::Golden(GoldenChange {
-                schema_version: SCHEMA_VERSION,
-                golden_id,
-                entity: e.entity.clone(),
-                fields: Default::default(),
-                retired: true,
-                version,
-                log_seq: seq,
-                caused_by: e.event_id,
-            }));
+            outbound.push(golden_change(record, BTreeMap::new(), seq, e.event_id));
         }
         Applied {
             golden_id: Some(golden_id),
@@ -353,10 +465,11 @@ impl State {
     /// logs, and for any order of arrival of the same concurrent edits.
     pub fn state_hash(&self) -> String {
         let mut h = Sha256::new();
-        h.update(b"mdhub-state-v1");
+        h.update(b"mdhub-state-v2");
         for record in self.records.values() {
             record.hash_into(&mut h);
         }
+        self.resolver.hash_into(&mut h);
         hex::encode(h.finalize())
     }
 }
@@ -431,6 +544,57 @@ fn diff(
             (old != new).then(|| (k.clone(), new.clone()))
         })
         .collect()
+}
+
+/// Updates for every target of `record` that does not hold its golden
+/// values: `held` says what each target holds (targets not in it, such as a
+/// `receive_all` system new to the record, hold `before`).
+fn updates_for(
+    rules: &Rules,
+    record: &GoldenRecord,
+    held: &BTreeMap<Target, BTreeMap<String, Value>>,
+    before: &BTreeMap<String, Value>,
+    seq: u64,
+    caused_by: Uuid,
+) -> Vec<Outbound> {
+    let version = record.version();
+    let mut out = Vec::new();
+    for target in targets(rules, record) {
+        let holds = held.get(&target).unwrap_or(before);
+        let fields = diff(holds, &record.values, |f| rules.receives(&target.system, f));
+        if !fields.is_empty() {
+            out.push(Outbound::Update(update(
+                record,
+                &target,
+                UpdateOp::Upsert,
+                fields,
+                &version,
+                seq,
+                caused_by,
+            )));
+        }
+    }
+    out
+}
+
+/// The change feed message for `record`.
+fn golden_change(
+    record: &GoldenRecord,
+    fields: BTreeMap<String, Value>,
+    seq: u64,
+    caused_by: Uuid,
+) -> Outbound {
+    Outbound::Golden(GoldenChange {
+        schema_version: SCHEMA_VERSION,
+        golden_id: record.id,
+        entity: record.entity.clone(),
+        fields,
+        retired: record.retired,
+        merged_into: record.merged_into,
+        version: record.version(),
+        log_seq: seq,
+        caused_by,
+    })
 }
 
 fn update(

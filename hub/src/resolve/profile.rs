@@ -1,0 +1,252 @@
+//! What the matcher knows of a source record: its cleansed, valid values of
+//! the fields that identify a customer, and the blocking keys they give.
+//! Values that failed cleansing never get here (they are flagged on the
+//! golden record instead), so a bad phone cannot link two customers.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::compare;
+
+/// The identifying values of one source record (customer model field names).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    pub kind: Option<String>,
+    pub email: Option<String>,
+    pub phones: Vec<String>,
+    pub tax_id: Option<String>,
+    pub given: Option<String>,
+    pub family: Option<String>,
+    pub company: Option<String>,
+    pub birth_date: Option<String>,
+    pub postcode: Option<String>,
+    pub city: Option<String>,
+    pub street: Option<String>,
+    pub domain: Option<String>,
+}
+
+/// Separates fields in the stored form; cannot occur in cleansed text.
+const FIELD_SEP: char = '\u{1f}';
+/// Separates phones within their field.
+const LIST_SEP: char = '\u{1e}';
+
+impl Profile {
+    /// From a record's cleansed valid values.
+    pub fn from_values(values: &BTreeMap<String, Value>) -> Profile {
+        let text = |f: &str| {
+            values
+                .get(f)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let mut given = text("given_name");
+        let mut family = text("family_name");
+        if given.is_none() && family.is_none() {
+            if let Some(full) = text("full_name") {
+                (given, family) = split_full_name(&full);
+            }
+        }
+        let email = text("email").map(|e| e.to_lowercase());
+        let kind = text("customer_type");
+        // A company's email domain is its own; a person's is an employer's,
+        // shared with colleagues, so it identifies nobody.
+        let domain = text("website")
+            .and_then(|w| compare::web_domain(&w))
+            .or_else(|| match kind.as_deref() {
+                Some("company") => email.as_deref().and_then(compare::web_domain),
+                _ => None,
+            });
+        let mut phones: Vec<String> = ["phone", "mobile"].iter().filter_map(|f| text(f)).collect();
+        phones.sort();
+        phones.dedup();
+        Profile {
+            kind,
+            email,
+            phones,
+            tax_id: text("tax_id").map(|t| {
+                t.chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .flat_map(char::to_uppercase)
+                    .collect()
+            }),
+            given,
+            family,
+            company: text("company"),
+            birth_date: text("birth_date"),
+            postcode: text("postal_code").map(|p| p.to_uppercase()),
+            city: text("city"),
+            street: text("street"),
+            domain,
+        }
+    }
+
+    pub fn is_company(&self) -> bool {
+        self.kind.as_deref() == Some("company")
+    }
+
+    /// The blocking keys: records sharing one are compared. Each key says
+    /// what it is built from, so unrelated values cannot collide.
+    pub fn block_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let Some(e) = &self.email {
+            keys.push(format!("email:{e}"));
+        }
+        for p in &self.phones {
+            keys.push(format!("phone:{p}"));
+        }
+        if let Some(t) = &self.tax_id {
+            keys.push(format!("tax:{t}"));
+        }
+        if let Some(d) = &self.domain {
+            keys.push(format!("web:{d}"));
+        }
+        if let Some(c) = &self.company {
+            let key = compare::company_key(c);
+            if !key.is_empty() {
+                keys.push(format!("company:{key}"));
+            }
+        }
+        // Sound-alike names with the postcode, family and given name both, so
+        // that swapped given/family names still meet.
+        let names: Vec<&String> = [&self.family, &self.given].into_iter().flatten().collect();
+        if let Some(pc) = &self.postcode {
+            for n in &names {
+                let s = compare::sound_key(n);
+                if !s.is_empty() {
+                    keys.push(format!("name:{s}|{pc}"));
+                }
+            }
+        }
+        if let Some(d) = &self.birth_date {
+            for n in &names {
+                if let Some(i) = initial(n) {
+                    keys.push(format!("born:{d}|{i}"));
+                }
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The stored form (in the match index).
+    pub fn encode(&self) -> String {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        [
+            opt(&self.kind),
+            opt(&self.email),
+            self.phones.join(&LIST_SEP.to_string()),
+            opt(&self.tax_id),
+            opt(&self.given),
+            opt(&self.family),
+            opt(&self.company),
+            opt(&self.birth_date),
+            opt(&self.postcode),
+            opt(&self.city),
+            opt(&self.street),
+            opt(&self.domain),
+        ]
+        .join(&FIELD_SEP.to_string())
+    }
+
+    pub fn decode(s: &str) -> Profile {
+        let mut parts = s
+            .split(FIELD_SEP)
+            .map(|p| (!p.is_empty()).then(|| p.to_string()));
+        let mut next = || parts.next().flatten();
+        Profile {
+            kind: next(),
+            email: next(),
+            phones: next()
+                .map(|p| p.split(LIST_SEP).map(str::to_string).collect())
+                .unwrap_or_default(),
+            tax_id: next(),
+            given: next(),
+            family: next(),
+            company: next(),
+            birth_date: next(),
+            postcode: next(),
+            city: next(),
+            street: next(),
+            domain: next(),
+        }
+    }
+}
+
+/// Given and family name from a full name: Han names put the family name
+/// first (one character, two for the few compound surnames is left to the
+/// comparison), Latin-script names last.
+fn split_full_name(full: &str) -> (Option<String>, Option<String>) {
+    let is_han = full.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    if is_han && !full.contains(' ') {
+        let mut chars = full.chars();
+        let family = chars.next().map(String::from);
+        let given: String = chars.collect();
+        return ((!given.is_empty()).then_some(given), family);
+    }
+    match full.rsplit_once(' ') {
+        Some((given, family)) => (Some(given.trim().to_string()), Some(family.to_string())),
+        None => (None, Some(full.to_string())),
+    }
+}
+
+/// First letter of a name, in Latin script (Han via pinyin), lower case.
+fn initial(name: &str) -> Option<char> {
+    let latin = compare::han_to_pinyin(name).unwrap_or_else(|| name.to_string());
+    deunicode::deunicode(&latin)
+        .chars()
+        .find(|c| c.is_ascii_alphabetic())
+        .map(|c| c.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn encodes_and_decodes_to_the_same_profile() {
+        let p = Profile::from_values(&values(&[
+            ("email", "Anna@Example.org"),
+            ("phone", "+4930123456"),
+            ("mobile", "+491701234567"),
+            ("given_name", "Anna"),
+            ("family_name", "Schmidt"),
+            ("postal_code", "10115"),
+            ("customer_type", "person"),
+        ]));
+        assert_eq!(p.email.as_deref(), Some("anna@example.org"));
+        assert_eq!(Profile::decode(&p.encode()), p);
+    }
+
+    #[test]
+    fn swapped_names_share_a_name_block() {
+        let a = Profile::from_values(&values(&[
+            ("given_name", "Anna"),
+            ("family_name", "Schmidt"),
+            ("postal_code", "10115"),
+        ]));
+        let b = Profile::from_values(&values(&[
+            ("given_name", "Schmidt"),
+            ("family_name", "Anna"),
+            ("postal_code", "10115"),
+        ]));
+        assert_eq!(a.block_keys(), b.block_keys());
+    }
+
+    #[test]
+    fn a_han_full_name_splits_family_first() {
+        let p = Profile::from_values(&values(&[("full_name", "王小明")]));
+        assert_eq!(p.family.as_deref(), Some("王"));
+        assert_eq!(p.given.as_deref(), Some("小明"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Deriving steward actions: merge, split, review decisions, overrides.
+//! Each one changes golden records and sends every affected system the
+//! golden values it does not hold yet. An action that no longer applies (a
+//! task already decided, a record already split) changes nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{golden_change, targets, updates_for, Applied, State};
+use crate::golden::{survivorship, Candidate, FieldWrite, GoldenRecord, SourceKey};
+use crate::resolve::TaskStatus;
+use crate::steward::{Command, StewardAction};
+
+/// Namespace of golden ids made by splits.
+const SPLIT_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7370_6c69_742d_6964_7321);
+
+impl State {
+    pub(super) fn apply_steward(&mut self, seq: u64, a: &StewardAction) -> Applied {
+        let time_ns =
+            a.at.unix_timestamp_nanos()
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        match &a.command {
+            Command::Merge { golden_ids } => {
+                self.steward_merge(golden_ids[0], golden_ids[1], seq, a.action_id, time_ns)
+            }
+            Command::Decide { task_id, same } => {
+                let Some(task) = self.resolver.task(*task_id).cloned() else {
+                    return Applied::default();
+                };
+                if task.status != TaskStatus::Open {
+                    return Applied::default();
+                }
+                if *same {
+                    let applied = self.steward_merge(
+                        task.golden_id,
+                        task.candidate,
+                        seq,
+                        a.action_id,
+                        time_ns,
+                    );
+                    self.resolver.set_task_status(*task_id, TaskStatus::Same);
+                    applied
+                } else {
+                    self.resolver.mark_distinct(
+                        self.resolver.survivor(task.golden_id),
+                        self.resolver.survivor(task.candidate),
+                    );
+                    self.resolver
+                        .set_task_status(*task_id, TaskStatus::Different);
+                    Applied::default()
+                }
+            }
+            Command::Split { system, record_id } => self.steward_split(
+                SourceKey {
+                    system: system.clone(),
+                    record_id: record_id.clone(),
+                },
+                seq,
+                a.action_id,
+                time_ns,
+            ),
+            Command::Override {
+                golden_id,
+                field,
+                value,
+            } => self.steward_override(*golden_id, field, value, seq, a.action_id),
+        }
+    }
+
+    fn steward_merge(
+        &mut self,
+        a: Uuid,
+        b: Uuid,
+        seq: u64,
+        caused_by: Uuid,
+        time_ns: i64,
+    ) -> Applied {
+        let (a, b) = (self.resolver.survivor(a), self.resolver.survivor(b));
+        if a == b || !self.records.contains_key(&a) || !self.records.contains_key(&b) {
+            return Applied::default();
+        }
+        let (survivor, loser) = if self.resolver.created_before(a, b) {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let mut held = self.held_by_targets(survivor);
+        held.extend(self.held_by_targets(loser));
+        let before = self.records[&survivor].values.clone();
+        self.resolver.record_merge(loser, survivor);
+        let mut outbound = self.merge_records(loser, survivor, seq, caused_by, time_ns);
+        self.resolve_all(survivor);
+        let record = &self.records[&survivor];
+        outbound.extend(updates_for(
+            &self.rules,
+            record,
+            &held,
+            &before,
+            seq,
+            caused_by,
+        ));
+        let changed = super::diff(&before, &record.values, |_| true);
+        outbound.push(golden_change(record, changed, seq, caused_by));
+        Applied {
+            golden_id: Some(survivor),
+            conflicts: 0,
+            outbound,
+        }
+    }
+
+    fn steward_split(
+        &mut self,
+        source: SourceKey,
+        seq: u64,
+        caused_by: Uuid,
+        time_ns: i64,
+    ) -> Applied {
+        let Some(old_id) = self.resolver.golden_of(&source) else {
+            return Applied::default();
+        };
+        let old = &self.records[&old_id];
+        if old.links.len() < 2 {
+            return Applied::default();
+        }
+        let entity = old.entity.clone();
+        let held_old = self.held_by_targets(old_id);
+        let before_old = old.values.clone();
+        let values = old.source_values.get(&source).cloned().unwrap_or_default();
+        let quality = old.quality.get(&source).cloned();
+
+        // The split record: a golden record of its own from its last image.
+        let new_id = Uuid::new_v5(
+            &SPLIT_NS,
+            format!(
+                "{entity}/split/{}/{}/{seq}",
+                source.system, source.record_id
+            )
+            .as_bytes(),
+        );
+        self.resolver.create_golden(new_id, seq);
+        self.resolver.relink(&source, new_id);
+        self.resolver.mark_distinct(old_id, new_id);
+        let rules = std::sync::Arc::clone(&self.rules);
+        let model = rules.models.get(&entity);
+        let mut record = GoldenRecord::new(new_id, &entity);
+        record.links.insert(source.clone());
+        record.source_values.insert(source.clone(), values.clone());
+        if let Some(q) = quality {
+            record.quality.insert(source.clone(), q);
+        }
+        let pick = |field: &str, c: &[Candidate]| match model {
+            Some(m) => survivorship::pick(rules.policy(m, field), &rules.source_priority, c),
+            None => 0,
+        };
+        let writes = values
+            .iter()
+            .map(|(f, v)| FieldWrite {
+                field: f.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        for field in record.write(&source.system, None, writes, caused_by, time_ns, pick) {
+            record.resolve(&field, |c| pick(&field, c));
+        }
+        self.records.insert(new_id, record);
+
+        // The old record: without the split record's link and, where no other
+        // record of that system stays linked, without that system's values.
+        let old = self.records.get_mut(&old_id).expect("exists");
+        old.links.remove(&source);
+        old.source_values.remove(&source);
+        old.quality.remove(&source);
+        let system_stays = old.links.iter().any(|l| l.system == source.system);
+        if !system_stays {
+            let sets: BTreeMap<String, Vec<Candidate>> = old
+                .candidates
+                .iter()
+                .filter(|(_, c)| c.iter().any(|c| c.system == source.system))
+                .map(|(f, c)| {
+                    let rest = c
+                        .iter()
+                        .filter(|c| c.system != source.system)
+                        .cloned()
+                        .collect();
+                    (f.clone(), rest)
+                })
+                .collect();
+            old.rewrite(
+                &sets,
+                &format!("split/{}/{}/{seq}", source.system, source.record_id),
+                time_ns,
+            );
+        }
+        self.resolve_all(old_id);
+
+        let mut outbound = Vec::new();
+        let new = &self.records[&new_id];
+        // The split record's system holds the values it sent, now under the
+        // new golden id: tell it the id (and any value it lacks).
+        let mut held_new = BTreeMap::new();
+        for t in targets(&self.rules, new) {
+            held_new.insert(t, BTreeMap::new());
+        }
+        outbound.extend(updates_for(
+            &self.rules,
+            new,
+            &held_new,
+            &BTreeMap::new(),
+            seq,
+            caused_by,
+        ));
+        outbound.push(golden_change(new, new.values.clone(), seq, caused_by));
+        let old = &self.records[&old_id];
+        outbound.extend(updates_for(
+            &self.rules,
+            old,
+            &held_old,
+            &before_old,
+            seq,
+            caused_by,
+        ));
+        let changed = super::diff(&before_old, &old.values, |_| true);
+        outbound.push(golden_change(old, changed, seq, caused_by));
+        Applied {
+            golden_id: Some(new_id),
+            conflicts: 0,
+            outbound,
+        }
+    }
+
+    fn steward_override(
+        &mut self,
+        golden_id: Uuid,
+        field: &str,
+        value: &Value,
+        seq: u64,
+        caused_by: Uuid,
+    ) -> Applied {
+        let id = self.resolver.survivor(golden_id);
+        let rules = std::sync::Arc::clone(&self.rules);
+        let Some(record) = self.records.get(&id) else {
+            return Applied::default();
+        };
+        let Some(def) = rules
+            .models
+            .get(&record.entity)
+            .and_then(|m| m.field(field))
+        else {
+            return Applied::default();
+        };
+        // The API checked the value; a log from an older model may hold one
+        // that no longer cleanses: it is kept as sent.
+        let value = if value.is_null() {
+            Value::Null
+        } else {
+            mdhub_schema::cleanse_value(def, value, &Default::default(), None)
+                .unwrap_or_else(|_| value.clone())
+        };
+        let held = self.held_by_targets(id);
+        let before = record.values.clone();
+        let record = self.records.get_mut(&id).expect("exists");
+        if value.is_null() {
+            record.overrides.remove(field);
+        } else {
+            record.overrides.insert(field.to_string(), value);
+        }
+        self.resolve_all(id);
+        let record = &self.records[&id];
+        let mut outbound = updates_for(&self.rules, record, &held, &before, seq, caused_by);
+        let changed = super::diff(&before, &record.values, |_| true);
+        outbound.push(golden_change(record, changed, seq, caused_by));
+        Applied {
+            golden_id: Some(id),
+            conflicts: 0,
+            outbound,
+        }
+    }
+
+    /// Re-picks every field of a golden record (after a merge, split or
+    /// override changed its candidates).
+    pub(super) fn resolve_all(&mut self, id: Uuid) {
+        let rules = std::sync::Arc::clone(&self.rules);
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
+        let Some(model) = rules.models.get(&record.entity) else {
+            return;
+        };
+        let fields: Vec<String> = record
+            .candidates
+            .keys()
+            .chain(record.overrides.keys())
+            .chain(record.values.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for field in fields {
+            record.resolve(&field, |c| {
+                survivorship::pick(rules.policy(model, &field), &rules.source_priority, c)
+            });
+        }
+    }
+}
