@@ -11,6 +11,7 @@
 //! - `wait`: waiting on a condition with a deadline (never sleep-and-hope).
 //! - `ports`: free loopback ports.
 
+pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
 pub mod nats;
