@@ -145,10 +145,10 @@ pub struct MatchConfig {
 }
 
 fn default_link() -> f64 {
-    20.0
+    28.0
 }
 fn default_review() -> f64 {
-    12.0
+    16.0
 }
 fn default_max_block() -> usize {
     64

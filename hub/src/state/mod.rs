@@ -154,6 +154,20 @@ impl State {
         self.resolver.golden_of(source)
     }
 
+    /// Review tasks, open and decided, by id.
+    pub fn review_tasks(&self) -> impl Iterator<Item = &crate::resolve::ReviewTask> {
+        self.resolver.tasks()
+    }
+
+    pub fn review_task(&self, id: Uuid) -> Option<&crate::resolve::ReviewTask> {
+        self.resolver.task(id)
+    }
+
+    /// The golden record an id stands for now (itself, or its survivor).
+    pub fn survivor(&self, id: Uuid) -> Uuid {
+        self.resolver.survivor(id)
+    }
+
     pub fn golden_count(&self) -> usize {
         self.records.len()
     }

@@ -90,15 +90,12 @@ pub struct Profile {
     pub street_abbreviation_rate: f64,
     /// Birth date day and month swapped (where both could be a month).
     pub day_month_swap_rate: f64,
-    /// Birth date as `01.03.1985` or `03/01/1985` instead of ISO. The hub's
-    /// current date normalizer refuses these, hence 0 by default.
+    /// Birth date as `01.03.1985` or `03/01/1985` instead of ISO.
     pub date_format_rate: f64,
     /// Country as a name (`Deutschland`, `中国`, `UK`) instead of its code.
-    /// The hub's current country normalizer refuses most, hence 0 by default.
     pub country_name_rate: f64,
-    /// One value no normalizer accepts (`n/a` as phone, an e-mail without
-    /// `@`, 30 February), per record; 0 by default while the hub rejects
-    /// such events instead of flagging the value.
+    /// One value no cleanser accepts (`n/a` as phone, an e-mail without
+    /// `@`, 30 February), per record: the hub keeps it and flags it.
     pub invalid_value_rate: f64,
 }
 
@@ -127,9 +124,9 @@ impl Profile {
             website_variant_rate: 0.5,
             street_abbreviation_rate: 0.2,
             day_month_swap_rate: 0.01,
-            date_format_rate: 0.0,
-            country_name_rate: 0.0,
-            invalid_value_rate: 0.0,
+            date_format_rate: 0.2,
+            country_name_rate: 0.2,
+            invalid_value_rate: 0.02,
         }
     }
 }

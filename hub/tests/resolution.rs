@@ -1,0 +1,356 @@
+//! Entity resolution, given/when/then: link, review, merge, split,
+//! override, a "different" decision, and a retired id that answers with
+//! its survivor. All through log entries applied to the derived state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mdhub_hub::config::HubConfig;
+use mdhub_hub::entry::LogPayload;
+use mdhub_hub::golden::SourceKey;
+use mdhub_hub::resolve::TaskStatus;
+use mdhub_hub::state::{Outbound, Rules, State};
+use mdhub_hub::steward::{Command, StewardAction};
+use mdhub_schema::{ChangeEvent, Op, SCHEMA_VERSION};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+struct Given {
+    state: State,
+    seq: u64,
+}
+
+fn given() -> Given {
+    let config = HubConfig::parse(
+        "[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n[survivorship]\nsource_priority = [\"erp\", \"crm\"]\n",
+        "test",
+    )
+    .unwrap();
+    let models = config.load_models("test").unwrap();
+    Given {
+        state: State::new(Arc::new(Rules::from_config(&config, models))),
+        seq: 0,
+    }
+}
+
+/// Anna Schmidt as a system would send her, without an email (so that only
+/// fuzzy matching can link her).
+fn anna() -> Value {
+    json!({
+        "customer_type": "person",
+        "given_name": "Anna",
+        "family_name": "Schmidt",
+        "birth_date": "1985-03-01",
+        "street": "Hauptstraße 5",
+        "postal_code": "10115",
+        "city": "Berlin",
+        "phone": "030 1234567",
+    })
+}
+
+impl Given {
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn when(&mut self, system: &str, record_id: &str, fields: Value) -> Vec<Outbound> {
+        let seq = self.next();
+        let fields: BTreeMap<String, Value> = fields
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let e = ChangeEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("event/{seq}").as_bytes()),
+            system: system.into(),
+            entity: "customer".into(),
+            record_id: record_id.into(),
+            op: Op::Upsert,
+            fields,
+            observed_at: time::macros::datetime!(2026-01-01 00:00 UTC)
+                + time::Duration::minutes(seq as i64),
+            base: None,
+            caused_by: None,
+        };
+        self.state.apply(seq, &LogPayload::Change(e)).outbound
+    }
+
+    fn steward(&mut self, command: Command) -> Vec<Outbound> {
+        let seq = self.next();
+        let a = StewardAction {
+            action_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("action/{seq}").as_bytes()),
+            entity: "customer".into(),
+            actor: "dana".into(),
+            reason: "checked with the customer".into(),
+            at: time::macros::datetime!(2026-02-01 00:00 UTC),
+            command,
+        };
+        self.state.apply(seq, &LogPayload::Steward(a)).outbound
+    }
+
+    fn golden(&self, system: &str, record_id: &str) -> Uuid {
+        self.state
+            .golden_of(&SourceKey {
+                system: system.into(),
+                record_id: record_id.into(),
+            })
+            .expect("linked")
+    }
+}
+
+fn updates_to(out: &[Outbound], system: &str) -> Vec<mdhub_schema::GoldenUpdate> {
+    out.iter()
+        .filter_map(|o| match o {
+            Outbound::Update(u) if u.system == system => Some(u.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_close_match_links_automatically_despite_nickname_typo_and_phone_format() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    let mut erp = anna();
+    erp["given_name"] = json!("Ana");
+    erp["phone"] = json!("+49 30 1234567");
+    erp["street"] = json!("Hauptstr. 5");
+    let out = g.when("erp", "e1", erp);
+    assert_eq!(g.golden("crm", "c1"), g.golden("erp", "e1"));
+    assert_eq!(g.state.golden_count(), 1);
+    // The crm record is told the golden values it lacks (erp wins names).
+    assert!(!updates_to(&out, "crm").is_empty());
+}
+
+#[test]
+fn a_doubtful_match_gets_its_own_record_and_a_review_task_naming_the_candidate() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    // Same name and town, no birth date, other street and phone.
+    g.when(
+        "erp",
+        "e1",
+        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+               "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
+    );
+    let (a, b) = (g.golden("crm", "c1"), g.golden("erp", "e1"));
+    assert_ne!(a, b);
+    let tasks: Vec<_> = g.state.review_tasks().collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].golden_id, b);
+    assert_eq!(tasks[0].candidate, a);
+    assert_eq!(tasks[0].status, TaskStatus::Open);
+    assert!(!tasks[0].parts.is_empty(), "the task explains its score");
+}
+
+#[test]
+fn a_record_matching_two_golden_records_merges_them_and_the_old_id_answers_with_the_survivor() {
+    let mut g = given();
+    g.when(
+        "crm",
+        "c1",
+        json!({"email": "anna@example.org", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    g.when(
+        "crm",
+        "c2",
+        json!({"tax_id": "DE123456789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    let (first, second) = (g.golden("crm", "c1"), g.golden("crm", "c2"));
+    assert_ne!(first, second);
+    // The erp record carries both the email and the tax id.
+    let out = g.when(
+        "erp",
+        "e1",
+        json!({"email": "anna@example.org", "tax_id": "DE 123 456 789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    let survivor = g.golden("erp", "e1");
+    assert_eq!(survivor, first, "the golden record created first survives");
+    assert_eq!(g.golden("crm", "c2"), survivor);
+    let retired = g.state.record(second).unwrap();
+    assert!(retired.retired);
+    assert_eq!(retired.merged_into, Some(survivor));
+    assert_eq!(g.state.survivor(second), survivor);
+    // Every source value is kept: the survivor has all three links and the
+    // retired record's tax id candidate.
+    let r = g.state.record(survivor).unwrap();
+    assert_eq!(r.links.len(), 3);
+    assert_eq!(r.values["tax_id"], "DE 123 456 789");
+    assert!(r.candidates["tax_id"]
+        .iter()
+        .any(|c| c.value == "DE123456789"));
+    // The feed says where the retired id went.
+    assert!(out.iter().any(|o| matches!(o, Outbound::Golden(c) if c.golden_id == second && c.merged_into == Some(survivor))));
+}
+
+#[test]
+fn a_steward_merge_and_a_same_decision_join_records() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    g.when(
+        "erp",
+        "e1",
+        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+               "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
+    );
+    let task = g.state.review_tasks().next().unwrap().task_id;
+    let out = g.steward(Command::Decide {
+        task_id: task,
+        same: true,
+    });
+    assert_eq!(g.golden("crm", "c1"), g.golden("erp", "e1"));
+    assert_eq!(g.state.review_task(task).unwrap().status, TaskStatus::Same);
+    assert!(
+        !updates_to(&out, "erp").is_empty(),
+        "erp hears of its new golden id"
+    );
+
+    // A plain merge of two unrelated records.
+    g.when("crm", "c7", json!({"email": "x@example.org"}));
+    g.when("crm", "c8", json!({"email": "y@example.org"}));
+    let (x, y) = (g.golden("crm", "c7"), g.golden("crm", "c8"));
+    g.steward(Command::Merge { golden_ids: [y, x] });
+    assert_eq!(g.golden("crm", "c8"), x, "the first created survives");
+    assert_eq!(g.state.survivor(y), x);
+}
+
+#[test]
+fn a_different_decision_keeps_the_pair_apart_for_good() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    g.when(
+        "erp",
+        "e1",
+        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+               "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
+    );
+    let task = g.state.review_tasks().next().unwrap().task_id;
+    g.steward(Command::Decide {
+        task_id: task,
+        same: false,
+    });
+    assert_eq!(
+        g.state.review_task(task).unwrap().status,
+        TaskStatus::Different
+    );
+    // erp's record later gains everything that would link it automatically.
+    g.when("erp", "e1", anna());
+    assert_ne!(g.golden("crm", "c1"), g.golden("erp", "e1"));
+}
+
+#[test]
+fn a_split_gives_the_source_record_its_own_golden_record_and_it_is_not_matched_back() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    let mut erp = anna();
+    erp["job_title"] = json!("Buyer");
+    g.when("erp", "e1", erp);
+    let joined = g.golden("crm", "c1");
+    assert_eq!(joined, g.golden("erp", "e1"));
+    let out = g.steward(Command::Split {
+        system: "erp".into(),
+        record_id: "e1".into(),
+    });
+    let own = g.golden("erp", "e1");
+    assert_ne!(own, joined);
+    assert_eq!(g.state.record(own).unwrap().values["job_title"], "Buyer");
+    // The old record no longer has erp's values (no erp record stays).
+    assert!(!g
+        .state
+        .record(joined)
+        .unwrap()
+        .values
+        .contains_key("job_title"));
+    let to_erp = updates_to(&out, "erp");
+    assert!(
+        to_erp.iter().any(|u| u.golden_id == own),
+        "erp hears of its new golden id"
+    );
+    // The next change of the erp record does not rejoin it.
+    let mut again = anna();
+    again["job_title"] = json!("Head of Buying");
+    g.when("erp", "e1", again);
+    assert_eq!(g.golden("erp", "e1"), own);
+}
+
+#[test]
+fn an_override_wins_over_every_source_until_cleared() {
+    let mut g = given();
+    g.when("crm", "c1", anna());
+    let id = g.golden("crm", "c1");
+    let out = g.steward(Command::Override {
+        golden_id: id,
+        field: "city".into(),
+        value: json!("Berlin-Mitte"),
+    });
+    assert_eq!(g.state.record(id).unwrap().values["city"], "Berlin-Mitte");
+    assert_eq!(updates_to(&out, "crm")[0].fields["city"], "Berlin-Mitte");
+    let mut moved = anna();
+    moved["city"] = json!("Potsdam");
+    g.when("crm", "c1", moved);
+    assert_eq!(
+        g.state.record(id).unwrap().values["city"],
+        "Berlin-Mitte",
+        "the override holds"
+    );
+    g.steward(Command::Override {
+        golden_id: id,
+        field: "city".into(),
+        value: Value::Null,
+    });
+    assert_eq!(g.state.record(id).unwrap().values["city"], "Potsdam");
+}
+
+#[test]
+fn a_value_that_fails_cleansing_is_kept_and_flagged_not_matched_on() {
+    let mut g = given();
+    g.when(
+        "crm",
+        "c1",
+        json!({"email": "anna(at)example.org", "phone": "n/a", "given_name": "Anna"}),
+    );
+    g.when(
+        "erp",
+        "e1",
+        json!({"email": "anna(at)example.org", "given_name": "Bert"}),
+    );
+    let id = g.golden("crm", "c1");
+    assert_ne!(id, g.golden("erp", "e1"), "an invalid email links nothing");
+    let r = g.state.record(id).unwrap();
+    assert_eq!(r.values["email"], "anna(at)example.org", "kept as sent");
+    let issues = &r.quality[&SourceKey {
+        system: "crm".into(),
+        record_id: "c1".into(),
+    }];
+    let fields: Vec<&str> = issues.iter().map(|i| i.field.as_str()).collect();
+    assert_eq!(fields, ["email", "phone"]);
+    assert!(issues[1].reason.contains("phone"), "{}", issues[1].reason);
+}
+
+#[test]
+fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
+    let run = || {
+        let mut g = given();
+        g.when("crm", "c1", anna());
+        g.when(
+            "erp",
+            "e1",
+            json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+                   "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
+        );
+        let task = g.state.review_tasks().next().unwrap().task_id;
+        g.steward(Command::Decide {
+            task_id: task,
+            same: true,
+        });
+        g.steward(Command::Split {
+            system: "erp".into(),
+            record_id: "e1".into(),
+        });
+        g.state.state_hash()
+    };
+    assert_eq!(run(), run());
+}
