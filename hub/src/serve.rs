@@ -50,6 +50,7 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         hub: hub.clone(),
         tokens: Arc::new(config.tokens.clone()),
         metrics: Some(metrics),
+        actions: crate::api::ActionSink::Nats(Box::new(async_nats::jetstream::new(client.clone()))),
     });
     let api_task = tokio::spawn(async move { axum::serve(listener, api).await });
 

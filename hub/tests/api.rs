@@ -20,6 +20,7 @@ use uuid::Uuid;
 const READER: &str = "reader-token";
 const AUDITOR: &str = "auditor-token";
 const ADMIN: &str = "admin-token";
+const STEWARD: &str = "steward-token";
 
 const CONFIG: &str = r#"
 [system.crm]
@@ -105,11 +106,13 @@ fn fixture(with_metrics: bool) -> Fixture {
             .handle()
     });
     let app = router(ApiState {
+        actions: mdhub_hub::api::ActionSink::Direct,
         hub: hub.clone(),
         tokens: Arc::new(vec![
             token("ops", Role::Reader, READER),
             token("audit", Role::Auditor, AUDITOR),
             token("root", Role::Admin, ADMIN),
+            token("dana", Role::Steward, STEWARD),
         ]),
         metrics,
     });
@@ -168,6 +171,32 @@ async fn call(app: &Router, method: &str, uri: &str, token: Option<&str>) -> Rep
         .oneshot(req.body(Body::empty()).unwrap())
         .await
         .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A request with a JSON body.
+async fn send(app: &Router, method: &str, uri: &str, token: &str, body: Value) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
@@ -457,4 +486,165 @@ async fn a_poisoned_lock_is_503() {
     get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER))
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}
+
+#[tokio::test]
+async fn steward_actions_need_the_steward_role() {
+    let f = fixture(false);
+    let body = json!({"golden_ids": [f.ann, f.ann], "reason": "same person"});
+    send(&f.app, "POST", "/v1/customers/merge", READER, body.clone())
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    get(&f.app, "/v1/reviews", Some(AUDITOR))
+        .await
+        .assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let r = get(&f.app, "/v1/reviews", Some(STEWARD)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"tasks": []}));
+}
+
+#[tokio::test]
+async fn a_merge_through_the_api_retires_one_id_that_then_points_to_its_survivor() {
+    let f = fixture(false);
+    let bob = f
+        .hub
+        .read()
+        .unwrap()
+        .state()
+        .golden_of(&SourceKey {
+            system: "crm".into(),
+            record_id: "c-2".into(),
+        })
+        .unwrap();
+    let r = send(
+        &f.app,
+        "POST",
+        "/v1/customers/merge",
+        STEWARD,
+        json!({"golden_ids": [bob.to_string(), f.ann.to_string()], "reason": "Bob is Ann's second account"}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["applied"], true);
+    let old = get(&f.app, &format!("/v1/customers/{bob}"), Some(READER))
+        .await
+        .json();
+    assert_eq!(old["retired"], true);
+    assert_eq!(old["merged_into"], f.ann.to_string());
+    let survivor = get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER))
+        .await
+        .json();
+    assert_eq!(survivor["links"].as_array().unwrap().len(), 3);
+    // Merging them again is refused with the reason.
+    send(
+        &f.app,
+        "POST",
+        "/v1/customers/merge",
+        STEWARD,
+        json!({"golden_ids": [bob.to_string(), f.ann.to_string()], "reason": "again"}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn an_override_through_the_api_shows_on_the_record() {
+    let f = fixture(false);
+    let uri = format!("/v1/customers/{}/overrides/given_name", f.ann);
+    let r = send(
+        &f.app,
+        "PUT",
+        &uri,
+        STEWARD,
+        json!({"value": "Anne", "reason": "spelling confirmed"}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let rec = get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER))
+        .await
+        .json();
+    assert_eq!(rec["values"]["given_name"], "Anne");
+    assert_eq!(rec["overrides"]["given_name"], "Anne");
+}
+
+#[tokio::test]
+async fn bad_steward_requests_are_named() {
+    let f = fixture(false);
+    let uri = format!("/v1/customers/{}/overrides/shoe_size", f.ann);
+    let body = send(
+        &f.app,
+        "PUT",
+        &uri,
+        STEWARD,
+        json!({"value": "44", "reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shoe_size"),
+        "{body}"
+    );
+    let uri = format!("/v1/customers/{}/overrides/email", f.ann);
+    let body = send(
+        &f.app,
+        "PUT",
+        &uri,
+        STEWARD,
+        json!({"value": "not-an-email", "reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("email"),
+        "{body}"
+    );
+    send(
+        &f.app,
+        "PUT",
+        &format!("/v1/customers/{}/overrides/city", f.ann),
+        STEWARD,
+        json!({"value": "Berlin", "reason": " "}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    send(
+        &f.app,
+        "POST",
+        &format!("/v1/reviews/{}/decision", Uuid::nil()),
+        STEWARD,
+        json!({"same": true, "reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
+    send(
+        &f.app,
+        "POST",
+        "/v1/sources/crm/c-2/split",
+        STEWARD,
+        json!({"reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    send(
+        &f.app,
+        "POST",
+        "/v1/sources/crm/nope/split",
+        STEWARD,
+        json!({"reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
 }

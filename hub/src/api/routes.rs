@@ -26,7 +26,7 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// Runs `f` on a blocking thread with the hub's read lock held.
-async fn read_hub<T, F>(hub: &SharedHub, f: F) -> Result<T, ApiError>
+pub(super) async fn read_hub<T, F>(hub: &SharedHub, f: F) -> Result<T, ApiError>
 where
     F: FnOnce(&Hub) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
@@ -99,6 +99,10 @@ pub struct GoldenView {
     pub golden_id: Uuid,
     pub entity: String,
     pub retired: bool,
+    /// Set when this record was merged into another: the id that stands for
+    /// it now. Old ids keep answering, with this pointer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
     /// Document heads, hex, sorted: what a connector sends back as `base`.
     pub version: Vec<String>,
     pub values: BTreeMap<String, Value>,
@@ -108,6 +112,19 @@ pub struct GoldenView {
     /// Every field's candidates; only with `?candidates=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates: Option<BTreeMap<String, Vec<CandidateView>>>,
+    /// Values that failed cleansing, kept as sent, with the reason.
+    pub quality_issues: Vec<QualityView>,
+    /// Values a data steward set; they win over the sources.
+    pub overrides: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize)]
+pub struct QualityView {
+    pub system: String,
+    pub record_id: String,
+    pub field: String,
+    pub value: Value,
+    pub reason: String,
 }
 
 #[derive(Serialize)]
@@ -140,6 +157,7 @@ impl GoldenView {
             golden_id: r.id,
             entity: r.entity.clone(),
             retired: r.retired,
+            merged_into: r.merged_into,
             version: r.version(),
             values: r.values.clone(),
             links: r.links.iter().cloned().collect(),
@@ -150,6 +168,20 @@ impl GoldenView {
                     .map(|(f, c)| (f.clone(), views(c)))
                     .collect()
             }),
+            quality_issues: r
+                .quality
+                .iter()
+                .flat_map(|(source, issues)| {
+                    issues.iter().map(move |i| QualityView {
+                        system: source.system.clone(),
+                        record_id: source.record_id.clone(),
+                        field: i.field.clone(),
+                        value: i.value.clone(),
+                        reason: i.reason.clone(),
+                    })
+                })
+                .collect(),
+            overrides: r.overrides.clone(),
         }
     }
 }
@@ -312,7 +344,7 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
 
 // ---------------------------------------------------------------- input
 
-fn parse_golden_id(raw: &str) -> Result<Uuid, ApiError> {
+pub(super) fn parse_golden_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::try_parse(raw).map_err(|_| {
         ApiError::BadRequest(format!(
             "golden id {raw:?} is not a UUID (expected e.g. 0192f3a4-5b6c-5d7e-8f90-a1b2c3d4e5f6)"
@@ -320,7 +352,7 @@ fn parse_golden_id(raw: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-fn path_error(e: PathRejection) -> ApiError {
+pub(super) fn path_error(e: PathRejection) -> ApiError {
     ApiError::BadRequest(format!("bad path: {}", e.body_text()))
 }
 
