@@ -1,18 +1,21 @@
-//! The match index, kept in sled so that it does not grow the hub's memory
-//! with the number of records: blocking key → source records, and source
-//! record → profile. It is derived state: built anew from the log at every
-//! start, in a temporary store that sled removes when the hub stops.
+//! The match index: blocking key → source records, kept in sled so that the
+//! blocks (several keys per record, the bulk of the index) do not grow the
+//! hub's memory with the number of records; and source record → profile,
+//! held in memory by source number, because every candidate's profile is
+//! read for scoring and a sled read plus decoding per candidate was a third
+//! of the matching time. It is derived state: built anew from the log at
+//! every start, in a temporary store that sled removes when the hub stops.
 //!
-//! Layout:
-//! - `blocks`: block key ‖ 0x00 ‖ source number (u64 big-endian) → empty
-//! - `profiles`: source number → encoded profile
+//! Layout of the sled tree: block key ‖ 0x00 ‖ source number (u64
+//! big-endian) → empty.
 
 use super::profile::Profile;
 
 pub struct MatchIndex {
     _db: sled::Db,
     blocks: sled::Tree,
-    profiles: sled::Tree,
+    /// By source number.
+    profiles: Vec<Option<Profile>>,
 }
 
 /// Candidates of one record, and how many of its blocks were over the cap.
@@ -45,59 +48,48 @@ impl MatchIndex {
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(CACHE_BYTES)
+            .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
             .open()
             .unwrap_or_else(|e| storage_failed(e));
         let blocks = db.open_tree("blocks").unwrap_or_else(|e| storage_failed(e));
-        let profiles = db
-            .open_tree("profiles")
-            .unwrap_or_else(|e| storage_failed(e));
         MatchIndex {
             _db: db,
             blocks,
-            profiles,
+            profiles: Vec::new(),
         }
     }
 
     /// The stored profile of a source record.
-    pub fn profile(&self, source: u64) -> Option<Profile> {
-        let v = self
-            .profiles
-            .get(source.to_be_bytes())
-            .unwrap_or_else(|e| storage_failed(e))?;
-        Some(Profile::decode(
-            std::str::from_utf8(&v).expect("profiles are stored as UTF-8"),
-        ))
+    pub fn profile(&self, source: u64) -> Option<&Profile> {
+        self.profiles.get(source as usize)?.as_ref()
     }
 
     /// Stores `profile` for `source`, replacing its earlier one and blocks.
-    pub fn put(&self, source: u64, profile: &Profile) {
-        let old = self.profile(source);
-        if old.as_ref() == Some(profile) {
+    pub fn put(&mut self, source: u64, profile: &Profile) {
+        let slot = source as usize;
+        if self.profiles.len() <= slot {
+            self.profiles.resize(slot + 1, None);
+        }
+        if self.profiles[slot].as_ref() == Some(profile) {
             return;
         }
         let new_keys = profile.block_keys();
-        // Profiles and blocks are in two trees; sled batches are per tree,
-        // and the index is rebuilt at start, so order is all that matters.
-        let mut profile_batch = sled::Batch::default();
-        profile_batch.insert(&source.to_be_bytes()[..], profile.encode().as_bytes());
-        let mut block_batch = sled::Batch::default();
-        if let Some(old) = &old {
+        let mut batch = sled::Batch::default();
+        if let Some(old) = &self.profiles[slot] {
             for k in old.block_keys() {
                 if !new_keys.contains(&k) {
-                    block_batch.remove(block_entry(&k, source));
+                    batch.remove(block_entry(&k, source));
                 }
             }
         }
         for k in &new_keys {
-            block_batch.insert(block_entry(k, source), &[][..]);
+            batch.insert(block_entry(k, source), &[][..]);
         }
         self.blocks
-            .apply_batch(block_batch)
+            .apply_batch(batch)
             .unwrap_or_else(|e| storage_failed(e));
-        self.profiles
-            .apply_batch(profile_batch)
-            .unwrap_or_else(|e| storage_failed(e));
+        self.profiles[slot] = Some(profile.clone());
     }
 
     /// Other source records sharing a block with `profile`: at most

@@ -182,7 +182,7 @@ impl Resolver {
     ) -> Decision {
         let no = self.number(source);
         let current = self.golden_of(source);
-        let unchanged = current.is_some() && self.index.profile(no).as_ref() == Some(profile);
+        let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
         let mut best: BTreeMap<Uuid, (f64, Vec<Part>)> = BTreeMap::new();
         if !unchanged {
             let candidates = self.index.candidates(profile, self.rules.max_block);
@@ -200,7 +200,7 @@ impl Resolver {
                 let Some(theirs) = self.index.profile(other) else {
                     continue;
                 };
-                let (mut s, parts) = score::score(profile, &theirs, &self.rules);
+                let (mut s, parts) = score::score(profile, theirs, &self.rules);
                 if exact_email && profile.email.is_some() && profile.email == theirs.email {
                     s = s.max(self.rules.link);
                 }
