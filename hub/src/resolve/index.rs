@@ -6,14 +6,19 @@
 //! of the matching time. It is derived state: built anew from the log at
 //! every start, in a temporary store that sled removes when the hub stops.
 //!
-//! Layout of the sled tree: block key ‖ 0x00 ‖ source number (u64
-//! big-endian) → empty.
+//! Layout of the sled tree: block key → the block's source numbers (u64
+//! big-endian each, in the order they joined). One entry per block, so a
+//! lookup is one read, not a scan (a sled range scan re-descends the tree
+//! at every step). A block holds at most `max_block + 1` members: the extra
+//! one says that the block is over the cap, and later records are not
+//! added to a block nobody reads past the cap.
 
 use super::profile::Profile;
 
 pub struct MatchIndex {
     _db: sled::Db,
     blocks: sled::Tree,
+    max_block: usize,
     /// By source number.
     profiles: Vec<Option<Profile>>,
 }
@@ -35,27 +40,28 @@ fn storage_failed(e: sled::Error) -> ! {
     panic!("match index storage failed: {e}")
 }
 
-fn block_entry(key: &str, source: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(key.len() + 9);
-    k.extend_from_slice(key.as_bytes());
-    k.push(0);
-    k.extend_from_slice(&source.to_be_bytes());
-    k
+fn members(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    value
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
 }
 
 impl MatchIndex {
-    pub fn temporary() -> MatchIndex {
+    /// A new, empty index; blocks are read up to `max_block` members.
+    pub fn temporary(max_block: usize) -> MatchIndex {
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
+            .segment_size(8 << 20)
             .open()
             .unwrap_or_else(|e| storage_failed(e));
         let blocks = db.open_tree("blocks").unwrap_or_else(|e| storage_failed(e));
         MatchIndex {
             _db: db,
             blocks,
+            max_block,
             profiles: Vec::new(),
         }
     }
@@ -66,7 +72,8 @@ impl MatchIndex {
     }
 
     /// Stores `profile` for `source`, replacing its earlier one and blocks.
-    pub fn put(&mut self, source: u64, profile: &Profile) {
+    /// `new_keys` are `profile.block_keys()`, computed once by the caller.
+    pub fn put(&mut self, source: u64, profile: &Profile, new_keys: &[String]) {
         let slot = source as usize;
         if self.profiles.len() <= slot {
             self.profiles.resize(slot + 1, None);
@@ -74,40 +81,66 @@ impl MatchIndex {
         if self.profiles[slot].as_ref() == Some(profile) {
             return;
         }
-        let new_keys = profile.block_keys();
-        let mut batch = sled::Batch::default();
-        if let Some(old) = &self.profiles[slot] {
-            for k in old.block_keys() {
-                if !new_keys.contains(&k) {
-                    batch.remove(block_entry(&k, source));
+        let old_keys = self.profiles[slot]
+            .as_ref()
+            .map(Profile::block_keys)
+            .unwrap_or_default();
+        // Single writes, not a sled batch: a batch seals sled's write buffer
+        // to stay atomic, and the index needs no atomicity (it is rebuilt
+        // from the log at every start).
+        for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
+            self.update_block(k, |list| {
+                list.retain(|&n| n != source);
+            });
+        }
+        let cap = self.max_block + 1;
+        for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
+            self.update_block(k, |list| {
+                if list.len() < cap && !list.contains(&source) {
+                    list.push(source);
                 }
-            }
+            });
         }
-        for k in &new_keys {
-            batch.insert(block_entry(k, source), &[][..]);
-        }
-        self.blocks
-            .apply_batch(batch)
-            .unwrap_or_else(|e| storage_failed(e));
         self.profiles[slot] = Some(profile.clone());
     }
 
-    /// Other source records sharing a block with `profile`: at most
+    fn update_block(&self, key: &str, change: impl FnOnce(&mut Vec<u64>)) {
+        let old = self
+            .blocks
+            .get(key.as_bytes())
+            .unwrap_or_else(|e| storage_failed(e));
+        let mut list: Vec<u64> = old.as_deref().map(members).into_iter().flatten().collect();
+        let before = list.len();
+        change(&mut list);
+        if list.len() == before {
+            return;
+        }
+        let result = if list.is_empty() {
+            self.blocks.remove(key.as_bytes()).map(drop)
+        } else {
+            let value: Vec<u8> = list.iter().flat_map(|n| n.to_be_bytes()).collect();
+            self.blocks.insert(key.as_bytes(), value).map(drop)
+        };
+        result.unwrap_or_else(|e| storage_failed(e));
+    }
+
+    /// Source records in the blocks `keys` (a profile's block keys): at most
     /// `max_block` per block, the earliest indexed first.
-    pub fn candidates(&self, profile: &Profile, max_block: usize) -> Candidates {
+    pub fn candidates(&self, keys: &[String]) -> Candidates {
         let mut sources = Vec::new();
         let mut capped_blocks = 0;
-        for key in profile.block_keys() {
-            let mut prefix = key.into_bytes();
-            prefix.push(0);
-            for (n, kv) in self.blocks.scan_prefix(&prefix).enumerate() {
-                let (k, _) = kv.unwrap_or_else(|e| storage_failed(e));
-                if n == max_block {
-                    capped_blocks += 1;
-                    break;
-                }
-                let no = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
-                sources.push(no);
+        for key in keys {
+            let Some(value) = self
+                .blocks
+                .get(key.as_bytes())
+                .unwrap_or_else(|e| storage_failed(e))
+            else {
+                continue;
+            };
+            let mut list = members(&value);
+            sources.extend(list.by_ref().take(self.max_block));
+            if list.next().is_some() {
+                capped_blocks += 1;
             }
         }
         sources.sort_unstable();

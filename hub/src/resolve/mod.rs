@@ -102,8 +102,8 @@ pub struct Resolver {
 impl Resolver {
     pub fn new(rules: MatchRules) -> Self {
         Resolver {
+            index: MatchIndex::temporary(rules.max_block),
             rules,
-            index: MatchIndex::temporary(),
             numbers: HashMap::new(),
             sources: Vec::new(),
             created: BTreeMap::new(),
@@ -184,8 +184,9 @@ impl Resolver {
         let current = self.golden_of(source);
         let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
         let mut best: BTreeMap<Uuid, (f64, Vec<Part>)> = BTreeMap::new();
+        let keys = profile.block_keys();
         if !unchanged {
-            let candidates = self.index.candidates(profile, self.rules.max_block);
+            let candidates = self.index.candidates(&keys);
             if candidates.capped_blocks > 0 {
                 metrics::counter!("mdhub_match_blocks_capped_total")
                     .increment(candidates.capped_blocks as u64);
@@ -212,7 +213,7 @@ impl Resolver {
                 }
             }
         }
-        self.index.put(no, profile);
+        self.index.put(no, profile, &keys);
 
         // Golden records this record belongs with, best first (ties: id).
         let mut linked: Vec<(Uuid, f64)> = best

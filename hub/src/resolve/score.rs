@@ -67,9 +67,9 @@ pub fn score(a: &Profile, b: &Profile, rules: &MatchRules) -> (f64, Vec<Part>) {
     if a.is_company() || b.is_company() {
         add(
             Comparison::CompanyName,
-            both(&a.company, &b.company, |x, y| {
+            both(&a.company_key, &b.company_key, |x, y| {
                 graded(
-                    compare::company_similarity(x, y),
+                    compare::company_key_similarity(x, y),
                     COMPANY_AGREE,
                     COMPANY_PARTIAL,
                 )
@@ -131,6 +131,10 @@ fn graded(similarity: f64, agree: f64, partial: f64) -> Outcome {
 fn names(a: &Profile, b: &Profile) -> (Option<Outcome>, Option<Outcome>) {
     let sim = |x: &Option<String>, y: &Option<String>, given: bool| -> Option<f64> {
         let (x, y) = (x.as_deref()?, y.as_deref()?);
+        // The same name on both sides (most true pairs) needs no folding.
+        if x == y {
+            return Some(1.0);
+        }
         Some(if given {
             compare::given_name_similarity(&latin(x), &latin(y))
         } else {

@@ -2,6 +2,8 @@
 //! (crate `phonenumber`), so that one number typed three ways by three
 //! systems matches itself.
 
+use std::sync::Once;
+
 use phonenumber::country;
 use phonenumber::Mode;
 
@@ -11,6 +13,7 @@ use super::text;
 /// carry their country; national ones (`030 …`) are read in `region`, the
 /// source system's country (ISO 3166-1 alpha-2).
 pub fn e164(raw: &str, region: Option<&str>) -> Result<String, String> {
+    enlarge_regex_cache();
     let t = text::clean(raw, false);
     // libphonenumber reads "00" only as the international prefix of regions
     // that dial it; exports use it for "+" regardless of region.
@@ -42,6 +45,21 @@ pub fn e164(raw: &str, region: Option<&str>) -> Result<String, String> {
         return Err(invalid());
     }
     Ok(parsed.format().mode(Mode::E164).to_string())
+}
+
+/// Regexes libphonenumber keeps compiled. The crate's own cache holds 100,
+/// fewer than one busy region's patterns, so it recompiled regexes on most
+/// numbers: an eighth of all matching time. A few thousand cover every
+/// region's patterns, at a few MiB.
+const REGEX_CACHE: usize = 4096;
+
+fn enlarge_regex_cache() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let cache = phonenumber::metadata::DATABASE.cache();
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        *cache = regex_cache::RegexCache::new(REGEX_CACHE);
+    });
 }
 
 /// Digits only, with a leading `+` for international numbers (`00` prefix

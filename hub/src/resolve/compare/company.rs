@@ -91,10 +91,13 @@ pub fn company_key(name: &str) -> String {
 /// whose words are all in the other scores `SUBSET_FACTOR`, one that is the
 /// acronym of the other's remaining words `ACRONYM_SCORE`.
 pub fn company_similarity(a: &str, b: &str) -> f64 {
-    token_set_similarity(&company_key(a), &company_key(b))
+    company_key_similarity(&company_key(a), &company_key(b))
 }
 
-fn token_set_similarity(a: &str, b: &str) -> f64 {
+/// [`company_similarity`] of two names already made keys by
+/// [`company_key`]: the matcher keeps each record's key, as every candidate
+/// pair compares it.
+pub fn company_key_similarity(a: &str, b: &str) -> f64 {
     if a.is_empty() || b.is_empty() {
         return 0.0;
     }

@@ -26,7 +26,7 @@ mod phonetic;
 mod pinyin;
 mod strings;
 
-pub use company::{company_key, company_similarity};
+pub use company::{company_key, company_key_similarity, company_similarity};
 pub use dates::date_similarity;
 pub use email::{email_similarity, web_domain};
 pub use names::{
