@@ -103,10 +103,9 @@ fn context(c: usize) -> BTreeMap<String, Value> {
         ),
         (
             "website".into(),
-            s(format!(
-                "https://www.customer{c}-handel.example{}.com/kontakt",
-                c % 97
-            )),
+            // Each company its own domain, as real companies have: a domain
+            // shared by hundreds of customers would make one oversize block.
+            s(format!("https://www.customer{c}-handel.de/kontakt")),
         ),
         ("lang".into(), s("de_DE".into())),
         ("customer_type".into(), s("company".into())),
