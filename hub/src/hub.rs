@@ -243,6 +243,13 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
     Ok((target.last_seq(), state.state_hash()))
 }
 
+/// The state derived from the log in `data_dir`, for reports (the hub must
+/// not be running on it: sled locks its directory).
+pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, LogError> {
+    let log = EventLog::open(data_dir)?;
+    Ok(derive(&log, rules, u64::MAX)?.0)
+}
+
 /// Derives the state from the whole log. Also returns the outbound messages
 /// of entries after `published`.
 fn derive(

@@ -1,6 +1,7 @@
 //! The `mdhub` command line.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Reports on matching.
+    Match {
+        #[command(subcommand)]
+        command: MatchCommand,
+    },
     /// Print the SHA-256 to put in a [[token]] entry for this bearer token.
     TokenHash { token: String },
 }
@@ -62,6 +68,22 @@ enum AuditCommand {
         /// Where to rebuild (default: a temporary directory, removed after).
         #[arg(long)]
         into: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MatchCommand {
+    /// Estimate the u probabilities of the match rules from random pairs of
+    /// the logged source records; prints `[match.weights.*]` sections for
+    /// the config. Run it on a copy or with the hub stopped.
+    EstimateU {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Random pairs to draw.
+        #[arg(long, default_value_t = 1_000_000)]
+        pairs: u64,
     },
 }
 
@@ -131,6 +153,30 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Match {
+            command:
+                MatchCommand::EstimateU {
+                    config,
+                    data_dir,
+                    pairs,
+                },
+        } => {
+            let (cfg, path) = load_config(config.as_deref())?;
+            let rules = serve::rules(&cfg, &path)?;
+            eprintln!(
+                "deriving the state from the log in {} ...",
+                data_dir.display()
+            );
+            let state = hub::state_of(&data_dir, Arc::clone(&rules))
+                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            eprintln!("drawing {pairs} random pairs ...");
+            let estimates = state.resolver().estimate_u(pairs);
+            print!(
+                "{}",
+                mdhub_hub::resolve::estimate::as_config(&estimates, &rules.matching)
+            );
+            Ok(())
+        }
         Command::TokenHash { token } => {
             println!("{}", token_hash(&token));
             Ok(())

@@ -123,6 +123,27 @@ fn run(records: usize) {
         "  decisions: {links} linked, {news} new ({reviews} with a review task), {merges} merges"
     );
     println!("  peak RSS (VmHWM) so far: {:.0} MiB", vm_hwm_mib());
+
+    // The u probabilities as the data gives them, beside the defaults.
+    let t = Instant::now();
+    let rules = MatchRules::default();
+    let estimates = resolver.estimate_u(1_000_000);
+    println!(
+        "  u estimated from 1,000,000 random pairs ({:.1} s):",
+        t.elapsed().as_secs_f64()
+    );
+    for e in &estimates {
+        let p = rules.probabilities(e.comparison);
+        println!(
+            "    {:<14} u_agree {:.2e} (default {:.2e})  u_partial {:.2e} (default {:.2e})  [{} pairs compared]",
+            format!("{:?}", e.comparison),
+            e.u_agree,
+            p.u_agree,
+            e.u_partial,
+            p.u_partial,
+            e.compared
+        );
+    }
 }
 
 fn main() {

@@ -50,5 +50,31 @@ async fn kill_9_mid_ingest_then_restart_loses_and_doubles_nothing() -> anyhow::R
         replay.contains(&format!("state hash {ref_hash}")),
         "replay {replay} differs from the clean run's {ref_hash}"
     );
+
+    // The u estimate from the same log: config sections, and a customer's
+    // email agrees with a random other customer's almost never, while the
+    // customer type (all companies here) agrees nearly always.
+    let estimate = hub.mdhub(&[
+        "match",
+        "estimate-u",
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+        "--pairs",
+        "20000",
+    ])?;
+    let u_agree = |section: &str| -> f64 {
+        let at = estimate
+            .find(&format!("[match.weights.{section}]"))
+            .unwrap_or_else(|| panic!("no {section} section in {estimate}"));
+        estimate[at..]
+            .lines()
+            .find_map(|l| l.strip_prefix("u_agree = "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no u_agree for {section} in {estimate}"))
+    };
+    assert!(u_agree("email") < 0.001, "{estimate}");
+    assert!(u_agree("customer_type") > 0.9, "{estimate}");
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! iterates a hash map: replay gives the same links, merges and tasks.
 
 pub mod compare;
+pub mod estimate;
 pub mod index;
 pub mod profile;
 pub mod rules;
@@ -381,6 +382,16 @@ impl Resolver {
         if let Some(t) = self.tasks.get_mut(&task) {
             t.status = status;
         }
+    }
+
+    /// The u probabilities estimated from `pairs` random pairs of the
+    /// source records now linked (see `estimate`).
+    pub fn estimate_u(&self, pairs: u64) -> Vec<estimate::UEstimate> {
+        let profiles: Vec<&Profile> = (0..self.sources.len() as u64)
+            .filter(|&no| self.sources[no as usize].linked)
+            .filter_map(|no| self.index.profile(no))
+            .collect();
+        estimate::estimate_u(&profiles, pairs, 0x6d64_6875_6275)
     }
 
     /// For the state hash: links, merges, decisions and tasks.

@@ -191,12 +191,13 @@ pub struct MatchRules {
     pub link: f64,
     pub review: f64,
     pub max_block: usize,
+    probabilities: BTreeMap<Comparison, Probabilities>,
     weights: BTreeMap<Comparison, Weights>,
 }
 
 impl MatchRules {
     pub fn from_config(config: &MatchConfig) -> Self {
-        let weights = Comparison::ALL
+        let probabilities: BTreeMap<Comparison, Probabilities> = Comparison::ALL
             .iter()
             .map(|&c| {
                 let p = config
@@ -204,15 +205,25 @@ impl MatchRules {
                     .get(&c)
                     .copied()
                     .unwrap_or_else(|| c.default_probabilities());
-                (c, p.weights())
+                (c, p)
             })
+            .collect();
+        let weights = probabilities
+            .iter()
+            .map(|(&c, p)| (c, p.weights()))
             .collect();
         MatchRules {
             link: config.link,
             review: config.review,
             max_block: config.max_block,
+            probabilities,
             weights,
         }
+    }
+
+    /// The m/u probabilities in force for `c` (configured or default).
+    pub fn probabilities(&self, c: Comparison) -> Probabilities {
+        self.probabilities[&c]
     }
 
     pub fn weights(&self, c: Comparison) -> Weights {

@@ -34,20 +34,33 @@ const DATE_PARTIAL: f64 = 0.70;
 
 /// The pair's total score in bits, and its parts in comparison order.
 pub fn score(a: &Profile, b: &Profile, rules: &MatchRules) -> (f64, Vec<Part>) {
-    let mut parts = Vec::new();
-    let mut add = |c: Comparison, outcome: Option<Outcome>| {
-        if let Some(outcome) = outcome {
-            let w = rules.weights(c);
+    let parts: Vec<Part> = outcomes(a, b)
+        .into_iter()
+        .map(|(comparison, outcome)| {
+            let w = rules.weights(comparison);
             let weight = match outcome {
                 Outcome::Agree => w.agree,
                 Outcome::Partial => w.partial,
                 Outcome::Disagree => w.disagree,
             };
-            parts.push(Part {
-                comparison: c,
+            Part {
+                comparison,
                 outcome,
                 weight,
-            });
+            }
+        })
+        .collect();
+    let total = parts.iter().map(|p| p.weight).sum();
+    (total, parts)
+}
+
+/// How each comparison comes out for the pair, in comparison order; those
+/// with a field missing on either side are left out.
+pub fn outcomes(a: &Profile, b: &Profile) -> Vec<(Comparison, Outcome)> {
+    let mut out = Vec::with_capacity(Comparison::ALL.len());
+    let mut add = |c: Comparison, outcome: Option<Outcome>| {
+        if let Some(outcome) = outcome {
+            out.push((c, outcome));
         }
     };
     add(
@@ -95,8 +108,7 @@ pub fn score(a: &Profile, b: &Profile, rules: &MatchRules) -> (f64, Vec<Part>) {
         Comparison::CustomerType,
         both(&a.kind, &b.kind, |x, y| exact(x == y)),
     );
-    let total = parts.iter().map(|p| p.weight).sum();
-    (total, parts)
+    out
 }
 
 fn both(

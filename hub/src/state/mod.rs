@@ -155,6 +155,11 @@ impl State {
     }
 
     /// Review tasks, open and decided, by id.
+    /// The matcher, for reports on the data (u estimates).
+    pub fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
     pub fn review_tasks(&self) -> impl Iterator<Item = &crate::resolve::ReviewTask> {
         self.resolver.tasks()
     }
