@@ -2,7 +2,7 @@
 //! `ChangeEvent` from a system; steward actions (merge, split, override,
 //! review decisions) join as further kinds, so that they too are replayed.
 
-use mdhub_schema::ChangeEvent;
+use mdhub_schema::{ChangeEvent, CleansedRecord};
 
 use crate::steward::StewardAction;
 use serde::{Deserialize, Serialize};
@@ -24,12 +24,20 @@ pub enum LogPayload {
 pub struct Encoded {
     pub payload: LogPayload,
     pub body: Vec<u8>,
+    /// The change event's fields cleansed, when the check stage did it (a
+    /// pure function of the event and the rules, so deriving gives the
+    /// same either way; replay cleanses as it goes).
+    pub cleansed: Option<CleansedRecord>,
 }
 
 impl Encoded {
     pub fn new(payload: LogPayload) -> Self {
         let body = serde_json::to_vec(&payload).expect("log payloads serialize");
-        Encoded { payload, body }
+        Encoded {
+            payload,
+            body,
+            cleansed: None,
+        }
     }
 }
 

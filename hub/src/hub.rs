@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mdhub_schema::validate::Catalog;
-use mdhub_schema::{validate_event, Limits, Rejection};
+use mdhub_schema::{validate_event, Limits, Op, Rejection};
 use tracing::{info, warn};
 
 use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
-use crate::state::{Outbound, Rules, State};
+use crate::state::{cleanse_event, Outbound, Rules, State};
 
 /// Log sequence up to which outbound messages are acknowledged by the bus.
 const PUBLISHED_SEQ: &str = "outbound_published_seq";
@@ -129,10 +129,10 @@ impl Hub {
         let state = &mut self.state;
         let flushed = std::thread::scope(|scope| {
             let flushing = scope.spawn(move || flusher.flush());
-            for (entry, result) in valid.iter().zip(appended) {
+            for (entry, result) in valid.into_iter().zip(appended) {
                 match result {
                     Appended::New(seq) => {
-                        let applied = state.apply(seq, &entry.payload);
+                        let applied = state.apply_cleansed(seq, &entry.payload, entry.cleansed);
                         outcome.appended += 1;
                         outcome.conflicts += applied.conflicts as u64;
                         outcome.outbound.extend(applied.outbound);
@@ -190,7 +190,15 @@ impl Validator {
                     .map(LogPayload::Change)
             };
             match result {
-                Ok(payload) => out.valid.push(Encoded::new(payload)),
+                Ok(payload) => {
+                    let mut encoded = Encoded::new(payload);
+                    if let LogPayload::Change(e) = &encoded.payload {
+                        if e.op == Op::Upsert {
+                            encoded.cleansed = cleanse_event(rules, e);
+                        }
+                    }
+                    out.valid.push(encoded)
+                }
                 Err(rejection) => {
                     // Codes and ids only: rejection messages may quote
                     // customer values, which stay out of logs.

@@ -185,8 +185,8 @@ impl Resolver {
         let current = self.golden_of(source);
         let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
         let mut best: BTreeMap<Uuid, (f64, Vec<Part>)> = BTreeMap::new();
-        let keys = profile.block_keys();
         if !unchanged {
+            let keys = profile.block_keys();
             let candidates = self.index.candidates(&keys);
             if candidates.capped_blocks > 0 {
                 metrics::counter!("mdhub_match_blocks_capped_total")
@@ -213,8 +213,8 @@ impl Resolver {
                     *slot = (s, parts);
                 }
             }
+            self.index.put(no, profile, &keys);
         }
-        self.index.put(no, profile, &keys);
 
         // Golden records this record belongs with, best first (ties: id).
         let mut linked: Vec<(Uuid, f64)> = best

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use mdhub_schema::cleanse::{cleanse_record, CleanseContext};
 use mdhub_schema::normalize::normalize;
 use mdhub_schema::{
-    ChangeEvent, GoldenChange, GoldenUpdate, Model, Op, Survivorship, UpdateOp, SCHEMA_VERSION,
+    ChangeEvent, CleansedRecord, GoldenChange, GoldenUpdate, Model, Op, Survivorship, UpdateOp,
+    SCHEMA_VERSION,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -207,35 +208,40 @@ impl State {
 
     /// Applies log entry `seq`. Entries must come in log order, each once.
     pub fn apply(&mut self, seq: u64, payload: &LogPayload) -> Applied {
+        self.apply_cleansed(seq, payload, None)
+    }
+
+    /// `apply`, with the change event's fields already cleansed by
+    /// `cleanse_event` (the ingest check stage does it off the commit path).
+    pub fn apply_cleansed(
+        &mut self,
+        seq: u64,
+        payload: &LogPayload,
+        cleansed: Option<CleansedRecord>,
+    ) -> Applied {
         debug_assert!(seq > self.applied_seq, "entries are applied in order, once");
         self.applied_seq = seq;
         match payload {
             LogPayload::Change(e) => match e.op {
-                Op::Upsert => self.apply_upsert(seq, e),
+                Op::Upsert => {
+                    let cleansed = cleansed.or_else(|| cleanse_event(&self.rules, e));
+                    match cleansed {
+                        Some(c) => self.apply_upsert(seq, e, c),
+                        // An entity the model no longer knows derives nothing.
+                        None => Applied::default(),
+                    }
+                }
                 Op::Delete => self.apply_delete(seq, e),
             },
             LogPayload::Steward(a) => self.apply_steward(seq, a),
         }
     }
 
-    fn apply_upsert(&mut self, seq: u64, e: &ChangeEvent) -> Applied {
+    fn apply_upsert(&mut self, seq: u64, e: &ChangeEvent, cleansed: CleansedRecord) -> Applied {
         let rules = Arc::clone(&self.rules);
         let Some(model) = rules.models.get(&e.entity) else {
-            // Validation refuses unknown entities; a log written under an
-            // older model may still hold some. They derive nothing.
             return Applied::default();
         };
-        let region = rules
-            .systems
-            .get(&e.system)
-            .and_then(|s| s.region.as_deref());
-        let cleansed = cleanse_record(
-            model,
-            &e.fields,
-            &CleanseContext {
-                default_region: region,
-            },
-        );
         let source = SourceKey {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
@@ -288,9 +294,14 @@ impl State {
 
         // What every target holds now, before this entry: the values of the
         // golden record it is linked to (a merged one's, for its sources).
-        let mut held = self.held_by_targets(golden_id);
-        for loser in &merge {
-            held.extend(self.held_by_targets(*loser));
+        // Without a merge that is `before` for all, which `updates_for`
+        // assumes for targets missing here: no copy per target then.
+        let mut held = BTreeMap::new();
+        if !merge.is_empty() {
+            held = self.held_by_targets(golden_id);
+            for loser in &merge {
+                held.extend(self.held_by_targets(*loser));
+            }
         }
         let before = self
             .records
@@ -568,6 +579,24 @@ fn diff(
 /// Updates for every target of `record` that does not hold its golden
 /// values: `held` says what each target holds (targets not in it, such as a
 /// `receive_all` system new to the record, hold `before`).
+/// An upsert's fields cleansed for the system's region; `None` for an
+/// entity the model does not know (validation refuses those; a log written
+/// under an older model may still hold some).
+pub fn cleanse_event(rules: &Rules, e: &ChangeEvent) -> Option<CleansedRecord> {
+    let model = rules.models.get(&e.entity)?;
+    let region = rules
+        .systems
+        .get(&e.system)
+        .and_then(|s| s.region.as_deref());
+    Some(cleanse_record(
+        model,
+        &e.fields,
+        &CleanseContext {
+            default_region: region,
+        },
+    ))
+}
+
 fn updates_for(
     rules: &Rules,
     record: &GoldenRecord,
