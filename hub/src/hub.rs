@@ -122,13 +122,14 @@ impl Hub {
             ..Default::default()
         };
         let valid = validated.valid;
-        let appended = self.log.append(&valid, position)?;
+        let (batch, appended, tail) = self.log.prepare_append(&valid, position)?;
         // Derivation needs no durability, only publishing does: derive while
-        // another thread waits for the fsync, and return once both are done.
-        let flusher = self.log.flusher();
+        // another thread writes the batch and waits for the fsync, and
+        // return once both are done.
+        let writer = self.log.writer();
         let state = &mut self.state;
         let flushed = std::thread::scope(|scope| {
-            let flushing = scope.spawn(move || flusher.flush());
+            let flushing = scope.spawn(move || writer.write_durably(batch));
             for (entry, result) in valid.into_iter().zip(appended) {
                 match result {
                     Appended::New(seq) => {
@@ -145,6 +146,7 @@ impl Hub {
         // The state now runs ahead of a log that is not durable: the caller
         // must stop (and rebuild from the log on restart), never publish.
         flushed?;
+        self.log.advance(tail);
         outcome.last_seq = self.log.last_seq();
         metrics::counter!("mdhub_events_ingested_total").increment(outcome.appended);
         metrics::counter!("mdhub_events_duplicate_total").increment(outcome.duplicates);

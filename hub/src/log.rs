@@ -168,6 +168,21 @@ impl EventLog {
         entries: &[Encoded],
         position: Option<u64>,
     ) -> Result<Vec<Appended>, LogError> {
+        let (batch, outcomes, tail) = self.prepare_append(entries, position)?;
+        self.tree.apply_batch(batch)?;
+        self.advance(tail);
+        Ok(outcomes)
+    }
+
+    /// `append` up to the write: the sled batch to write, what becomes of
+    /// each payload, and the chain's new tail, for `advance` once the batch
+    /// is written. Lets the caller write (`writer`) on another thread while
+    /// it derives from the outcomes. Nothing changes until then.
+    pub fn prepare_append(
+        &self,
+        entries: &[Encoded],
+        position: Option<u64>,
+    ) -> Result<(sled::Batch, Vec<Appended>, ChainTail), LogError> {
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(entries.len());
         // Ids appended earlier in this same batch are not in the tree yet.
@@ -203,10 +218,13 @@ impl EventLog {
         if let Some(p) = position {
             batch.insert(POSITION_KEY, &p.to_be_bytes()[..]);
         }
-        self.tree.apply_batch(batch)?;
-        self.last_seq = seq;
-        self.last_hash = prev;
-        Ok(outcomes)
+        Ok((batch, outcomes, ChainTail { seq, hash: prev }))
+    }
+
+    /// Moves the chain's tail past a prepared append that was written.
+    pub fn advance(&mut self, tail: ChainTail) {
+        self.last_seq = tail.seq;
+        self.last_hash = tail.hash;
     }
 
     /// The input position recorded with the last append (0: none yet).
@@ -224,10 +242,14 @@ impl EventLog {
         Ok(())
     }
 
-    /// A handle that flushes this log from another thread, so that the
-    /// fsync's wait overlaps with work that does not need durability yet.
-    pub fn flusher(&self) -> Flusher {
-        Flusher(self.db.clone())
+    /// A handle that writes a prepared append and flushes it from another
+    /// thread, so that the write and the fsync's wait overlap with work that
+    /// does not need durability yet.
+    pub fn writer(&self) -> Writer {
+        Writer {
+            db: self.db.clone(),
+            tree: self.tree.clone(),
+        }
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<LogEntry>, LogError> {
@@ -296,13 +318,26 @@ impl EventLog {
 }
 
 /// Flushes the log it came from (see `EventLog::flusher`).
-pub struct Flusher(sled::Db);
+pub struct Writer {
+    db: sled::Db,
+    tree: sled::Tree,
+}
 
-impl Flusher {
-    pub fn flush(&self) -> Result<(), LogError> {
-        self.0.flush()?;
+impl Writer {
+    /// Writes a batch from `prepare_append` and makes it durable (fsync).
+    pub fn write_durably(&self, batch: sled::Batch) -> Result<(), LogError> {
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
         Ok(())
     }
+}
+
+/// The hash chain's end after a prepared append: its last sequence number
+/// and entry hash.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainTail {
+    seq: u64,
+    hash: Hash,
 }
 
 /// Bookkeeping beside the log, e.g. up to which entry outbound messages are
