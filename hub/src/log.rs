@@ -317,7 +317,8 @@ impl EventLog {
     }
 }
 
-/// Flushes the log it came from (see `EventLog::flusher`).
+/// Writes prepared appends to the log it came from and flushes them (see
+/// `EventLog::writer`).
 pub struct Writer {
     db: sled::Db,
     tree: sled::Tree,
