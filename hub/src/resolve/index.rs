@@ -12,12 +12,22 @@
 //! at every step). A block holds at most `max_block + 1` members: the extra
 //! one says that the block is over the cap, and later records are not
 //! added to a block nobody reads past the cap.
+//!
+//! A bounded cache of recent blocks sits in front of sled (`BlockCache`):
+//! edits come in bursts per customer, and their blocks are read and
+//! changed again and again. Changed blocks are written to sled in one batch
+//! when their cache generation is dropped.
+
+use std::collections::HashMap;
 
 use super::profile::Profile;
 
 pub struct MatchIndex {
     _db: sled::Db,
     blocks: sled::Tree,
+    /// Recently read or written blocks, in front of sled (write-through,
+    /// so it never differs from sled and matching never depends on it).
+    cache: BlockCache,
     max_block: usize,
     /// By source number.
     profiles: Vec<Option<Profile>>,
@@ -49,6 +59,10 @@ fn members(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
 impl MatchIndex {
     /// A new, empty index; blocks are read up to `max_block` members.
     pub fn temporary(max_block: usize) -> MatchIndex {
+        Self::with_cache_generation(max_block, CACHE_GENERATION)
+    }
+
+    fn with_cache_generation(max_block: usize, generation: usize) -> MatchIndex {
         let db = sled::Config::new()
             .temporary(true)
             .cache_capacity(CACHE_BYTES)
@@ -61,6 +75,11 @@ impl MatchIndex {
         MatchIndex {
             _db: db,
             blocks,
+            cache: BlockCache {
+                generation,
+                current: HashMap::new(),
+                older: HashMap::new(),
+            },
             max_block,
             profiles: Vec::new(),
         }
@@ -104,42 +123,69 @@ impl MatchIndex {
         self.profiles[slot] = Some(profile.clone());
     }
 
-    fn update_block(&self, key: &str, change: impl FnOnce(&mut Vec<u64>)) {
-        let old = self
-            .blocks
-            .get(key.as_bytes())
-            .unwrap_or_else(|e| storage_failed(e));
-        let mut list: Vec<u64> = old.as_deref().map(members).into_iter().flatten().collect();
+    fn update_block(&mut self, key: &str, change: impl FnOnce(&mut Vec<u64>)) {
+        let mut list = self.block(key);
         let before = list.len();
         change(&mut list);
-        if list.len() == before {
-            return;
+        if list.len() != before {
+            self.cache_put(key, list, true);
         }
-        let result = if list.is_empty() {
-            self.blocks.remove(key.as_bytes()).map(drop)
-        } else {
-            let value: Vec<u8> = list.iter().flat_map(|n| n.to_be_bytes()).collect();
-            self.blocks.insert(key.as_bytes(), value).map(drop)
+    }
+
+    /// The members of block `key`, from the cache or sled.
+    fn block(&mut self, key: &str) -> Vec<u64> {
+        if let Some(list) = self.cache.get(key) {
+            return list.clone();
+        }
+        if let Some(older) = self.cache.take_older(key) {
+            self.cache_put(key, older.members.clone(), older.dirty);
+            return older.members;
+        }
+        let list: Vec<u64> = self
+            .blocks
+            .get(key.as_bytes())
+            .unwrap_or_else(|e| storage_failed(e))
+            .as_deref()
+            .map(members)
+            .into_iter()
+            .flatten()
+            .collect();
+        self.cache_put(key, list.clone(), false);
+        list
+    }
+
+    /// Caches a block; changed blocks (`dirty`) reach sled when their cache
+    /// generation is dropped, in one batch.
+    fn cache_put(&mut self, key: &str, list: Vec<u64>, dirty: bool) {
+        let Some(dropped) = self.cache.put(key, list, dirty) else {
+            return;
         };
-        result.unwrap_or_else(|e| storage_failed(e));
+        let mut batch = sled::Batch::default();
+        for (key, block) in dropped {
+            if !block.dirty {
+                continue;
+            }
+            if block.members.is_empty() {
+                batch.remove(key.as_bytes());
+            } else {
+                let value: Vec<u8> = block.members.iter().flat_map(|n| n.to_be_bytes()).collect();
+                batch.insert(key.as_bytes(), value);
+            }
+        }
+        self.blocks
+            .apply_batch(batch)
+            .unwrap_or_else(|e| storage_failed(e));
     }
 
     /// Source records in the blocks `keys` (a profile's block keys): at most
     /// `max_block` per block, the earliest indexed first.
-    pub fn candidates(&self, keys: &[String]) -> Candidates {
+    pub fn candidates(&mut self, keys: &[String]) -> Candidates {
         let mut sources = Vec::new();
         let mut capped_blocks = 0;
         for key in keys {
-            let Some(value) = self
-                .blocks
-                .get(key.as_bytes())
-                .unwrap_or_else(|e| storage_failed(e))
-            else {
-                continue;
-            };
-            let mut list = members(&value);
-            sources.extend(list.by_ref().take(self.max_block));
-            if list.next().is_some() {
+            let list = self.block(key);
+            sources.extend(list.iter().take(self.max_block));
+            if list.len() > self.max_block {
                 capped_blocks += 1;
             }
         }
@@ -149,5 +195,97 @@ impl MatchIndex {
             sources,
             capped_blocks,
         }
+    }
+}
+
+/// Blocks by key, bounded, in front of sled: two generations, the current
+/// one and the one before; a block read from the older is moved to the
+/// current one, and when the current one is full the older is dropped (its
+/// changed blocks written to sled by the caller). Roughly LRU, with no
+/// bookkeeping per read. Reads always see the newest members: a block is
+/// either here, or in sled as last written.
+struct BlockCache {
+    /// Blocks per generation (`CACHE_GENERATION`; small in tests).
+    generation: usize,
+    current: HashMap<String, CachedBlock>,
+    older: HashMap<String, CachedBlock>,
+}
+
+struct CachedBlock {
+    members: Vec<u64>,
+    /// Changed since read from sled.
+    dirty: bool,
+}
+
+/// Blocks per generation: at most twice this many are held (about a
+/// hundred bytes each), enough for the blocks of the records being edited
+/// now; writing changed ones to sled in bulk coalesces repeated changes.
+const CACHE_GENERATION: usize = 200_000;
+
+impl BlockCache {
+    fn get(&self, key: &str) -> Option<&Vec<u64>> {
+        self.current.get(key).map(|b| &b.members)
+    }
+
+    /// Takes a block out of the older generation (to be put again).
+    fn take_older(&mut self, key: &str) -> Option<CachedBlock> {
+        self.older.remove(key)
+    }
+
+    /// Stores a block; returns the generation it pushed out, if any.
+    fn put(
+        &mut self,
+        key: &str,
+        members: Vec<u64>,
+        dirty: bool,
+    ) -> Option<HashMap<String, CachedBlock>> {
+        let mut dropped = None;
+        if self.current.len() >= self.generation && !self.current.contains_key(key) {
+            dropped = Some(std::mem::replace(
+                &mut self.older,
+                std::mem::take(&mut self.current),
+            ));
+        }
+        let dirty = dirty || self.current.get(key).is_some_and(|b| b.dirty);
+        self.current
+            .insert(key.to_string(), CachedBlock { members, dirty });
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(i: u64, version: u64) -> Profile {
+        Profile {
+            email: Some(format!("p{}@example.org", i % 7)),
+            phones: vec![format!("+4930{}", (i + version) % 5)],
+            postcode: Some(format!("{}", i % 3)),
+            family: Some(["Schmidt", "Meyer"][(i % 2) as usize].to_string()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tiny_cache_gives_the_same_candidates_as_a_big_one() {
+        // Generations of 3 blocks turn over all the time, so changed blocks
+        // go to sled and come back: the answers must not change.
+        let mut tiny = MatchIndex::with_cache_generation(4, 3);
+        let mut big = MatchIndex::with_cache_generation(4, 1_000_000);
+        for round in 0..3 {
+            for i in 0..40 {
+                let p = profile(i, round * (i % 4));
+                let keys = p.block_keys();
+                let a = tiny.candidates(&keys);
+                let b = big.candidates(&keys);
+                assert_eq!(a.sources, b.sources, "record {i}, round {round}");
+                assert_eq!(a.capped_blocks, b.capped_blocks);
+                tiny.put(i, &p, &keys);
+                big.put(i, &p, &keys);
+            }
+        }
+        let everything = profile(0, 0).block_keys();
+        assert!(!big.candidates(&everything).sources.is_empty());
     }
 }
