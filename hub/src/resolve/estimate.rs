@@ -71,10 +71,7 @@ pub fn as_config(estimates: &[UEstimate], rules: &MatchRules) -> String {
         } else {
             0.0
         };
-        let name = serde_json::to_value(e.comparison)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let name = e.comparison.name();
         let _ = writeln!(
             out,
             "# {name}: {} random pairs compared; configured u_agree {:.3e}, u_partial {:.3e}\n\

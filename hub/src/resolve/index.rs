@@ -25,8 +25,8 @@ use super::profile::Profile;
 pub struct MatchIndex {
     _db: sled::Db,
     blocks: sled::Tree,
-    /// Recently read or written blocks, in front of sled (write-through,
-    /// so it never differs from sled and matching never depends on it).
+    /// Recently read or changed blocks, in front of sled; a changed block
+    /// is newer here than in sled until its generation is dropped.
     cache: BlockCache,
     max_block: usize,
     /// By source number.
@@ -68,7 +68,6 @@ impl MatchIndex {
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None)
-            .segment_size(8 << 20)
             .open()
             .unwrap_or_else(|e| storage_failed(e));
         let blocks = db.open_tree("blocks").unwrap_or_else(|e| storage_failed(e));
@@ -104,9 +103,6 @@ impl MatchIndex {
             .as_ref()
             .map(Profile::block_keys)
             .unwrap_or_default();
-        // Single writes, not a sled batch: a batch seals sled's write buffer
-        // to stay atomic, and the index needs no atomicity (it is rebuilt
-        // from the log at every start).
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.update_block(k, |list| {
                 list.retain(|&n| n != source);
@@ -124,7 +120,7 @@ impl MatchIndex {
     }
 
     fn update_block(&mut self, key: &str, change: impl FnOnce(&mut Vec<u64>)) {
-        let mut list = self.block(key);
+        let mut list = self.block(key).to_vec();
         let before = list.len();
         change(&mut list);
         if list.len() != before {
@@ -132,26 +128,31 @@ impl MatchIndex {
         }
     }
 
-    /// The members of block `key`, from the cache or sled.
-    fn block(&mut self, key: &str) -> Vec<u64> {
-        if let Some(list) = self.cache.get(key) {
-            return list.clone();
+    /// The members of block `key`, brought into the cache's current
+    /// generation from the older one or from sled.
+    fn block(&mut self, key: &str) -> &[u64] {
+        if self.cache.get(key).is_none() {
+            let (list, dirty) = match self.cache.take_older(key) {
+                Some(older) => (older.members, older.dirty),
+                None => {
+                    let stored = self
+                        .blocks
+                        .get(key.as_bytes())
+                        .unwrap_or_else(|e| storage_failed(e));
+                    (
+                        stored
+                            .as_deref()
+                            .map(members)
+                            .into_iter()
+                            .flatten()
+                            .collect(),
+                        false,
+                    )
+                }
+            };
+            self.cache_put(key, list, dirty);
         }
-        if let Some(older) = self.cache.take_older(key) {
-            self.cache_put(key, older.members.clone(), older.dirty);
-            return older.members;
-        }
-        let list: Vec<u64> = self
-            .blocks
-            .get(key.as_bytes())
-            .unwrap_or_else(|e| storage_failed(e))
-            .as_deref()
-            .map(members)
-            .into_iter()
-            .flatten()
-            .collect();
-        self.cache_put(key, list.clone(), false);
-        list
+        self.cache.get(key).expect("just cached")
     }
 
     /// Caches a block; changed blocks (`dirty`) reach sled when their cache
@@ -182,10 +183,11 @@ impl MatchIndex {
     pub fn candidates(&mut self, keys: &[String]) -> Candidates {
         let mut sources = Vec::new();
         let mut capped_blocks = 0;
+        let max_block = self.max_block;
         for key in keys {
             let list = self.block(key);
-            sources.extend(list.iter().take(self.max_block));
-            if list.len() > self.max_block {
+            sources.extend(list.iter().take(max_block));
+            if list.len() > max_block {
                 capped_blocks += 1;
             }
         }

@@ -18,10 +18,9 @@ pub struct Profile {
     pub tax_id: Option<String>,
     pub given: Option<String>,
     pub family: Option<String>,
-    pub company: Option<String>,
     /// The company name without legal forms, as compared and blocked on
-    /// (see `compare::company_key`); kept because every candidate pair
-    /// compares it.
+    /// (see `compare::company_key`); kept rather than the name because
+    /// every candidate pair compares it.
     pub company_key: Option<String>,
     pub birth_date: Option<String>,
     pub postcode: Option<String>,
@@ -61,10 +60,8 @@ impl Profile {
         let mut phones: Vec<String> = ["phone", "mobile"].iter().filter_map(|f| text(f)).collect();
         phones.sort();
         phones.dedup();
-        let company = text("company");
-        let company_key = company
-            .as_deref()
-            .map(compare::company_key)
+        let company_key = text("company")
+            .map(|c| compare::company_key(&c))
             .filter(|k| !k.is_empty());
         Profile {
             kind,
@@ -78,7 +75,6 @@ impl Profile {
             }),
             given,
             family,
-            company,
             company_key,
             birth_date: text("birth_date"),
             postcode: text("postal_code").map(|p| p.to_uppercase()),

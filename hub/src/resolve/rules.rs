@@ -28,6 +28,22 @@ pub enum Comparison {
 }
 
 impl Comparison {
+    /// The comparison's name in the config (`[match.weights.<name>]`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Comparison::Email => "email",
+            Comparison::Phone => "phone",
+            Comparison::TaxId => "tax_id",
+            Comparison::GivenName => "given_name",
+            Comparison::FamilyName => "family_name",
+            Comparison::CompanyName => "company_name",
+            Comparison::BirthDate => "birth_date",
+            Comparison::Address => "address",
+            Comparison::WebDomain => "web_domain",
+            Comparison::CustomerType => "customer_type",
+        }
+    }
+
     pub const ALL: [Comparison; 10] = [
         Comparison::Email,
         Comparison::Phone,
@@ -179,7 +195,7 @@ impl MatchConfig {
             out.push("match.max_block must be at least 1".to_string());
         }
         for (c, p) in &self.weights {
-            out.extend(p.problems(&format!("{c:?}").to_lowercase()));
+            out.extend(p.problems(c.name()));
         }
         out
     }
@@ -252,6 +268,14 @@ mod tests {
         .weights();
         assert!((w.agree - (80f64).log2()).abs() < 1e-9);
         assert!((w.disagree - (0.2f64 / 0.99).log2()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn names_are_the_config_keys() {
+        for c in Comparison::ALL {
+            let serde_name = serde_json::to_value(c).unwrap();
+            assert_eq!(serde_name.as_str(), Some(c.name()));
+        }
     }
 
     #[test]
