@@ -31,7 +31,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mdhub_connectors::publish::{mode_for_server, Mode, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
-use mdhub_hub::golden::{survivorship, Candidate, FieldWrite, GoldenRecord};
+use mdhub_hub::golden::{survivorship, Candidate, GoldenRecord};
 use mdhub_hub::hub::SharedHub;
 use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, OUT_STREAM};
 use mdhub_hub::serve::rules;
@@ -346,7 +346,7 @@ struct PreparedWrite {
     system: String,
     event_id: Uuid,
     observed_at_ns: i64,
-    writes: Vec<FieldWrite>,
+    writes: BTreeMap<String, serde_json::Value>,
 }
 
 fn automerge_step(events: &[ChangeEvent]) -> anyhow::Result<AutomergeFigures> {
@@ -370,9 +370,9 @@ fn automerge_step(events: &[ChangeEvent]) -> anyhow::Result<AutomergeFigures> {
     for e in events {
         let writes = normalized_writes(model, &e.fields);
         let source = (e.system.clone(), e.record_id.clone());
-        let record = match writes.iter().find(|w| w.field == "email") {
-            Some(w) => {
-                let email = w.value.as_str().context("email is a string")?.to_string();
+        let record = match writes.get("email") {
+            Some(email) => {
+                let email = email.as_str().context("email is a string")?.to_string();
                 let next = by_email.len();
                 let record = *by_email.entry(email).or_insert(next);
                 by_source.insert(source, record);
@@ -424,7 +424,7 @@ fn automerge_step(events: &[ChangeEvent]) -> anyhow::Result<AutomergeFigures> {
         let touched = record.write(
             &p.system,
             None,
-            p.writes,
+            &p.writes,
             p.event_id,
             p.observed_at_ns,
             pick,

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use mdhub_hub::golden::SourceKey;
-use mdhub_hub::resolve::profile::Profile;
 use mdhub_hub::resolve::rules::MatchRules;
 use mdhub_hub::resolve::{Decision, Resolver};
+use mdhub_hub::state::profile_of;
 use mdhub_schema::{cleanse_record, CleanseContext, Model};
 use mdhub_tests::er_generator::{
     generate_iter, pairwise_f1, Profile as DataProfile, SYSTEM_REGIONS,
@@ -63,16 +63,17 @@ fn run(records: usize) {
                 default_region: region,
             },
         );
-        let valid: BTreeMap<String, serde_json::Value> = cleansed
-            .values
-            .into_iter()
-            .filter(|(f, _)| !cleansed.issues.iter().any(|i| &i.field == f))
-            .collect();
         let source = SourceKey {
             system: event.system.clone(),
             record_id: event.record_id.clone(),
         };
-        match resolver.decide("customer", &source, &Profile::from_values(&valid), true, n) {
+        match resolver.decide(
+            "customer",
+            &source,
+            &profile_of(&cleansed.values, &cleansed.issues),
+            true,
+            n,
+        ) {
             Decision::Link { merge, .. } => {
                 links += 1;
                 merges += merge.len() as u64;

@@ -68,12 +68,6 @@ pub struct GoldenRecord {
     written: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
-/// One field write of an event, value already normalized.
-pub struct FieldWrite {
-    pub field: String,
-    pub value: Value,
-}
-
 impl GoldenRecord {
     pub fn new(id: Uuid, entity: &str) -> Self {
         GoldenRecord {
@@ -105,11 +99,11 @@ impl GoldenRecord {
     /// the system saw at that version are skipped: a full-image re-send or an
     /// echo of an applied update changes nothing. `pick` is the field's
     /// survivorship. Returns the fields whose candidates changed.
-    pub fn write(
+    pub fn write<'a>(
         &mut self,
         system: &str,
         base: Option<&[String]>,
-        fields: Vec<FieldWrite>,
+        fields: impl IntoIterator<Item = (&'a String, &'a Value)>,
         event_id: Uuid,
         observed_at_ns: i64,
         pick: impl Fn(&str, &[Candidate]) -> usize,
@@ -138,20 +132,20 @@ impl GoldenRecord {
         // Skip what the system merely re-states: the value it saw at its
         // base (an echo of an applied update, even a stale one), or without
         // a base, the value it last wrote itself (a full-image re-send).
-        let fields: Vec<FieldWrite> = fields
+        let own_written = self.written.get(system);
+        let fields: Vec<(&String, &Value)> = fields
             .into_iter()
-            .filter(|w| {
-                let seen = if known_base.is_empty() {
-                    self.written
-                        .get(system)
-                        .and_then(|m| m.get(&w.field))
-                        .cloned()
+            .filter(|(field, value)| {
+                if known_base.is_empty() {
+                    own_written.and_then(|m| m.get(*field)).unwrap_or(NULL) != *value
                 } else if known_base == heads {
-                    self.values.get(&w.field).cloned()
+                    self.values.get(*field).unwrap_or(NULL) != *value
                 } else {
-                    self.value_at(&w.field, &known_base, &pick)
-                };
-                seen.unwrap_or(Value::Null) != w.value
+                    self.value_at(field, &known_base, &pick)
+                        .as_ref()
+                        .unwrap_or(NULL)
+                        != *value
+                }
             })
             .collect();
         if fields.is_empty() {
@@ -159,38 +153,52 @@ impl GoldenRecord {
         }
 
         self.doc.set_actor(actor_for(system));
-        let mut tx = if deps == heads {
+        // On top of every head, the new values supersede all others.
+        let supersedes_all = deps == heads;
+        let mut tx = if supersedes_all {
             self.doc.transaction()
         } else {
             self.doc.transaction_at(PatchLog::null(), &deps)
         };
-        for w in &fields {
+        let mut written = Vec::with_capacity(fields.len());
+        for (field, value) in fields {
             let candidate = Candidate {
-                value: w.value.clone(),
+                value: value.clone(),
                 system: system.to_string(),
                 event_id,
                 observed_at_ns,
             };
+            let encoded = candidate.encode();
             tx.put(
                 ROOT,
-                w.field.as_str(),
-                ScalarValue::Str(candidate.encode().into()),
+                field.as_str(),
+                ScalarValue::Str(encoded.as_str().into()),
             )
             .expect("put on the root map cannot fail");
+            written.push((field, candidate, encoded));
         }
         let time_secs = observed_at_ns.div_euclid(1_000_000_000);
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time_secs));
         if let Some(hash) = hash {
             self.own_last.insert(system.to_string(), vec![hash]);
         }
-        let mut touched = Vec::with_capacity(fields.len());
-        for w in fields {
-            self.refresh_candidates(&w.field);
-            self.written
-                .entry(system.to_string())
-                .or_default()
-                .insert(w.field.clone(), w.value);
-            touched.push(w.field);
+        let mut touched = Vec::with_capacity(written.len());
+        for (field, candidate, encoded) in written {
+            if supersedes_all {
+                set(&mut self.candidates, field, vec![candidate.clone()]);
+            } else {
+                self.add_candidate(field, &candidate, &encoded);
+            }
+            match self.written.get_mut(system) {
+                Some(own) => set(own, field, candidate.value),
+                None => {
+                    self.written.insert(
+                        system.to_string(),
+                        BTreeMap::from([(field.to_string(), candidate.value)]),
+                    );
+                }
+            }
+            touched.push(field.to_string());
         }
         touched
     }
@@ -210,13 +218,40 @@ impl GoldenRecord {
         (!cands.is_empty()).then(|| cands[pick(field, &cands)].value.clone())
     }
 
+    /// Updates the candidates of `field` after `candidate` (stored as
+    /// `encoded`) was put concurrently with some of them. The document now
+    /// holds the new one and the old ones it did not supersede: when that
+    /// is all or none of them, no stored value needs decoding.
+    fn add_candidate(&mut self, field: &str, candidate: &Candidate, encoded: &str) {
+        let held = self
+            .doc
+            .get_all(ROOT, field)
+            .expect("root map read cannot fail");
+        let old = self.candidates.get(field).map_or(0, Vec::len);
+        let is_new = |(v, _): &(automerge::Value<'_>, automerge::ObjId)| matches!(v, automerge::Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Str(t) if t.as_str() == encoded));
+        if held.len() == 1 && held.iter().all(is_new) {
+            set(&mut self.candidates, field, vec![candidate.clone()]);
+        } else if held.len() == old + 1 && held.iter().any(is_new) {
+            let cands = self.candidates.get_mut(field).expect("old > 0 candidates");
+            cands.push(candidate.clone());
+            sort_candidates(cands);
+        } else {
+            set(&mut self.candidates, field, decode_all(held));
+        }
+    }
+
     fn refresh_candidates(&mut self, field: &str) {
-        let cands = decode_all(
+        let cands = self.candidates_in_doc(field);
+        set(&mut self.candidates, field, cands);
+    }
+
+    /// The candidates of `field` as the document holds them.
+    fn candidates_in_doc(&self, field: &str) -> Vec<Candidate> {
+        decode_all(
             self.doc
                 .get_all(ROOT, field)
                 .expect("root map read cannot fail"),
-        );
-        self.candidates.insert(field.to_string(), cands);
+        )
     }
 
     /// Makes the candidates of each field in `sets` exactly the given ones
@@ -349,6 +384,18 @@ impl GoldenRecord {
     }
 }
 
+const NULL: &Value = &Value::Null;
+
+/// Inserts or replaces `map[key]`, allocating the key only when it is new.
+fn set<V>(map: &mut BTreeMap<String, V>, key: &str, value: V) {
+    match map.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            map.insert(key.to_string(), value);
+        }
+    }
+}
+
 /// More than one distinct value among the candidates.
 pub fn is_conflict(candidates: &[Candidate]) -> bool {
     candidates.iter().any(|c| c.value != candidates[0].value)
@@ -367,8 +414,14 @@ fn decode_all(values: Vec<(automerge::Value<'_>, automerge::ObjId)>) -> Vec<Cand
             _ => None,
         })
         .collect();
-    cands.sort_by(|a, b| (&a.system, a.event_id).cmp(&(&b.system, b.event_id)));
+    sort_candidates(&mut cands);
     cands
+}
+
+/// In (system, event id) order, so that nothing depends on Automerge's op
+/// order.
+fn sort_candidates(cands: &mut [Candidate]) {
+    cands.sort_by(|a, b| (&a.system, a.event_id).cmp(&(&b.system, b.event_id)));
 }
 
 struct HashWriter<'a>(&'a mut Sha256);
@@ -388,11 +441,8 @@ mod tests {
     use super::*;
     use mdhub_schema::Survivorship;
 
-    fn w(field: &str, v: &str) -> Vec<FieldWrite> {
-        vec![FieldWrite {
-            field: field.into(),
-            value: Value::String(v.into()),
-        }]
+    fn w(field: &str, v: &str) -> BTreeMap<String, Value> {
+        BTreeMap::from([(field.to_string(), Value::String(v.into()))])
     }
 
     fn most_recent(c: &[Candidate]) -> usize {
@@ -406,8 +456,8 @@ mod tests {
     #[test]
     fn concurrent_writes_keep_both_candidates() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
-        g.write("erp", None, w("phone", "2"), Uuid::from_u128(2), 5, pick);
+        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write("erp", None, &w("phone", "2"), Uuid::from_u128(2), 5, pick);
         assert!(g.resolve("phone", most_recent));
         assert_eq!(g.candidates["phone"].len(), 2);
         assert_eq!(g.values["phone"], "1", "most recent wins");
@@ -416,12 +466,12 @@ mod tests {
     #[test]
     fn a_write_on_top_of_the_other_supersedes_it() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
         let seen = g.version();
         g.write(
             "erp",
             Some(&seen),
-            w("phone", "2"),
+            &w("phone", "2"),
             Uuid::from_u128(2),
             5,
             pick,
@@ -437,13 +487,20 @@ mod tests {
     #[test]
     fn own_writes_are_sequential_and_restatements_are_skipped() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, w("phone", "1"), Uuid::from_u128(1), 10, pick);
-        g.write("erp", None, w("city", "Bonn"), Uuid::from_u128(2), 11, pick);
-        g.write("crm", None, w("phone", "3"), Uuid::from_u128(3), 12, pick);
+        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write(
+            "erp",
+            None,
+            &w("city", "Bonn"),
+            Uuid::from_u128(2),
+            11,
+            pick,
+        );
+        g.write("crm", None, &w("phone", "3"), Uuid::from_u128(3), 12, pick);
         assert_eq!(g.candidates["phone"].len(), 1);
         let v = g.version();
         assert!(g
-            .write("crm", None, w("phone", "3"), Uuid::from_u128(4), 13, pick)
+            .write("crm", None, &w("phone", "3"), Uuid::from_u128(4), 13, pick)
             .is_empty());
         assert_eq!(g.version(), v, "unchanged re-statement writes nothing");
     }
@@ -451,12 +508,12 @@ mod tests {
     #[test]
     fn setting_a_value_back_after_seeing_another_is_a_change() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, w("title", "A"), Uuid::from_u128(1), 10, pick);
+        g.write("crm", None, &w("title", "A"), Uuid::from_u128(1), 10, pick);
         let v1 = g.version();
         g.write(
             "erp",
             Some(&v1),
-            w("title", "B"),
+            &w("title", "B"),
             Uuid::from_u128(2),
             11,
             pick,
@@ -468,7 +525,7 @@ mod tests {
             .write(
                 "crm",
                 Some(&v2),
-                w("title", "B"),
+                &w("title", "B"),
                 Uuid::from_u128(3),
                 12,
                 pick
@@ -478,7 +535,7 @@ mod tests {
         let touched = g.write(
             "crm",
             Some(&v2),
-            w("title", "A"),
+            &w("title", "A"),
             Uuid::from_u128(4),
             13,
             pick,
@@ -487,5 +544,40 @@ mod tests {
         g.resolve("title", most_recent);
         assert_eq!(g.values["title"], "A");
         assert_eq!(g.candidates["title"].len(), 1);
+    }
+
+    #[test]
+    fn kept_candidates_are_what_the_document_holds() {
+        // Writes from three systems, some on top of an older version, in a
+        // fixed pseudo-random order: after each one, the candidates kept
+        // without reading the document equal those read from it.
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        let mut versions = vec![Vec::new()];
+        let mut x = 7u64;
+        for i in 0..300u128 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let system = ["crm", "erp", "oa"][(x >> 33) as usize % 3];
+            let field = ["phone", "city"][(x >> 40) as usize % 2];
+            let seen = &versions[(x >> 20) as usize % versions.len()];
+            let base = (x >> 50).is_multiple_of(2).then_some(seen.as_slice());
+            let value = format!("v{}", (x >> 24) % 5);
+            g.write(
+                system,
+                base,
+                &w(field, &value),
+                Uuid::from_u128(i),
+                i as i64,
+                pick,
+            );
+            for f in ["phone", "city"] {
+                if let Some(kept) = g.candidates.get(f) {
+                    assert_eq!(kept, &g.candidates_in_doc(f), "{f} after write {i}");
+                }
+            }
+            versions.push(g.version());
+        }
+        assert!(g.candidates.values().any(|c| c.len() > 1), "some conflicts");
     }
 }

@@ -3,8 +3,6 @@
 //! Values that failed cleansing never get here (they are flagged on the
 //! golden record instead), so a bad phone cannot link two customers.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::compare;
@@ -30,11 +28,30 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// From a record's cleansed valid values.
-    pub fn from_values(values: &BTreeMap<String, Value>) -> Profile {
+    /// The fields a profile is made of: a change of any other field leaves
+    /// it as it was.
+    pub const FIELDS: [&'static str; 14] = [
+        "given_name",
+        "family_name",
+        "full_name",
+        "email",
+        "customer_type",
+        "website",
+        "phone",
+        "mobile",
+        "company",
+        "tax_id",
+        "birth_date",
+        "postal_code",
+        "city",
+        "street",
+    ];
+
+    /// From a record's cleansed valid values, looked up by field name (only
+    /// the [`Profile::FIELDS`]).
+    pub fn from_fields<'a>(value_of: impl Fn(&str) -> Option<&'a Value>) -> Profile {
         let text = |f: &str| {
-            values
-                .get(f)
+            value_of(f)
                 .and_then(Value::as_str)
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
@@ -160,6 +177,17 @@ fn initial(name: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn profile(values: &BTreeMap<String, Value>) -> Profile {
+        Profile::from_fields(|f| {
+            assert!(
+                Profile::FIELDS.contains(&f),
+                "{f} is not in Profile::FIELDS"
+            );
+            values.get(f)
+        })
+    }
 
     fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
         pairs
@@ -170,7 +198,7 @@ mod tests {
 
     #[test]
     fn emails_fold_case_and_phones_are_a_set() {
-        let p = Profile::from_values(&values(&[
+        let p = profile(&values(&[
             ("email", "Anna@Example.org"),
             ("phone", "+4930123456"),
             ("mobile", "+4930123456"),
@@ -185,12 +213,12 @@ mod tests {
 
     #[test]
     fn swapped_names_share_a_name_block() {
-        let a = Profile::from_values(&values(&[
+        let a = profile(&values(&[
             ("given_name", "Anna"),
             ("family_name", "Schmidt"),
             ("postal_code", "10115"),
         ]));
-        let b = Profile::from_values(&values(&[
+        let b = profile(&values(&[
             ("given_name", "Schmidt"),
             ("family_name", "Anna"),
             ("postal_code", "10115"),
@@ -200,8 +228,20 @@ mod tests {
 
     #[test]
     fn a_han_full_name_splits_family_first() {
-        let p = Profile::from_values(&values(&[("full_name", "王小明")]));
+        let p = profile(&values(&[("full_name", "王小明")]));
         assert_eq!(p.family.as_deref(), Some("王"));
         assert_eq!(p.given.as_deref(), Some("小明"));
+    }
+
+    #[test]
+    fn a_company_without_a_website_is_known_by_its_email_domain() {
+        let p = profile(&values(&[
+            ("customer_type", "company"),
+            ("email", "info@acme-handel.de"),
+            ("company", "ACME Handel GmbH"),
+            ("tax_id", "de 123 456 789"),
+        ]));
+        assert_eq!(p.domain.as_deref(), Some("acme-handel.de"));
+        assert_eq!(p.tax_id.as_deref(), Some("DE123456789"));
     }
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::config::{HubConfig, SystemConfig};
 use crate::entry::LogPayload;
-use crate::golden::{survivorship, FieldWrite, GoldenRecord, QualityIssue, SourceKey};
+use crate::golden::{survivorship, GoldenRecord, QualityIssue, SourceKey};
 use crate::resolve::profile::Profile;
 use crate::resolve::rules::MatchRules;
 use crate::resolve::{Decision, Resolver};
@@ -118,6 +118,15 @@ struct Target {
     system: String,
     /// `None`: a `receive_all` system that holds no copy of this record yet.
     record_id: Option<String>,
+}
+
+impl Target {
+    fn new(system: &str, record_id: Option<&str>) -> Self {
+        Target {
+            system: system.to_string(),
+            record_id: record_id.map(str::to_string),
+        }
+    }
 }
 
 impl State {
@@ -246,68 +255,58 @@ impl State {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
         };
-        // The source record's whole current image: events may carry only the
-        // fields that changed. Its quality issues likewise.
-        let previous = self
-            .resolver
-            .golden_of(&source)
-            .and_then(|g| self.records.get(&g));
-        let mut image = previous
-            .and_then(|r| r.source_values.get(&source))
-            .cloned()
-            .unwrap_or_default();
-        let mut issues: Vec<QualityIssue> = previous
-            .and_then(|r| r.quality.get(&source))
-            .map(|q| {
-                q.iter()
-                    .filter(|i| !cleansed.values.contains_key(&i.field))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        issues.extend(cleansed.issues.iter().cloned());
-        for (f, v) in &cleansed.values {
-            if v.is_null() {
-                image.remove(f);
-            } else {
+        let CleansedRecord {
+            values: sent,
+            issues: new_issues,
+        } = cleansed;
+        // The source record's whole current image (events may carry only the
+        // fields that changed) and its quality issues: taken out of the
+        // golden record it was linked to, updated, and put into the one it
+        // is linked to after this entry.
+        let current = self.resolver.golden_of(&source);
+        let (mut image, mut issues) = match current.and_then(|g| self.records.get_mut(&g)) {
+            Some(r) => (
+                r.source_values.remove(&source).unwrap_or_default(),
+                r.quality.remove(&source).unwrap_or_default(),
+            ),
+            None => Default::default(),
+        };
+        issues.retain(|i| !sent.contains_key(&i.field));
+        issues.extend(new_issues);
+        // Whether a value matching reads changed (cleansing is a function of
+        // the value, so a field's flag only changes with its value).
+        let mut identity_changed = false;
+        for (f, v) in &sent {
+            let changes = if v.is_null() {
+                image.remove(f).is_some()
+            } else if image.get(f) != Some(v) {
                 image.insert(f.clone(), v.clone());
-            }
-        }
-        let flagged: BTreeSet<&str> = issues.iter().map(|i| i.field.as_str()).collect();
-        let valid: BTreeMap<String, Value> = image
-            .iter()
-            .filter(|(f, _)| !flagged.contains(f.as_str()))
-            .map(|(f, v)| (f.clone(), v.clone()))
-            .collect();
-        let newly_linked = self.resolver.golden_of(&source).is_none();
-        let profile = Profile::from_values(&valid);
-        let exact_email = model.match_keys().any(|f| f.name == "email");
-        let (golden_id, merge) =
-            match self
-                .resolver
-                .decide(&e.entity, &source, &profile, exact_email, seq)
-            {
-                Decision::Link { golden, merge } => (golden, merge),
-                Decision::New { golden, .. } => (golden, Vec::new()),
+                true
+            } else {
+                false
             };
+            identity_changed |= changes && Profile::FIELDS.contains(&f.as_str());
+        }
+        let (golden_id, merge) = match current {
+            // Nothing to match again: `decide` would keep it where it is.
+            Some(golden) if !identity_changed => (golden, Vec::new()),
+            _ => {
+                let profile = profile_of(&image, &issues);
+                let exact_email = model.match_keys().any(|f| f.name == "email");
+                match self
+                    .resolver
+                    .decide(&e.entity, &source, &profile, exact_email, seq)
+                {
+                    Decision::Link { golden, merge } => (golden, merge),
+                    Decision::New { golden, .. } => (golden, Vec::new()),
+                }
+            }
+        };
         let time_ns = observed_ns(e);
 
-        // What every target holds now, before this entry: the values of the
-        // golden record it is linked to (a merged one's, for its sources).
-        // Without a merge that is `before` for all, which `updates_for`
-        // assumes for targets missing here: no copy per target then.
-        let mut held = BTreeMap::new();
-        if !merge.is_empty() {
-            held = self.held_by_targets(golden_id);
-            for loser in &merge {
-                held.extend(self.held_by_targets(*loser));
-            }
-        }
-        let before = self
-            .records
-            .get(&golden_id)
-            .map(|r| r.values.clone())
-            .unwrap_or_default();
+        // Targets that do not hold the survivor's golden values: those of
+        // the records merged into it.
+        let held = self.held_by_merged(&merge);
         let mut outbound = Vec::new();
         for loser in &merge {
             outbound.extend(self.merge_records(*loser, golden_id, seq, e.event_id, time_ns));
@@ -319,28 +318,20 @@ impl State {
             .or_insert_with(|| GoldenRecord::new(golden_id, &e.entity));
         let was_retired = record.retired;
         record.retired = false;
-        record.links.insert(source.clone());
+        if !record.links.contains(&source) {
+            record.links.insert(source.clone());
+        }
         record.source_values.insert(source.clone(), image);
-        if issues.is_empty() {
-            record.quality.remove(&source);
-        } else {
+        if !issues.is_empty() {
             record.quality.insert(source.clone(), issues);
         }
-        let sent = cleansed.values;
-        let writes: Vec<FieldWrite> = sent
-            .iter()
-            .map(|(f, v)| FieldWrite {
-                field: f.clone(),
-                value: v.clone(),
-            })
-            .collect();
         let pick = |field: &str, c: &[crate::golden::Candidate]| {
             survivorship::pick(rules.policy(model, field), &rules.source_priority, c)
         };
         let mut touched = record.write(
             &e.system,
             e.base.as_deref(),
-            writes,
+            &sent,
             e.event_id,
             time_ns,
             pick,
@@ -355,12 +346,17 @@ impl State {
                 .into_iter()
                 .collect();
         }
+        // Golden values only change here, so these are all that changed.
+        let mut changed = BTreeMap::new();
         let mut conflicts = 0;
-        for field in &touched {
-            record.resolve(field, |c| pick(field, c));
+        for field in touched {
+            if record.resolve(&field, |c| pick(&field, c)) {
+                let now = record.values.get(&field).cloned().unwrap_or(Value::Null);
+                changed.insert(field.clone(), now);
+            }
             if record
                 .candidates
-                .get(field)
+                .get(&field)
                 .is_some_and(|c| crate::golden::is_conflict(c))
             {
                 conflicts += 1;
@@ -368,22 +364,29 @@ impl State {
         }
 
         let record = &self.records[&golden_id];
-        let writer = Target {
-            system: source.system.clone(),
-            record_id: Some(source.record_id.clone()),
-        };
+        let version = record.version();
         // The writer holds what it just sent, on top of what it held (a newly
         // linked writer holds only what it sent).
-        let writer_holds = if newly_linked {
-            sent
-        } else {
-            overlay(held.get(&writer).unwrap_or(&before), &sent)
+        let writer = Writer {
+            system: &source.system,
+            record_id: &source.record_id,
+            sent: &sent,
+            newly_linked: current.is_none(),
         };
-        held.insert(writer, writer_holds);
-        outbound.extend(updates_for(&rules, record, &held, &before, seq, e.event_id));
-        let changed = diff(&before, &record.values, |_| true);
+        outbound.extend(updates_for(
+            &rules,
+            record,
+            &Holdings {
+                changed: &changed,
+                held: &held,
+                writer: Some(writer),
+            },
+            &version,
+            seq,
+            e.event_id,
+        ));
         if !changed.is_empty() || was_retired || !merge.is_empty() {
-            outbound.push(golden_change(record, changed, seq, e.event_id));
+            outbound.push(golden_change(record, changed, &version, seq, e.event_id));
         }
         Applied {
             golden_id: Some(golden_id),
@@ -397,10 +400,26 @@ impl State {
         match self.records.get(&golden) {
             Some(r) => targets(&self.rules, r)
                 .into_iter()
-                .map(|t| (t, r.values.clone()))
+                .map(|(system, record_id)| (Target::new(system, record_id), r.values.clone()))
                 .collect(),
             None => BTreeMap::new(),
         }
+    }
+
+    /// What the linked targets of golden records about to be merged away
+    /// hold: their records' values. (A `receive_all` system without a copy
+    /// holds each golden record under its own id; for the survivor's, that
+    /// is the survivor's values.)
+    fn held_by_merged(&self, merged: &[Uuid]) -> BTreeMap<Target, BTreeMap<String, Value>> {
+        let mut held = BTreeMap::new();
+        for golden in merged {
+            held.extend(
+                self.held_by_targets(*golden)
+                    .into_iter()
+                    .filter(|(t, _)| t.record_id.is_some()),
+            );
+        }
+        held
     }
 
     /// Merges golden record `loser` into `survivor` (the resolver already
@@ -447,7 +466,7 @@ impl State {
         }
         gone.retired = true;
         gone.merged_into = Some(survivor);
-        let change = golden_change(&gone, BTreeMap::new(), seq, caused_by);
+        let change = golden_change(&gone, BTreeMap::new(), &gone.version(), seq, caused_by);
         self.records.insert(loser, gone);
         vec![change]
     }
@@ -471,10 +490,10 @@ impl State {
         if record.links.is_empty() {
             record.retired = true;
             let version = record.version();
-            for target in targets(&self.rules, record) {
+            for (system, record_id) in targets(&self.rules, record) {
                 outbound.push(Outbound::Update(update(
                     record,
-                    &target,
+                    (system, record_id),
                     UpdateOp::Retire,
                     Default::default(),
                     &version,
@@ -482,7 +501,13 @@ impl State {
                     e.event_id,
                 )));
             }
-            outbound.push(golden_change(record, BTreeMap::new(), seq, e.event_id));
+            outbound.push(golden_change(
+                record,
+                BTreeMap::new(),
+                &version,
+                seq,
+                e.event_id,
+            ));
         }
         Applied {
             golden_id: Some(golden_id),
@@ -507,17 +532,31 @@ impl State {
 /// An event's field values in canonical form, as golden writes. Values that
 /// no longer normalize (the model changed since they were logged) are
 /// skipped, the same way on every replay.
-pub fn normalized_writes(model: &Model, fields: &mdhub_schema::event::Fields) -> Vec<FieldWrite> {
+pub fn normalized_writes(
+    model: &Model,
+    fields: &mdhub_schema::event::Fields,
+) -> BTreeMap<String, Value> {
     fields
         .iter()
         .filter_map(|(name, value)| {
             let def = model.field(name)?;
-            normalize(def, value).ok().map(|value| FieldWrite {
-                field: name.clone(),
-                value,
-            })
+            normalize(def, value)
+                .ok()
+                .map(|value| (name.clone(), value))
         })
         .collect()
+}
+
+/// The matching profile of a source record's image: its values that passed
+/// cleansing (a flagged value is shown, never matched on).
+pub fn profile_of(image: &BTreeMap<String, Value>, issues: &[QualityIssue]) -> Profile {
+    Profile::from_fields(|field| {
+        if issues.iter().any(|i| i.field == field) {
+            None
+        } else {
+            image.get(field)
+        }
+    })
 }
 
 fn observed_ns(e: &ChangeEvent) -> i64 {
@@ -526,36 +565,21 @@ fn observed_ns(e: &ChangeEvent) -> i64 {
         .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
-/// Linked source records, plus `receive_all` systems that hold no linked
-/// copy, in a fixed order.
-fn targets(rules: &Rules, record: &GoldenRecord) -> BTreeSet<Target> {
-    let mut out: BTreeSet<Target> = record
+/// Who receives updates for a golden record: each linked source record
+/// (system, record id), and each `receive_all` system that holds no linked
+/// copy (system, `None`), in a fixed order.
+fn targets<'a>(rules: &'a Rules, record: &'a GoldenRecord) -> Vec<(&'a str, Option<&'a str>)> {
+    let mut out: Vec<(&str, Option<&str>)> = record
         .links
         .iter()
-        .map(|s| Target {
-            system: s.system.clone(),
-            record_id: Some(s.record_id.clone()),
-        })
+        .map(|s| (s.system.as_str(), Some(s.record_id.as_str())))
         .collect();
     for (name, system) in &rules.systems {
         if system.receive_all && !record.links.iter().any(|s| s.system == *name) {
-            out.insert(Target {
-                system: name.clone(),
-                record_id: None,
-            });
+            out.push((name.as_str(), None));
         }
     }
-    out
-}
-
-fn overlay(
-    base: &BTreeMap<String, Value>,
-    top: &BTreeMap<String, Value>,
-) -> BTreeMap<String, Value> {
-    let mut out = base.clone();
-    for (k, v) in top {
-        out.insert(k.clone(), v.clone());
-    }
+    out.sort_unstable();
     out
 }
 
@@ -576,9 +600,6 @@ fn diff(
         .collect()
 }
 
-/// Updates for every target of `record` that does not hold its golden
-/// values: `held` says what each target holds (targets not in it, such as a
-/// `receive_all` system new to the record, hold `before`).
 /// An upsert's fields cleansed for the system's region; `None` for an
 /// entity the model does not know (validation refuses those; a log written
 /// under an older model may still hold some).
@@ -597,26 +618,73 @@ pub fn cleanse_event(rules: &Rules, e: &ChangeEvent) -> Option<CleansedRecord> {
     ))
 }
 
+/// What the targets of a golden record held before an entry.
+struct Holdings<'a> {
+    /// The golden fields the entry changed, with their new values (null:
+    /// cleared). A target that held the old golden values lacks just these.
+    changed: &'a BTreeMap<String, Value>,
+    /// Targets that held other values (those of a record merged away).
+    held: &'a BTreeMap<Target, BTreeMap<String, Value>>,
+    /// The source record that sent the entry, if one did.
+    writer: Option<Writer<'a>>,
+}
+
+/// The source record that sent an entry: it holds what it sent.
+#[derive(Clone, Copy)]
+struct Writer<'a> {
+    system: &'a str,
+    record_id: &'a str,
+    sent: &'a BTreeMap<String, Value>,
+    /// Linked by this entry: it holds nothing but what it sent.
+    newly_linked: bool,
+}
+
+/// Updates for every target of `record` that lacks some of its golden
+/// values after an entry, each with just the fields it lacks and stores.
 fn updates_for(
     rules: &Rules,
     record: &GoldenRecord,
-    held: &BTreeMap<Target, BTreeMap<String, Value>>,
-    before: &BTreeMap<String, Value>,
+    holdings: &Holdings<'_>,
+    version: &[String],
     seq: u64,
     caused_by: Uuid,
 ) -> Vec<Outbound> {
-    let version = record.version();
+    let nothing = BTreeMap::new();
     let mut out = Vec::new();
-    for target in targets(rules, record) {
-        let holds = held.get(&target).unwrap_or(before);
-        let fields = diff(holds, &record.values, |f| rules.receives(&target.system, f));
+    for (system, record_id) in targets(rules, record) {
+        let writer = holdings
+            .writer
+            .filter(|w| w.system == system && Some(w.record_id) == record_id);
+        let sent = |f: &str| writer.is_some_and(|w| w.sent.contains_key(f));
+        let wanted = |f: &str| rules.receives(system, f) && !sent(f);
+        let held = match writer {
+            Some(w) if w.newly_linked => Some(&nothing),
+            _ if holdings.held.is_empty() => None,
+            _ => holdings.held.get(&Target::new(system, record_id)),
+        };
+        let mut fields = match held {
+            Some(held) => diff(held, &record.values, wanted),
+            None => holdings
+                .changed
+                .iter()
+                .filter(|(f, _)| wanted(f))
+                .map(|(f, v)| (f.clone(), v.clone()))
+                .collect(),
+        };
+        // What the writer sent and the golden record does not hold.
+        for (f, v) in writer.map(|w| w.sent).into_iter().flatten() {
+            let now = record.values.get(f).unwrap_or(&Value::Null);
+            if now != v && rules.receives(system, f) {
+                fields.insert(f.clone(), now.clone());
+            }
+        }
         if !fields.is_empty() {
             out.push(Outbound::Update(update(
                 record,
-                &target,
+                (system, record_id),
                 UpdateOp::Upsert,
                 fields,
-                &version,
+                version,
                 seq,
                 caused_by,
             )));
@@ -629,6 +697,7 @@ fn updates_for(
 fn golden_change(
     record: &GoldenRecord,
     fields: BTreeMap<String, Value>,
+    version: &[String],
     seq: u64,
     caused_by: Uuid,
 ) -> Outbound {
@@ -639,7 +708,7 @@ fn golden_change(
         fields,
         retired: record.retired,
         merged_into: record.merged_into,
-        version: record.version(),
+        version: version.to_vec(),
         log_seq: seq,
         caused_by,
     })
@@ -647,26 +716,21 @@ fn golden_change(
 
 fn update(
     record: &GoldenRecord,
-    target: &Target,
+    (system, record_id): (&str, Option<&str>),
     op: UpdateOp,
     fields: BTreeMap<String, Value>,
     version: &[String],
     seq: u64,
     caused_by: Uuid,
 ) -> GoldenUpdate {
-    let name = format!(
-        "{}/{}/{}/{seq}",
-        record.id,
-        target.system,
-        target.record_id.as_deref().unwrap_or("")
-    );
+    let name = format!("{}/{system}/{}/{seq}", record.id, record_id.unwrap_or(""));
     GoldenUpdate {
         schema_version: SCHEMA_VERSION,
         update_id: Uuid::new_v5(&UPDATE_NS, name.as_bytes()),
         golden_id: record.id,
-        system: target.system.clone(),
+        system: system.to_string(),
         entity: record.entity.clone(),
-        record_id: target.record_id.clone(),
+        record_id: record_id.map(str::to_string),
         op,
         fields,
         version: version.to_vec(),

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{golden_change, targets, updates_for, Applied, State};
-use crate::golden::{survivorship, Candidate, FieldWrite, GoldenRecord, SourceKey};
+use super::{golden_change, targets, updates_for, Applied, Holdings, State, Target};
+use crate::golden::{survivorship, Candidate, GoldenRecord, SourceKey};
 use crate::resolve::TaskStatus;
 use crate::steward::{Command, StewardAction};
 
@@ -86,23 +86,28 @@ impl State {
         } else {
             (b, a)
         };
-        let mut held = self.held_by_targets(survivor);
-        held.extend(self.held_by_targets(loser));
+        let held = self.held_by_merged(&[loser]);
         let before = self.records[&survivor].values.clone();
         self.resolver.record_merge(loser, survivor);
         let mut outbound = self.merge_records(loser, survivor, seq, caused_by, time_ns);
         self.resolve_all(survivor);
         let record = &self.records[&survivor];
+        let changed = super::diff(&before, &record.values, |_| true);
+        let version = record.version();
+        let holdings = Holdings {
+            changed: &changed,
+            held: &held,
+            writer: None,
+        };
         outbound.extend(updates_for(
             &self.rules,
             record,
-            &held,
-            &before,
+            &holdings,
+            &version,
             seq,
             caused_by,
         ));
-        let changed = super::diff(&before, &record.values, |_| true);
-        outbound.push(golden_change(record, changed, seq, caused_by));
+        outbound.push(golden_change(record, changed, &version, seq, caused_by));
         Applied {
             golden_id: Some(survivor),
             conflicts: 0,
@@ -125,7 +130,6 @@ impl State {
             return Applied::default();
         }
         let entity = old.entity.clone();
-        let held_old = self.held_by_targets(old_id);
         let before_old = old.values.clone();
         let values = old.source_values.get(&source).cloned().unwrap_or_default();
         let quality = old.quality.get(&source).cloned();
@@ -154,14 +158,7 @@ impl State {
             Some(m) => survivorship::pick(rules.policy(m, field), &rules.source_priority, c),
             None => 0,
         };
-        let writes = values
-            .iter()
-            .map(|(f, v)| FieldWrite {
-                field: f.clone(),
-                value: v.clone(),
-            })
-            .collect();
-        for field in record.write(&source.system, None, writes, caused_by, time_ns, pick) {
+        for field in record.write(&source.system, None, &values, caused_by, time_ns, pick) {
             record.resolve(&field, |c| pick(&field, c));
         }
         self.records.insert(new_id, record);
@@ -198,31 +195,50 @@ impl State {
         let mut outbound = Vec::new();
         let new = &self.records[&new_id];
         // The split record's system holds the values it sent, now under the
-        // new golden id: tell it the id (and any value it lacks).
-        let mut held_new = BTreeMap::new();
-        for t in targets(&self.rules, new) {
-            held_new.insert(t, BTreeMap::new());
-        }
+        // new golden id, and nothing under that id yet: tell it the id (and
+        // any value it lacks).
+        let held_new = targets(&self.rules, new)
+            .into_iter()
+            .map(|(system, record_id)| (Target::new(system, record_id), BTreeMap::new()))
+            .collect();
+        let version = new.version();
+        let holdings = Holdings {
+            changed: &new.values,
+            held: &held_new,
+            writer: None,
+        };
         outbound.extend(updates_for(
             &self.rules,
             new,
-            &held_new,
-            &BTreeMap::new(),
+            &holdings,
+            &version,
             seq,
             caused_by,
         ));
-        outbound.push(golden_change(new, new.values.clone(), seq, caused_by));
+        outbound.push(golden_change(
+            new,
+            new.values.clone(),
+            &version,
+            seq,
+            caused_by,
+        ));
         let old = &self.records[&old_id];
+        let changed = super::diff(&before_old, &old.values, |_| true);
+        let version = old.version();
+        let holdings = Holdings {
+            changed: &changed,
+            held: &BTreeMap::new(),
+            writer: None,
+        };
         outbound.extend(updates_for(
             &self.rules,
             old,
-            &held_old,
-            &before_old,
+            &holdings,
+            &version,
             seq,
             caused_by,
         ));
-        let changed = super::diff(&before_old, &old.values, |_| true);
-        outbound.push(golden_change(old, changed, seq, caused_by));
+        outbound.push(golden_change(old, changed, &version, seq, caused_by));
         Applied {
             golden_id: Some(new_id),
             conflicts: 0,
@@ -258,7 +274,6 @@ impl State {
             mdhub_schema::cleanse_value(def, value, &Default::default(), None)
                 .unwrap_or_else(|_| value.clone())
         };
-        let held = self.held_by_targets(id);
         let before = record.values.clone();
         let record = self.records.get_mut(&id).expect("exists");
         if value.is_null() {
@@ -268,9 +283,15 @@ impl State {
         }
         self.resolve_all(id);
         let record = &self.records[&id];
-        let mut outbound = updates_for(&self.rules, record, &held, &before, seq, caused_by);
         let changed = super::diff(&before, &record.values, |_| true);
-        outbound.push(golden_change(record, changed, seq, caused_by));
+        let version = record.version();
+        let holdings = Holdings {
+            changed: &changed,
+            held: &BTreeMap::new(),
+            writer: None,
+        };
+        let mut outbound = updates_for(&self.rules, record, &holdings, &version, seq, caused_by);
+        outbound.push(golden_change(record, changed, &version, seq, caused_by));
         Applied {
             golden_id: Some(id),
             conflicts: 0,
