@@ -2,7 +2,7 @@
 //! different keyboards, pasted from PDFs or exported by old systems must
 //! compare equal before matching.
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// NFKC, then trimmed, with every run of whitespace turned into one space;
 /// lower-cased when `casefold` is set.
@@ -11,7 +11,15 @@ use unicode_normalization::UnicodeNormalization;
 /// input), ligatures and non-breaking spaces become their plain forms and
 /// are then trimmed and collapsed like any other character.
 pub fn clean(raw: &str, casefold: bool) -> String {
-    let nfkc: String = raw.nfkc().collect();
+    // Most values are already in NFKC (all ASCII text is): a quick check
+    // spares composing them again, a third of all cleansing time.
+    let composed;
+    let nfkc = if is_nfkc_quick(raw.chars()) == IsNormalized::Yes {
+        raw
+    } else {
+        composed = raw.nfkc().collect::<String>();
+        &composed
+    };
     let mut out = String::with_capacity(nfkc.len());
     for word in nfkc.split_whitespace() {
         if !out.is_empty() {
@@ -40,6 +48,8 @@ mod tests {
             ("Ann\u{00a0}Lee", false, "Ann Lee"),
             ("ＡＣＭＥ　ＧｍｂＨ", false, "ACME GmbH"),
             ("ﬁnance", false, "finance"),
+            ("Straße", false, "Straße"),
+            ("e\u{0301}", false, "é"),
             ("Müller", true, "müller"),
             (" WWW.Example.COM ", true, "www.example.com"),
             ("", false, ""),
