@@ -121,15 +121,15 @@ impl Hub {
             rejected: validated.rejected,
             ..Default::default()
         };
-        let valid = validated.valid;
-        let (batch, appended, tail) = self.log.prepare_append(&valid, position)?;
+        let mut valid = validated.valid;
+        let (prepared, appended, tail) = self.log.prepare_append(&mut valid, position)?;
         // Derivation needs no durability, only publishing does: derive while
         // another thread writes the batch and waits for the fsync, and
         // return once both are done.
         let writer = self.log.writer();
         let state = &mut self.state;
         let flushed = std::thread::scope(|scope| {
-            let flushing = scope.spawn(move || writer.write_durably(batch));
+            let flushing = scope.spawn(move || writer.write_durably(prepared));
             for (entry, result) in valid.into_iter().zip(appended) {
                 match result {
                     Appended::New(seq) => {
@@ -236,11 +236,11 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
     for entry in source.iter_from(1) {
         chunk.push(Encoded::new(entry?.payload));
         if chunk.len() == 1000 {
-            target.append(&chunk, None)?;
+            target.append(&mut chunk, None)?;
             chunk.clear();
         }
     }
-    target.append(&chunk, None)?;
+    target.append(&mut chunk, None)?;
     target.flush()?;
     if target.last_hash() != source.last_hash() {
         return Err(LogError::Damaged {

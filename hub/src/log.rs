@@ -162,28 +162,30 @@ impl EventLog {
 
     /// Appends the payloads that are not in the log yet, in order, in one
     /// atomic sled batch, together with the input `position` they were read
-    /// up to (if the input has positions). Not durable until `flush`.
+    /// up to (if the input has positions). Not durable until `flush`. Takes
+    /// the bodies of the new entries (see `prepare_append`).
     pub fn append(
         &mut self,
-        entries: &[Encoded],
+        entries: &mut [Encoded],
         position: Option<u64>,
     ) -> Result<Vec<Appended>, LogError> {
-        let (batch, outcomes, tail) = self.prepare_append(entries, position)?;
-        self.tree.apply_batch(batch)?;
+        let (prepared, outcomes, tail) = self.prepare_append(entries, position)?;
+        self.tree.apply_batch(prepared.into_batch())?;
         self.advance(tail);
         Ok(outcomes)
     }
 
-    /// `append` up to the write: the sled batch to write, what becomes of
-    /// each payload, and the chain's new tail, for `advance` once the batch
-    /// is written. Lets the caller write (`writer`) on another thread while
-    /// it derives from the outcomes. Nothing changes until then.
+    /// `append` up to the write: the new entries with their place in the
+    /// chain, what becomes of each payload, and the chain's new tail, for
+    /// `advance` once they are written. The new entries' bodies move into
+    /// the prepared append. Lets the caller write (`writer`) on another
+    /// thread while it derives from the outcomes. Nothing changes until then.
     pub fn prepare_append(
         &self,
-        entries: &[Encoded],
+        entries: &mut [Encoded],
         position: Option<u64>,
-    ) -> Result<(sled::Batch, Vec<Appended>, ChainTail), LogError> {
-        let mut batch = sled::Batch::default();
+    ) -> Result<(PreparedAppend, Vec<Appended>, ChainTail), LogError> {
+        let mut rows = Vec::with_capacity(entries.len());
         let mut outcomes = Vec::with_capacity(entries.len());
         // Ids appended earlier in this same batch are not in the tree yet.
         let mut in_batch: std::collections::HashMap<Uuid, u64> = Default::default();
@@ -205,20 +207,19 @@ impl EventLog {
             }
             seq += 1;
             let hash = chain_hash(&prev, seq, &entry.body);
-            let mut value = Vec::with_capacity(64 + entry.body.len());
-            value.extend_from_slice(&prev);
-            value.extend_from_slice(&hash);
-            value.extend_from_slice(&entry.body);
-            batch.insert(&entry_key(seq)[..], value);
-            batch.insert(&index_key(id)[..], &seq.to_be_bytes()[..]);
+            rows.push(NewEntry {
+                seq,
+                id,
+                prev,
+                hash,
+                body: std::mem::take(&mut entry.body),
+            });
             in_batch.insert(id, seq);
             outcomes.push(Appended::New(seq));
             prev = hash;
         }
-        if let Some(p) = position {
-            batch.insert(POSITION_KEY, &p.to_be_bytes()[..]);
-        }
-        Ok((batch, outcomes, ChainTail { seq, hash: prev }))
+        let prepared = PreparedAppend { rows, position };
+        Ok((prepared, outcomes, ChainTail { seq, hash: prev }))
     }
 
     /// Moves the chain's tail past a prepared append that was written.
@@ -325,11 +326,45 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Writes a batch from `prepare_append` and makes it durable (fsync).
-    pub fn write_durably(&self, batch: sled::Batch) -> Result<(), LogError> {
-        self.tree.apply_batch(batch)?;
+    /// Writes an append from `prepare_append` and makes it durable (fsync).
+    pub fn write_durably(&self, prepared: PreparedAppend) -> Result<(), LogError> {
+        self.tree.apply_batch(prepared.into_batch())?;
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// New entries placed in the chain, not written yet (`prepare_append`).
+pub struct PreparedAppend {
+    rows: Vec<NewEntry>,
+    position: Option<u64>,
+}
+
+struct NewEntry {
+    seq: u64,
+    id: Uuid,
+    prev: Hash,
+    hash: Hash,
+    body: Vec<u8>,
+}
+
+impl PreparedAppend {
+    /// The entries, their index keys and the input position, as one atomic
+    /// sled batch (the layout at the top of this file).
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for row in self.rows {
+            let mut value = Vec::with_capacity(64 + row.body.len());
+            value.extend_from_slice(&row.prev);
+            value.extend_from_slice(&row.hash);
+            value.extend_from_slice(&row.body);
+            batch.insert(&entry_key(row.seq)[..], value);
+            batch.insert(&index_key(row.id)[..], &row.seq.to_be_bytes()[..]);
+        }
+        if let Some(p) = self.position {
+            batch.insert(POSITION_KEY, &p.to_be_bytes()[..]);
+        }
+        batch
     }
 }
 
@@ -380,7 +415,7 @@ mod tests {
         let a = LogPayload::Change(sample_event("crm", "1", "a@x.com"));
         let b = LogPayload::Change(sample_event("erp", "9", "a@x.com"));
         let out = log
-            .append(&enc(&[a.clone(), b.clone(), a.clone()]), Some(7))
+            .append(&mut enc(&[a.clone(), b.clone(), a.clone()]), Some(7))
             .unwrap();
         assert_eq!(
             out,
@@ -388,7 +423,7 @@ mod tests {
         );
         log.flush().unwrap();
         assert_eq!(
-            log.append(&enc(&[b]), None).unwrap(),
+            log.append(&mut enc(&[b]), None).unwrap(),
             vec![Appended::Duplicate(2)]
         );
         assert_eq!(log.verify().unwrap(), 2);
@@ -404,7 +439,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EventLog::open(dir.path()).unwrap();
         log.append(
-            &enc(&[LogPayload::Change(sample_event("crm", "1", "a@x.com"))]),
+            &mut enc(&[LogPayload::Change(sample_event("crm", "1", "a@x.com"))]),
             None,
         )
         .unwrap();
