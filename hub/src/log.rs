@@ -3,7 +3,9 @@
 //! **The log is never updated or deleted.** Each entry gets the next sequence
 //! number and commits to the previous entry's hash (a hash chain), so any
 //! change to a stored entry is detected by `verify`. An index by `event_id`
-//! makes a second copy of an event a no-op however late it arrives.
+//! makes a second copy of an event a no-op however late it arrives; a Bloom
+//! filter of the indexed ids, built at open, spares the index read for the
+//! ids it has never seen (nearly every event).
 //!
 //! Layout in one sled tree (one tree so that an entry and its index key are
 //! written in one atomic batch):
@@ -59,6 +61,9 @@ pub struct EventLog {
     meta: sled::Tree,
     last_seq: u64,
     last_hash: Hash,
+    /// Every event id in the log (and some that are not): spares the index
+    /// read for ids the log cannot hold.
+    seen: SeenIds,
 }
 
 const POSITION_KEY: &[u8] = b"p";
@@ -143,12 +148,20 @@ impl EventLog {
             }
             None => (0, GENESIS),
         };
+        let mut seen = SeenIds::default();
+        for key in tree.scan_prefix(b"i").keys() {
+            let key = key?;
+            if let Ok(id) = Uuid::from_slice(&key[1..]) {
+                seen.insert(id);
+            }
+        }
         Ok(EventLog {
             db,
             tree,
             meta,
             last_seq,
             last_hash,
+            seen,
         })
     }
 
@@ -181,7 +194,7 @@ impl EventLog {
     /// the prepared append. Lets the caller write (`writer`) on another
     /// thread while it derives from the outcomes. Nothing changes until then.
     pub fn prepare_append(
-        &self,
+        &mut self,
         entries: &mut [Encoded],
         position: Option<u64>,
     ) -> Result<(PreparedAppend, Vec<Appended>, ChainTail), LogError> {
@@ -196,7 +209,12 @@ impl EventLog {
                 outcomes.push(Appended::Duplicate(dup));
                 continue;
             }
-            if let Some(found) = self.tree.get(index_key(id))? {
+            let indexed = if self.seen.may_hold(id) {
+                self.tree.get(index_key(id))?
+            } else {
+                None
+            };
+            if let Some(found) = indexed {
                 outcomes.push(Appended::Duplicate(u64::from_be_bytes(
                     found.as_ref().try_into().map_err(|_| LogError::Damaged {
                         seq: 0,
@@ -215,6 +233,7 @@ impl EventLog {
                 body: std::mem::take(&mut entry.body),
             });
             in_batch.insert(id, seq);
+            self.seen.insert(id);
             outcomes.push(Appended::New(seq));
             prev = hash;
         }
@@ -315,6 +334,58 @@ impl EventLog {
             tree: self.meta.clone(),
             key,
         }
+    }
+}
+
+/// Event ids as a growing chain of Bloom filters: an id never inserted is
+/// reported absent with a 1% chance of error per filter; an inserted id is
+/// never reported absent. When the newest filter holds as many ids as it
+/// was made for, a filter twice its size takes the next ones, so the
+/// error rate stays bounded as the log grows.
+struct SeenIds {
+    filters: Vec<(fastbloom::BloomFilter, usize)>,
+    /// Ids in the newest filter.
+    in_newest: usize,
+}
+
+/// Ids the first filter is made for (about 1.2 MB).
+const FIRST_FILTER_IDS: usize = 1 << 20;
+
+impl Default for SeenIds {
+    fn default() -> Self {
+        SeenIds::starting_with(FIRST_FILTER_IDS)
+    }
+}
+
+fn bloom(ids: usize) -> (fastbloom::BloomFilter, usize) {
+    (
+        fastbloom::BloomFilter::with_false_pos(0.01).expected_items(ids),
+        ids,
+    )
+}
+
+impl SeenIds {
+    fn starting_with(ids: usize) -> Self {
+        SeenIds {
+            filters: vec![bloom(ids)],
+            in_newest: 0,
+        }
+    }
+
+    fn insert(&mut self, id: Uuid) {
+        let (_, capacity) = self.filters[self.filters.len() - 1];
+        if self.in_newest >= capacity {
+            self.filters.push(bloom(capacity * 2));
+            self.in_newest = 0;
+        }
+        let (newest, _) = self.filters.last_mut().expect("at least one filter");
+        newest.insert(&id);
+        self.in_newest += 1;
+    }
+
+    /// False only for ids never inserted.
+    fn may_hold(&self, id: Uuid) -> bool {
+        self.filters.iter().any(|(f, _)| f.contains(&id))
     }
 }
 
@@ -428,10 +499,29 @@ mod tests {
         );
         assert_eq!(log.verify().unwrap(), 2);
         drop(log);
-        let log = EventLog::open(dir.path()).unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
         assert_eq!(log.last_seq(), 2);
         assert_eq!(log.position().unwrap(), 7);
         assert_eq!(log.get(1).unwrap().unwrap().payload, a);
+        assert_eq!(
+            log.append(&mut enc(&[a]), None).unwrap(),
+            vec![Appended::Duplicate(1)],
+            "still a duplicate after a restart"
+        );
+    }
+
+    #[test]
+    fn seen_ids_hold_every_id_inserted_as_they_grow() {
+        let mut seen = SeenIds::starting_with(100);
+        let id =
+            |i: u128| Uuid::from_u128(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+        for i in 0..1_000 {
+            seen.insert(id(i));
+        }
+        assert!(seen.filters.len() > 1, "grew past its first filter");
+        assert!((0..1_000).all(|i| seen.may_hold(id(i))));
+        let false_hits = (1_000..11_000).filter(|i| seen.may_hold(id(*i))).count();
+        assert!(false_hits < 500, "{false_hits} of 10,000 fresh ids held");
     }
 
     #[test]
