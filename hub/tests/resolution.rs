@@ -21,8 +21,13 @@ struct Given {
 }
 
 fn given() -> Given {
+    given_with("")
+}
+
+/// `given()` with more configuration (e.g. another system).
+fn given_with(more_toml: &str) -> Given {
     let config = HubConfig::parse(
-        "[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n[survivorship]\nsource_priority = [\"erp\", \"crm\"]\n",
+        &format!("[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n{more_toml}[survivorship]\nsource_priority = [\"erp\", \"crm\"]\n"),
         "test",
     )
     .unwrap();
@@ -184,6 +189,36 @@ fn a_record_matching_two_golden_records_merges_them_and_the_old_id_answers_with_
         .any(|c| c.value == "DE123456789"));
     // The feed says where the retired id went.
     assert!(out.iter().any(|o| matches!(o, Outbound::Golden(c) if c.golden_id == second && c.merged_into == Some(survivor))));
+}
+
+#[test]
+fn after_a_merge_a_system_receiving_all_records_is_sent_what_changed_in_the_survivor() {
+    let mut g = given_with("[system.oa]\nreceive_all = true\n");
+    g.when(
+        "crm",
+        "c1",
+        json!({"email": "anna@example.org", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    g.when(
+        "crm",
+        "c2",
+        json!({"tax_id": "DE123456789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    let out = g.when(
+        "erp",
+        "e1",
+        json!({"email": "anna@example.org", "tax_id": "DE 123 456 789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    let survivor = g.golden("erp", "e1");
+    // oa holds no copy of either record: it holds each golden record under
+    // its own id, so for the survivor it lacks only what the merge changed.
+    let to_oa: Vec<_> = updates_to(&out, "oa")
+        .into_iter()
+        .filter(|u| u.golden_id == survivor)
+        .collect();
+    assert_eq!(to_oa.len(), 1, "{to_oa:?}");
+    let fields: Vec<&str> = to_oa[0].fields.keys().map(String::as_str).collect();
+    assert_eq!(fields, ["tax_id"]);
 }
 
 #[test]
