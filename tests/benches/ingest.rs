@@ -17,7 +17,9 @@
 //!    bare async-nats loop (durable pull consumer, explicit acks, republish of
 //!    each message once in atomic batches of one pull chunk, then ack);
 //! 3. the Automerge step alone (`GoldenRecord::write` + `resolve`), in memory;
-//! 4. JetStream publish throughput: pipelined single publishes against atomic
+//! 4. derivation alone (`State::apply` of every event, in memory): the
+//!    commit stage's serial part, and what an audit replay costs per event;
+//! 5. JetStream publish throughput: pipelined single publishes against atomic
 //!    batches of 500 and 1,000.
 
 use std::collections::BTreeMap;
@@ -31,11 +33,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mdhub_connectors::publish::{mode_for_server, Mode, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
+use mdhub_hub::entry::LogPayload;
 use mdhub_hub::golden::{survivorship, Candidate, GoldenRecord};
 use mdhub_hub::hub::SharedHub;
 use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, OUT_STREAM};
 use mdhub_hub::serve::rules;
-use mdhub_hub::state::normalized_writes;
+use mdhub_hub::state::{cleanse_event, normalized_writes, State};
 use mdhub_schema::{ChangeEvent, Survivorship};
 use mdhub_tests::fixtures::{hub_config_toml, workload, SYSTEMS};
 use mdhub_tests::hub_runner::{config, publish_events, InProcessHub};
@@ -546,6 +549,33 @@ async fn publish_throughput(count: usize) -> anyhow::Result<Vec<PublishFigure>> 
 
 // ---------------------------------------------------------------------------
 
+struct DerivationFigures {
+    events: u64,
+    elapsed: Duration,
+    outbound: u64,
+}
+
+/// Every event applied to a fresh state, as the commit stage does after the
+/// append: cleansed beforehand (the check stage's work, not timed).
+fn derivation_alone(events: &[ChangeEvent]) -> anyhow::Result<DerivationFigures> {
+    let hub_cfg = HubConfig::parse(&hub_config_toml(), "bench")?;
+    let rules = rules(&hub_cfg, "bench")?;
+    let payloads: Vec<LogPayload> = events.iter().cloned().map(LogPayload::Change).collect();
+    let cleansed: Vec<_> = events.iter().map(|e| cleanse_event(&rules, e)).collect();
+    let mut state = State::new(rules);
+    let mut outbound = 0u64;
+    let start = Instant::now();
+    for (i, (payload, cleansed)) in payloads.iter().zip(cleansed).enumerate() {
+        let applied = state.apply_cleansed(i as u64 + 1, payload, cleansed);
+        outbound += applied.outbound.len() as u64;
+    }
+    Ok(DerivationFigures {
+        events: events.len() as u64,
+        elapsed: start.elapsed(),
+        outbound,
+    })
+}
+
 /// The same allocator as the `mdhub` binary: the hub runs in this process.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -733,7 +763,18 @@ async fn main() -> anyhow::Result<()> {
         ))
     );
 
-    println!("\n-- 5. JetStream publish throughput, fsync always, {n_publish} x {PUBLISH_MSG_BYTES} B --");
+    println!("\n-- 5. derivation alone (State::apply: matching, golden writes, outbound plan; in memory) --");
+    let derivation = derivation_alone(&events)?;
+    let derive_us = us(derivation.elapsed, derivation.events);
+    println!(
+        "{} events: {:.3} s, {derive_us:.2} us/event ({:.0} events/s), {} outbound messages planned",
+        derivation.events,
+        derivation.elapsed.as_secs_f64(),
+        rate(derivation.events, derivation.elapsed),
+        derivation.outbound
+    );
+
+    println!("\n-- 6. JetStream publish throughput, fsync always, {n_publish} x {PUBLISH_MSG_BYTES} B --");
     let publish = publish_throughput(n_publish).await?;
     for p in &publish {
         println!(
@@ -776,6 +817,9 @@ async fn main() -> anyhow::Result<()> {
         "automerge step:      {am_us:.2} us/event (fork-free {:.1}% / transaction_at {:.1}% of writes)",
         share(am.fork_free.0),
         share(am.transaction_at.0)
+    );
+    println!(
+        "derivation alone:    {derive_us:.2} us/event (cleansing excluded, as in the check stage)"
     );
     for p in &publish {
         println!(
