@@ -160,7 +160,7 @@ impl GoldenRecord {
         } else {
             self.doc.transaction_at(PatchLog::null(), &deps)
         };
-        let mut written = Vec::with_capacity(fields.len());
+        let mut puts = Vec::with_capacity(fields.len());
         for (field, value) in fields {
             let candidate = Candidate {
                 value: value.clone(),
@@ -175,15 +175,15 @@ impl GoldenRecord {
                 ScalarValue::Str(encoded.as_str().into()),
             )
             .expect("put on the root map cannot fail");
-            written.push((field, candidate, encoded));
+            puts.push((field, candidate, encoded));
         }
         let time_secs = observed_at_ns.div_euclid(1_000_000_000);
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time_secs));
         if let Some(hash) = hash {
             self.own_last.insert(system.to_string(), vec![hash]);
         }
-        let mut touched = Vec::with_capacity(written.len());
-        for (field, candidate, encoded) in written {
+        let mut touched = Vec::with_capacity(puts.len());
+        for (field, candidate, encoded) in puts {
             if supersedes_all {
                 set(&mut self.candidates, field, vec![candidate.clone()]);
             } else {

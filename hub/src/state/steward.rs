@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{golden_change, targets, updates_for, Applied, Holdings, State, Target};
+use super::{golden_change, targets, updates_for, Applied, Holdings, Outbound, State, Target};
 use crate::golden::{survivorship, Candidate, GoldenRecord, SourceKey};
 use crate::resolve::TaskStatus;
 use crate::steward::{Command, StewardAction};
@@ -91,23 +91,7 @@ impl State {
         self.resolver.record_merge(loser, survivor);
         let mut outbound = self.merge_records(loser, survivor, seq, caused_by, time_ns);
         self.resolve_all(survivor);
-        let record = &self.records[&survivor];
-        let changed = super::diff(&before, &record.values, |_| true);
-        let version = record.version();
-        let holdings = Holdings {
-            changed: &changed,
-            held: &held,
-            writer: None,
-        };
-        outbound.extend(updates_for(
-            &self.rules,
-            record,
-            &holdings,
-            &version,
-            seq,
-            caused_by,
-        ));
-        outbound.push(golden_change(record, changed, &version, seq, caused_by));
+        outbound.extend(self.announce(survivor, &before, &held, seq, caused_by));
         Applied {
             golden_id: Some(survivor),
             conflicts: 0,
@@ -192,53 +176,15 @@ impl State {
         }
         self.resolve_all(old_id);
 
-        let mut outbound = Vec::new();
-        let new = &self.records[&new_id];
         // The split record's system holds the values it sent, now under the
         // new golden id, and nothing under that id yet: tell it the id (and
         // any value it lacks).
-        let held_new = targets(&self.rules, new)
+        let held_new = targets(&self.rules, &self.records[&new_id])
             .into_iter()
             .map(|(system, record_id)| (Target::new(system, record_id), BTreeMap::new()))
             .collect();
-        let version = new.version();
-        let holdings = Holdings {
-            changed: &new.values,
-            held: &held_new,
-            writer: None,
-        };
-        outbound.extend(updates_for(
-            &self.rules,
-            new,
-            &holdings,
-            &version,
-            seq,
-            caused_by,
-        ));
-        outbound.push(golden_change(
-            new,
-            new.values.clone(),
-            &version,
-            seq,
-            caused_by,
-        ));
-        let old = &self.records[&old_id];
-        let changed = super::diff(&before_old, &old.values, |_| true);
-        let version = old.version();
-        let holdings = Holdings {
-            changed: &changed,
-            held: &BTreeMap::new(),
-            writer: None,
-        };
-        outbound.extend(updates_for(
-            &self.rules,
-            old,
-            &holdings,
-            &version,
-            seq,
-            caused_by,
-        ));
-        outbound.push(golden_change(old, changed, &version, seq, caused_by));
+        let mut outbound = self.announce(new_id, &BTreeMap::new(), &held_new, seq, caused_by);
+        outbound.extend(self.announce(old_id, &before_old, &BTreeMap::new(), seq, caused_by));
         Applied {
             golden_id: Some(new_id),
             conflicts: 0,
@@ -282,21 +228,36 @@ impl State {
             record.overrides.insert(field.to_string(), value);
         }
         self.resolve_all(id);
+        Applied {
+            golden_id: Some(id),
+            conflicts: 0,
+            outbound: self.announce(id, &before, &BTreeMap::new(), seq, caused_by),
+        }
+    }
+
+    /// What a steward action that changed golden record `id` sends: each
+    /// target the golden values it lacks, and the change feed message.
+    /// Targets held `before` (its values before the action) unless `held`
+    /// says otherwise.
+    fn announce(
+        &self,
+        id: Uuid,
+        before: &BTreeMap<String, Value>,
+        held: &BTreeMap<Target, BTreeMap<String, Value>>,
+        seq: u64,
+        caused_by: Uuid,
+    ) -> Vec<Outbound> {
         let record = &self.records[&id];
-        let changed = super::diff(&before, &record.values, |_| true);
+        let changed = super::diff(before, &record.values, |_| true);
         let version = record.version();
         let holdings = Holdings {
             changed: &changed,
-            held: &BTreeMap::new(),
+            held,
             writer: None,
         };
         let mut outbound = updates_for(&self.rules, record, &holdings, &version, seq, caused_by);
         outbound.push(golden_change(record, changed, &version, seq, caused_by));
-        Applied {
-            golden_id: Some(id),
-            conflicts: 0,
-            outbound,
-        }
+        outbound
     }
 
     /// Re-picks every field of a golden record (after a merge, split or
