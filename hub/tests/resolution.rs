@@ -115,6 +115,31 @@ fn updates_to(out: &[Outbound], system: &str) -> Vec<mdhub_schema::GoldenUpdate>
         .collect()
 }
 
+/// crm holds Anna twice, once by email and once by tax id (two golden
+/// records); then an erp record carrying both arrives. Returns the two
+/// golden ids, in creation order, and what the erp record caused.
+fn two_records_bridged_by_a_third(g: &mut Given) -> (Uuid, Uuid, Vec<Outbound>) {
+    g.when(
+        "crm",
+        "c1",
+        json!({"email": "anna@example.org", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    g.when(
+        "crm",
+        "c2",
+        json!({"tax_id": "DE123456789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    let (first, second) = (g.golden("crm", "c1"), g.golden("crm", "c2"));
+    assert_ne!(first, second);
+    // The erp record carries both the email and the tax id.
+    let out = g.when(
+        "erp",
+        "e1",
+        json!({"email": "anna@example.org", "tax_id": "DE 123 456 789", "given_name": "Anna", "family_name": "Schmidt"}),
+    );
+    (first, second, out)
+}
+
 #[test]
 fn a_close_match_links_automatically_despite_nickname_typo_and_phone_format() {
     let mut g = given();
@@ -154,24 +179,7 @@ fn a_doubtful_match_gets_its_own_record_and_a_review_task_naming_the_candidate()
 #[test]
 fn a_record_matching_two_golden_records_merges_them_and_the_old_id_answers_with_the_survivor() {
     let mut g = given();
-    g.when(
-        "crm",
-        "c1",
-        json!({"email": "anna@example.org", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
-    g.when(
-        "crm",
-        "c2",
-        json!({"tax_id": "DE123456789", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
-    let (first, second) = (g.golden("crm", "c1"), g.golden("crm", "c2"));
-    assert_ne!(first, second);
-    // The erp record carries both the email and the tax id.
-    let out = g.when(
-        "erp",
-        "e1",
-        json!({"email": "anna@example.org", "tax_id": "DE 123 456 789", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
+    let (first, second, out) = two_records_bridged_by_a_third(&mut g);
     let survivor = g.golden("erp", "e1");
     assert_eq!(survivor, first, "the golden record created first survives");
     assert_eq!(g.golden("crm", "c2"), survivor);
@@ -194,21 +202,7 @@ fn a_record_matching_two_golden_records_merges_them_and_the_old_id_answers_with_
 #[test]
 fn after_a_merge_a_system_receiving_all_records_is_sent_what_changed_in_the_survivor() {
     let mut g = given_with("[system.oa]\nreceive_all = true\n");
-    g.when(
-        "crm",
-        "c1",
-        json!({"email": "anna@example.org", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
-    g.when(
-        "crm",
-        "c2",
-        json!({"tax_id": "DE123456789", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
-    let out = g.when(
-        "erp",
-        "e1",
-        json!({"email": "anna@example.org", "tax_id": "DE 123 456 789", "given_name": "Anna", "family_name": "Schmidt"}),
-    );
+    let (_, _, out) = two_records_bridged_by_a_third(&mut g);
     let survivor = g.golden("erp", "e1");
     // oa holds no copy of either record: it holds each golden record under
     // its own id, so for the survivor it lacks only what the merge changed.
