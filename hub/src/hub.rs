@@ -51,6 +51,28 @@ pub struct Hub {
     log: EventLog,
     state: State,
     limits: Limits,
+    health: Health,
+}
+
+/// Whether the hub derives new entries. A hub that failed to derive an
+/// entry (a bug) stays up in `Degraded`: it serves reads, refuses steward
+/// actions and consumes nothing more until a fixed binary starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Ok,
+    Degraded {
+        /// The log entry that could not be derived.
+        seq: u64,
+        /// Why, for operators (no customer values).
+        error: String,
+    },
+}
+
+impl Health {
+    pub fn is_degraded(&self) -> bool {
+        matches!(self, Health::Degraded { .. })
+    }
 }
 
 impl Hub {
@@ -75,11 +97,23 @@ impl Hub {
         );
         metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(state.golden_count() as f64);
-        Ok((Hub { log, state, limits }, pending))
+        Ok((
+            Hub {
+                log,
+                state,
+                limits,
+                health: Health::Ok,
+            },
+            pending,
+        ))
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     pub fn log(&self) -> &EventLog {
