@@ -116,6 +116,15 @@ impl Hub {
         &self.health
     }
 
+    /// Stops derivation at log entry `seq`, which failed with `error`: the
+    /// hub keeps serving what it has derived and consumes nothing more.
+    pub fn mark_degraded(&mut self, seq: u64, error: String) {
+        tracing::error!(seq, %error, "derivation failed: the hub is degraded and stops consuming at this entry; reads go on, steward actions are refused until a fixed binary starts");
+        metrics::gauge!("mdhub_degraded").set(1.0);
+        metrics::gauge!("mdhub_degraded_seq").set(seq as f64);
+        self.health = Health::Degraded { seq, error };
+    }
+
     pub fn log(&self) -> &EventLog {
         &self.log
     }
