@@ -90,6 +90,11 @@ pub struct IngestConfig {
     /// Durable consumer name on MDHUB_IN.
     #[serde(default = "default_consumer")]
     pub consumer: String,
+    /// Start even though MDHUB_IN no longer holds messages the hub has not
+    /// read (`mdhub serve --accept-input-gap`). Never read from a file: a
+    /// gap is accepted once, by someone who looked, not for good.
+    #[serde(skip)]
+    pub accept_input_gap: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +182,7 @@ impl Default for IngestConfig {
             batch_size: default_batch_size(),
             linger_ms: default_linger_ms(),
             consumer: default_consumer(),
+            accept_input_gap: false,
         }
     }
 }

@@ -2,12 +2,15 @@
 //! and the derived state and knows nothing of NATS or HTTP; the bus adapters
 //! (`serve`, `memory_bus`) feed it batches and publish what it returns.
 
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mdhub_schema::validate::check_observed_at;
 use mdhub_schema::validate::Catalog;
 use mdhub_schema::{validate_event, Limits, Op, Rejection};
+use time::OffsetDateTime;
 use tracing::{info, warn};
 
 use crate::entry::{Encoded, LogPayload};
@@ -22,12 +25,28 @@ const PUBLISHED_SEQ: &str = "outbound_published_seq";
 pub struct Inbound {
     pub subject: String,
     pub payload: Bytes,
+    /// When the bus stored it (a JetStream message's own timestamp, part of
+    /// the stream): an event observed more than `MAX_CLOCK_AHEAD` later is
+    /// refused. `None` where the bus keeps no such time.
+    pub stored_at: Option<OffsetDateTime>,
+}
+
+impl Inbound {
+    pub fn new(subject: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Inbound {
+            subject: subject.into(),
+            payload: payload.into(),
+            stored_at: None,
+        }
+    }
 }
 
 /// A batch after validation.
 #[derive(Debug, Default)]
 pub struct Validated {
     pub valid: Vec<Encoded>,
+    /// For each valid entry, its index in the batch.
+    pub valid_index: Vec<usize>,
     /// Index into the batch, and why it was refused.
     pub rejected: Vec<(usize, Rejection)>,
 }
@@ -40,11 +59,19 @@ pub struct IngestOutcome {
     pub duplicates: u64,
     /// Index into the batch, and why it was refused.
     pub rejected: Vec<(usize, Rejection)>,
+    /// Index into the batch of events whose id the log holds with other
+    /// content (`conflicting_duplicate`): refused on the commit path, so
+    /// the bus dead-letters them after the commit.
+    pub conflicting: Vec<(usize, Rejection)>,
     pub conflicts: u64,
     /// What to publish, in order, before acknowledging the batch.
     pub outbound: Vec<Outbound>,
-    /// Last log sequence after this batch.
+    /// Last log sequence derived after this batch: the outbound messages
+    /// are those of the entries up to it.
     pub last_seq: u64,
+    /// Deriving an entry of this batch failed (see `Hub::health`): the
+    /// entries after `last_seq` are logged but not derived. Stop consuming.
+    pub degraded: bool,
 }
 
 pub struct Hub {
@@ -88,24 +115,32 @@ impl Hub {
         let log = EventLog::open(dir)?;
         let entries = log.verify()?;
         let published = log.marker(PUBLISHED_SEQ).get()?;
-        let (state, pending) = derive(&log, rules, published)?;
+        let derived = derive(&log, Arc::clone(&rules), published, u64::MAX)?;
+        let (derived, failed) = match derived.failed {
+            None => (derived, None),
+            // A failed entry may have changed part of the state: derive
+            // again up to the entry before it, which succeeded before.
+            Some((seq, error)) => (derive(&log, rules, published, seq - 1)?, Some((seq, error))),
+        };
         info!(
             entries,
-            golden_records = state.golden_count(),
-            unpublished = pending.len(),
+            golden_records = derived.state.golden_count(),
+            unpublished = derived.pending.len(),
             "hub state rebuilt from the log"
         );
         metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);
-        metrics::gauge!("mdhub_golden_records").set(state.golden_count() as f64);
-        Ok((
-            Hub {
-                log,
-                state,
-                limits,
-                health: Health::Ok,
-            },
-            pending,
-        ))
+        metrics::gauge!("mdhub_golden_records").set(derived.state.golden_count() as f64);
+        metrics::gauge!("mdhub_degraded").set(0.0);
+        let mut hub = Hub {
+            log,
+            state: derived.state,
+            limits,
+            health: Health::Ok,
+        };
+        if let Some((seq, error)) = failed {
+            hub.mark_degraded(seq, error);
+        }
+        Ok((hub, derived.pending))
     }
 
     pub fn state(&self) -> &State {
@@ -145,10 +180,7 @@ impl Hub {
     /// What validates input, usable without holding the hub (validation
     /// of the next batch runs while this one commits).
     pub fn validator(&self) -> Validator {
-        Validator {
-            rules: Arc::clone(self.state.rules_arc()),
-            limits: self.limits,
-        }
+        Validator::new(Arc::clone(self.state.rules_arc()), self.limits)
     }
 
     /// Appends the valid events with the input `position` they were read up
@@ -162,8 +194,14 @@ impl Hub {
     ) -> Result<IngestOutcome, LogError> {
         let mut outcome = IngestOutcome {
             rejected: validated.rejected,
+            last_seq: self.state.applied_seq(),
             ..Default::default()
         };
+        if self.health.is_degraded() {
+            // Nothing more is logged until a fixed binary starts.
+            outcome.degraded = true;
+            return Ok(outcome);
+        }
         let mut valid = validated.valid;
         let (prepared, appended, tail) = self.log.prepare_append(&mut valid, position)?;
         // Derivation needs no durability, only publishing does: derive while
@@ -171,17 +209,29 @@ impl Hub {
         // return once both are done.
         let writer = self.log.writer();
         let state = &mut self.state;
+        let mut failed = None;
         let flushed = std::thread::scope(|scope| {
             let flushing = scope.spawn(move || writer.write_durably(prepared));
-            for (entry, result) in valid.into_iter().zip(appended) {
+            let entries = valid.into_iter().zip(appended);
+            for ((entry, result), &index) in entries.zip(&validated.valid_index) {
                 match result {
-                    Appended::New(seq) => {
-                        let applied = state.apply_cleansed(seq, &entry.payload, entry.cleansed);
+                    Appended::New(seq) if failed.is_none() => {
+                        match derive_entry(state, seq, &entry.payload, entry.cleansed) {
+                            Ok(applied) => {
+                                outcome.conflicts += applied.conflicts as u64;
+                                outcome.outbound.extend(applied.outbound);
+                            }
+                            Err(error) => failed = Some((seq, error)),
+                        }
                         outcome.appended += 1;
-                        outcome.conflicts += applied.conflicts as u64;
-                        outcome.outbound.extend(applied.outbound);
                     }
+                    Appended::New(_) => outcome.appended += 1,
                     Appended::Duplicate(_) => outcome.duplicates += 1,
+                    Appended::Conflicting(seq) => {
+                        outcome
+                            .conflicting
+                            .push((index, conflicting_duplicate(&entry.payload, seq)));
+                    }
                 }
             }
             flushing.join().expect("the flush thread does not panic")
@@ -191,10 +241,25 @@ impl Hub {
         flushed?;
         self.log.advance(tail);
         outcome.last_seq = self.log.last_seq();
+        if let Some((seq, error)) = failed {
+            // What the failed entry changed before it failed is undone by
+            // deriving anew up to the entry before it; the outbound messages
+            // of the entries before it in this batch stay valid (the same
+            // entries derive the same messages).
+            self.state = derive(&self.log, Arc::clone(self.state.rules_arc()), 0, seq - 1)?.state;
+            self.mark_degraded(seq, error);
+            outcome.last_seq = seq - 1;
+            outcome.degraded = true;
+        }
+        for (_, rejection) in &outcome.conflicting {
+            warn!(code = rejection.code, event_id = ?rejection.event_id, system = ?rejection.system,
+                  "an event id the log holds arrived with other content; refused to the DLQ");
+            metrics::counter!("mdhub_events_rejected_total", "code" => rejection.code).increment(1);
+        }
         metrics::counter!("mdhub_events_ingested_total").increment(outcome.appended);
         metrics::counter!("mdhub_events_duplicate_total").increment(outcome.duplicates);
         metrics::counter!("mdhub_conflicts_total").increment(outcome.conflicts);
-        metrics::gauge!("mdhub_log_length").set(outcome.last_seq as f64);
+        metrics::gauge!("mdhub_log_length").set(self.log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(self.state.golden_count() as f64);
         Ok(outcome)
     }
@@ -216,6 +281,10 @@ pub struct Validator {
 }
 
 impl Validator {
+    pub fn new(rules: Arc<Rules>, limits: Limits) -> Self {
+        Validator { rules, limits }
+    }
+
     /// Checks every message of a batch and encodes the valid ones for the
     /// log. Refused ones come back with their reason.
     pub fn validate(&self, batch: &[Inbound]) -> Validated {
@@ -227,22 +296,26 @@ impl Validator {
         };
         let mut out = Validated::default();
         for (i, msg) in batch.iter().enumerate() {
-            let result = if is_steward_subject(&msg.subject) {
-                crate::steward::parse(&msg.payload, |e| rules.models.contains_key(e))
-                    .map(LogPayload::Steward)
-            } else {
-                validate_event(&msg.payload, &msg.subject, &catalog, self.limits)
-                    .map(LogPayload::Change)
-            };
+            // A panic here is a bug; caught, it refuses one message instead
+            // of stopping the stream (and, read again at every start, the hub).
+            let checked = std::panic::catch_unwind(AssertUnwindSafe(|| self.check(msg, &catalog)));
+            let result = checked.unwrap_or_else(|panic| {
+                Err(Rejection {
+                    code: "internal_error",
+                    message: format!(
+                        "the hub failed checking this message (a bug; report it): {}",
+                        panic_message(panic.as_ref())
+                    ),
+                    system: None,
+                    event_id: None,
+                    record_id: None,
+                    field: None,
+                })
+            });
             match result {
-                Ok(payload) => {
-                    let mut encoded = Encoded::new(payload);
-                    if let LogPayload::Change(e) = &encoded.payload {
-                        if e.op == Op::Upsert {
-                            encoded.cleansed = cleanse_event(rules, e);
-                        }
-                    }
-                    out.valid.push(encoded)
+                Ok(encoded) => {
+                    out.valid.push(encoded);
+                    out.valid_index.push(i);
                 }
                 Err(rejection) => {
                     // Codes and ids only: rejection messages may quote
@@ -258,6 +331,80 @@ impl Validator {
         }
         out
     }
+
+    /// Validates one message, checks its clock against the bus's, encodes
+    /// it for the log and cleanses an upsert's fields.
+    fn check(&self, msg: &Inbound, catalog: &Catalog<'_>) -> Result<Encoded, Rejection> {
+        let rules = &self.rules;
+        let payload = if is_steward_subject(&msg.subject) {
+            crate::steward::parse(&msg.payload, |e| rules.models.contains_key(e))
+                .map(LogPayload::Steward)?
+        } else {
+            let event = validate_event(&msg.payload, &msg.subject, catalog, self.limits)?;
+            if let Some(stored_at) = msg.stored_at {
+                check_observed_at(&event, stored_at)?;
+            }
+            LogPayload::Change(event)
+        };
+        let mut encoded = Encoded::new(payload);
+        if let LogPayload::Change(e) = &encoded.payload {
+            if e.op == Op::Upsert {
+                encoded.cleansed = cleanse_event(rules, e);
+            }
+        }
+        Ok(encoded)
+    }
+}
+
+/// The refusal of an event whose id the log holds at `seq` with other
+/// content. Codes and ids only, like every rejection.
+fn conflicting_duplicate(payload: &LogPayload, seq: u64) -> Rejection {
+    let (system, record_id) = match payload {
+        LogPayload::Change(e) => (Some(e.system.clone()), Some(e.record_id.clone())),
+        LogPayload::Steward(_) => (Some(crate::steward::STEWARD_SYSTEM.to_string()), None),
+    };
+    let id = payload.event_id();
+    Rejection {
+        code: "conflicting_duplicate",
+        message: format!(
+            "event_id {id} is already in the log at entry {seq} with other content \
+             (system, record or fields); an event id names one event: give a new event a new id"
+        ),
+        system,
+        event_id: Some(id),
+        record_id,
+        field: Some("event_id".to_string()),
+    }
+}
+
+/// Derives one entry. A panic in derivation is a bug; it comes back as the
+/// error the hub reports while degraded, instead of stopping the process
+/// (which, with the entry in the log, would fail again at every start).
+fn derive_entry(
+    state: &mut State,
+    seq: u64,
+    payload: &LogPayload,
+    cleansed: Option<mdhub_schema::CleansedRecord>,
+) -> Result<crate::state::Applied, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        state.apply_cleansed(seq, payload, cleansed)
+    }))
+    .map_err(|panic| {
+        format!(
+            "deriving log entry {seq} panicked: {}",
+            panic_message(panic.as_ref())
+        )
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
 }
 
 /// `mdhub.in.steward.<entity>`: a steward action, not a change event.
@@ -268,10 +415,19 @@ fn is_steward_subject(subject: &str) -> bool {
         .is_some_and(|(system, _)| system == crate::steward::STEWARD_SYSTEM)
 }
 
+/// Why an audit could not derive the state.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("{error}")]
+    Derive { seq: u64, error: String },
+}
+
 /// Copies the log of `from` into a fresh store at `into` and derives the
 /// state there from nothing: what an auditor does to check the state hash.
 /// Returns the number of entries and the rebuilt state hash.
-pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, String), LogError> {
+pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, String), ReplayError> {
     let source = EventLog::open(from)?;
     source.verify()?;
     let mut target = EventLog::open(into)?;
@@ -289,37 +445,70 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
         return Err(LogError::Damaged {
             seq: target.last_seq(),
             reason: "the copied chain ends in another hash than the original".to_string(),
-        });
+        }
+        .into());
     }
     target.verify()?;
-    let (state, _) = derive(&target, rules, u64::MAX)?;
+    let state = derive_all(&target, rules)?;
     Ok((target.last_seq(), state.state_hash()))
 }
 
 /// The state derived from the log in `data_dir`, for reports (the hub must
 /// not be running on it: sled locks its directory).
-pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, LogError> {
+pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, ReplayError> {
     let log = EventLog::open(data_dir)?;
-    Ok(derive(&log, rules, u64::MAX)?.0)
+    derive_all(&log, rules)
 }
 
-/// Derives the state from the whole log. Also returns the outbound messages
-/// of entries after `published`.
+fn derive_all(log: &EventLog, rules: Arc<Rules>) -> Result<State, ReplayError> {
+    let derived = derive(log, rules, u64::MAX, u64::MAX)?;
+    match derived.failed {
+        Some((seq, error)) => Err(ReplayError::Derive { seq, error }),
+        None => Ok(derived.state),
+    }
+}
+
+/// The state derived from the log up to entry `until`.
+struct Derived {
+    state: State,
+    /// The outbound messages of entries after the `published` mark.
+    pending: Vec<Outbound>,
+    /// The entry whose derivation failed, and why; derivation stopped there.
+    failed: Option<(u64, String)>,
+}
+
+/// Derives the state from the log, from its first entry up to `until` or
+/// the first entry that fails.
 fn derive(
     log: &EventLog,
     rules: Arc<Rules>,
     published: u64,
-) -> Result<(State, Vec<Outbound>), LogError> {
+    until: u64,
+) -> Result<Derived, LogError> {
     let mut state = State::new(rules);
     let mut pending = Vec::new();
     for entry in log.iter_from(1) {
         let entry = entry?;
-        let applied = state.apply(entry.seq, &entry.payload);
-        if entry.seq > published {
-            pending.extend(applied.outbound);
+        if entry.seq > until {
+            break;
+        }
+        match derive_entry(&mut state, entry.seq, &entry.payload, None) {
+            Ok(applied) if entry.seq > published => pending.extend(applied.outbound),
+            Ok(_) => {}
+            Err(error) => {
+                return Ok(Derived {
+                    state,
+                    pending,
+                    failed: Some((entry.seq, error)),
+                })
+            }
         }
     }
-    Ok((state, pending))
+    Ok(Derived {
+        state,
+        pending,
+        failed: None,
+    })
 }
 
 /// Records how far outbound publication has got.

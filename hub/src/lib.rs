@@ -6,6 +6,8 @@
 //! - `log`: the append-only event log in sled: sequence numbers, an index by
 //!   event id (dedup at any distance), a hash chain.
 //! - `entry`: what a log entry holds.
+//! - `ids`: ids derived from inputs (golden, task, update ids, actors),
+//!   collision-free whatever a record id holds.
 //! - `state`: derivation, pure: `resolve` matches source records to golden
 //!   records (blocking, scoring, merges, review tasks), `golden` merges field
 //!   values (Automerge + survivorship), `state` applies steward actions and
@@ -22,8 +24,11 @@ pub mod api;
 pub mod config;
 pub mod demo;
 pub mod entry;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
 pub mod golden;
 pub mod hub;
+pub mod ids;
 pub mod log;
 pub mod memory_bus;
 pub mod nats_bus;

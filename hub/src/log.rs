@@ -51,8 +51,12 @@ pub struct LogEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
     New(u64),
-    /// Already in the log at this sequence; nothing written.
+    /// Already in the log at this sequence, with the same content; nothing
+    /// written.
     Duplicate(u64),
+    /// Its id is in the log at this sequence with other content (another
+    /// system, record or fields); nothing written.
+    Conflicting(u64),
 }
 
 pub struct EventLog {
@@ -198,15 +202,20 @@ impl EventLog {
         entries: &mut [Encoded],
         position: Option<u64>,
     ) -> Result<(PreparedAppend, Vec<Appended>, ChainTail), LogError> {
-        let mut rows = Vec::with_capacity(entries.len());
+        let mut rows: Vec<NewEntry> = Vec::with_capacity(entries.len());
         let mut outcomes = Vec::with_capacity(entries.len());
-        // Ids appended earlier in this same batch are not in the tree yet.
-        let mut in_batch: std::collections::HashMap<Uuid, u64> = Default::default();
+        // Ids appended earlier in this same batch are not in the tree yet:
+        // their sequence and row.
+        let mut in_batch: std::collections::HashMap<Uuid, (u64, usize)> = Default::default();
         let (mut seq, mut prev) = (self.last_seq, self.last_hash);
         for entry in entries {
             let id = entry.payload.event_id();
-            if let Some(&dup) = in_batch.get(&id) {
-                outcomes.push(Appended::Duplicate(dup));
+            if let Some(&(dup, row)) = in_batch.get(&id) {
+                outcomes.push(if rows[row].body == entry.body {
+                    Appended::Duplicate(dup)
+                } else {
+                    Appended::Conflicting(dup)
+                });
                 continue;
             }
             let indexed = if self.seen.may_hold(id) {
@@ -215,12 +224,23 @@ impl EventLog {
                 None
             };
             if let Some(found) = indexed {
-                outcomes.push(Appended::Duplicate(u64::from_be_bytes(
-                    found.as_ref().try_into().map_err(|_| LogError::Damaged {
+                let dup = u64::from_be_bytes(found.as_ref().try_into().map_err(|_| {
+                    LogError::Damaged {
                         seq: 0,
                         reason: format!("index entry for {id} is not 8 bytes"),
-                    })?,
-                )));
+                    }
+                })?);
+                // A second copy is rare (a redelivery, a retry): reading the
+                // logged entry to compare costs only then.
+                let same = match self.tree.get(entry_key(dup))? {
+                    Some(logged) => logged.get(64..) == Some(&entry.body[..]),
+                    None => false,
+                };
+                outcomes.push(if same {
+                    Appended::Duplicate(dup)
+                } else {
+                    Appended::Conflicting(dup)
+                });
                 continue;
             }
             seq += 1;
@@ -232,7 +252,7 @@ impl EventLog {
                 hash,
                 body: std::mem::take(&mut entry.body),
             });
-            in_batch.insert(id, seq);
+            in_batch.insert(id, (seq, rows.len() - 1));
             self.seen.insert(id);
             outcomes.push(Appended::New(seq));
             prev = hash;

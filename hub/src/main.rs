@@ -31,6 +31,11 @@ enum Command {
         /// HTTP API listen address (overrides listen).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Start even if MDHUB_IN was purged, expired or re-created past the
+        /// position the hub has read up to (the skipped messages are lost to
+        /// the hub; the gap is logged and counted in mdhub_input_gaps_total).
+        #[arg(long)]
+        accept_input_gap: bool,
     },
     /// Show two sample systems kept in sync through the hub.
     Demo {
@@ -108,14 +113,18 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    #[cfg(feature = "failpoints")]
+    mdhub_hub::failpoint::arm_from_env();
     match cli.command {
         Command::Serve {
             config,
             nats,
             data_dir,
             listen,
+            accept_input_gap,
         } => {
             let (mut cfg, path) = load_config(config.as_deref())?;
+            cfg.ingest.accept_input_gap = accept_input_gap;
             if nats.is_some() {
                 cfg.nats_url = nats;
             }

@@ -32,10 +32,8 @@ impl MemoryBus {
 
     /// Publishes raw bytes, as any client could.
     pub fn publish_raw(&mut self, subject: String, payload: Vec<u8>) {
-        self.inbox.push_back(Inbound {
-            subject,
-            payload: Bytes::from(payload),
-        });
+        self.inbox
+            .push_back(Inbound::new(subject, Bytes::from(payload)));
     }
 
     /// Ingests everything waiting, in batches of `batch_size`, and routes the
@@ -46,7 +44,7 @@ impl MemoryBus {
             let n = batch_size.min(self.inbox.len());
             let batch: Vec<Inbound> = self.inbox.drain(..n).collect();
             let outcome = hub.ingest(&batch)?;
-            for (i, rejection) in outcome.rejected {
+            for (i, rejection) in outcome.rejected.into_iter().chain(outcome.conflicting) {
                 self.dead_letters
                     .push((rejection.clone(), batch[i].clone()));
                 total.rejected.push((i, rejection));

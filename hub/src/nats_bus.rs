@@ -30,7 +30,7 @@ use mdhub_schema::Rejection;
 use tracing::{debug, info, warn};
 
 use crate::config::HubConfig;
-use crate::hub::{Inbound, PublishedMarker, SharedHub, Validated, Validator};
+use crate::hub::{Health, Inbound, PublishedMarker, SharedHub, Validated, Validator};
 use crate::state::Outbound;
 
 pub const IN_STREAM: &str = "MDHUB_IN";
@@ -46,6 +46,8 @@ pub const ORIGINAL_SUBJECT: &str = "Mdhub-Original-Subject";
 pub enum BusError {
     #[error("NATS: {0}")]
     Nats(String),
+    #[error("{0}")]
+    InputGap(String),
     #[error("event log: {0}")]
     Log(#[from] crate::log::LogError),
     #[error("publishing to {stream}: {source}")]
@@ -133,12 +135,19 @@ pub async fn ensure_streams(
     Ok(mode)
 }
 
-/// The DLQ subject for a rejection: `mdhub.dlq.<system>`, or
-/// `mdhub.dlq.unknown` when the system is missing or not a valid name.
-pub fn dlq_subject(rejection: &Rejection) -> String {
-    match rejection.system.as_deref() {
-        Some(s) if is_token(s) => format!("mdhub.dlq.{s}"),
-        _ => "mdhub.dlq.unknown".to_string(),
+/// The DLQ subject for a message that arrived on `subject`:
+/// `mdhub.dlq.<system>` with the system of that subject, or
+/// `mdhub.dlq.unknown` when it names none. Never the system a payload
+/// claims: a connector's bad input lands where that connector's owners
+/// look, and a payload cannot aim its dead letter at another system.
+pub fn dlq_subject(subject: &str) -> String {
+    let system = subject
+        .strip_prefix("mdhub.in.")
+        .and_then(|rest| rest.split('.').next())
+        .filter(|s| is_token(s));
+    match system {
+        Some(s) => format!("mdhub.dlq.{s}"),
+        None => "mdhub.dlq.unknown".to_string(),
     }
 }
 
@@ -157,7 +166,7 @@ fn dlq_message(rejection: &Rejection, original: &Inbound) -> OutMessage {
     headers.insert(REJECT_REASON, header_text(&rejection.message).as_str());
     headers.insert(ORIGINAL_SUBJECT, header_text(&original.subject).as_str());
     OutMessage {
-        subject: dlq_subject(rejection),
+        subject: dlq_subject(&original.subject),
         headers: Some(headers),
         payload: original.payload.clone(),
     }
@@ -260,13 +269,7 @@ async fn check_stage(
         if msgs.is_empty() {
             continue;
         }
-        let inbound: Vec<Inbound> = msgs
-            .iter()
-            .map(|m| Inbound {
-                subject: m.subject.to_string(),
-                payload: m.payload.clone(),
-            })
-            .collect();
+        let inbound: Vec<Inbound> = msgs.iter().map(inbound_of).collect();
         let position = msgs
             .iter()
             .filter_map(|m| m.info().ok().map(|i| i.stream_sequence))
@@ -292,11 +295,27 @@ async fn check_stage(
     }
 }
 
+/// A JetStream message as the pipeline core takes it, with the time the
+/// stream stored it.
+fn inbound_of(m: &jetstream::Message) -> Inbound {
+    Inbound {
+        subject: m.subject.to_string(),
+        payload: m.payload.clone(),
+        stored_at: m.info().ok().map(|i| i.published),
+    }
+}
+
 /// A committed batch on its way to the publish stage.
 struct Committed {
+    /// Events refused on the commit path (`conflicting_duplicate`).
+    dead: Vec<OutMessage>,
     outbound: Vec<Outbound>,
     last_seq: u64,
     input: Vec<jetstream::Message>,
+    /// Acknowledge the input once published. Not when derivation failed in
+    /// this batch: the hub stops there, and a fixed binary re-reads from
+    /// the log's position anyway.
+    ack: bool,
 }
 
 /// Acknowledges a whole batch with one ack of its last message: the
@@ -331,16 +350,52 @@ pub async fn run_ingest(
         );
     }
     let marker = hub.read().expect("hub lock").published_marker();
+    let health = hub.read().expect("hub lock").health().clone();
+    if let Health::Degraded { seq, .. } = health {
+        // The outbound messages of the entries before the failed one are
+        // sound: send them, then consume nothing until a fixed binary starts.
+        publish_outbound(&marker, &publisher, &pending, seq - 1).await?;
+        return wait_degraded(seq, shutdown).await;
+    }
     publish_outbound(&marker, &publisher, &pending, last_seq).await?;
 
     let js = jetstream::new(client.clone());
-    let stream = js.get_stream(IN_STREAM).await.map_err(nats(IN_STREAM))?;
+    let mut stream = js.get_stream(IN_STREAM).await.map_err(nats(IN_STREAM))?;
     let batch_size = config.ingest.batch_size;
     // Resume exactly after the last input the log holds. A durable consumer
     // alone would redeliver the messages in flight at a crash only after
     // their ack wait, behind newer ones: out of order. So the consumer is
     // created anew at the log's position on every start.
-    let position = hub.read().expect("hub lock").log().position()?;
+    let stored = hub.read().expect("hub lock").log().position()?;
+    let info = stream.info().await.map_err(nats("MDHUB_IN stream info"))?;
+    let seen = InputStream {
+        first: info.state.first_sequence,
+        last: info.state.last_sequence,
+        created_ns: info
+            .created
+            .unix_timestamp_nanos()
+            .clamp(1, u64::MAX as i128) as u64,
+    };
+    let created_marker = hub.read().expect("hub lock").log().marker(STREAM_CREATED);
+    let position = match input_gap(stored, created_marker.get()?, &seen) {
+        None => stored,
+        Some(gap) if config.ingest.accept_input_gap => {
+            warn!(stored_position = stored, stream_first = seen.first, stream_last = seen.last,
+                  reason = %gap, "accepting a gap in {IN_STREAM} (--accept-input-gap): messages the hub never read are skipped");
+            metrics::counter!("mdhub_input_gaps_total").increment(1);
+            seen.first.saturating_sub(1)
+        }
+        Some(gap) => {
+            return Err(BusError::InputGap(format!(
+                "{IN_STREAM} no longer holds what the hub has not read: the hub's stored position is {stored}, \
+                 the stream holds sequences {} to {} ({gap}). Starting would skip messages silently. \
+                 If they are truly gone, start with --accept-input-gap (the gap is logged and counted); \
+                 otherwise restore the stream",
+                seen.first, seen.last
+            )))
+        }
+    };
+    created_marker.set(seen.created_ns)?;
     match stream.delete_consumer(&config.ingest.consumer).await {
         Ok(_) => {}
         Err(e) if e.to_string().contains("not found") => {}
@@ -369,6 +424,7 @@ pub async fn run_ingest(
     // stage waits for JetStream to store batch N's outbound messages (its
     // fsync), then acks batch N.
     let (to_commit, mut checked) = tokio::sync::mpsc::channel::<Checked>(2);
+    let dlq_for_commit = dlq_publisher.clone();
     let mut checking = tokio::spawn(check_stage(
         messages,
         hub.read().expect("hub lock").validator(),
@@ -381,13 +437,19 @@ pub async fn run_ingest(
     let mut publish_stage = tokio::spawn({
         async move {
             while let Some(batch) = committed.recv().await {
+                if !batch.dead.is_empty() {
+                    publish_with_retry(&dlq_for_commit, batch.dead, DLQ_STREAM).await?;
+                }
                 publish_outbound(&marker, &publisher, &batch.outbound, batch.last_seq).await?;
-                ack_all(&batch.input).await;
+                if batch.ack {
+                    ack_all(&batch.input).await;
+                }
             }
             Ok::<(), BusError>(())
         }
     });
     tokio::pin!(shutdown);
+    let mut degraded_at = None;
     let mut check_ended = None;
     let mut publish_ended = None;
     loop {
@@ -412,15 +474,27 @@ pub async fn run_ingest(
             outbound = outcome.outbound.len(),
             "batch ingested"
         );
+        let dead = outcome
+            .conflicting
+            .iter()
+            .map(|(i, r)| dlq_message(r, &inbound_of(&batch.input[*i])))
+            .collect();
+        let degraded = outcome.degraded;
         let batch = Committed {
+            dead,
             outbound: outcome.outbound,
             last_seq: outcome.last_seq,
             input: batch.input,
+            ack: !degraded,
         };
         tokio::select! {
             sent = to_publish.send(batch) => if sent.is_err() { break },
             // The publish stage failed: stop and report its error below.
             ended = &mut publish_stage => { publish_ended = Some(ended); break }
+        }
+        if degraded {
+            degraded_at = Some(hub.read().expect("hub lock").health().clone());
+            break;
         }
     }
     // Let the publish stage finish what is committed, or report why a stage
@@ -443,6 +517,53 @@ pub async fn run_ingest(
     };
     publish_ended.map_err(|e| BusError::Nats(format!("publish stage: {e}")))??;
     check_ended.map_err(|e| BusError::Nats(format!("check stage: {e}")))??;
+    if let Some(Health::Degraded { seq, .. }) = degraded_at {
+        return wait_degraded(seq, shutdown).await;
+    }
     info!("ingest stopped");
     Ok(())
+}
+
+/// A degraded hub consumes nothing more and keeps serving reads until it is
+/// stopped; a restart with a fixed binary derives the failed entry again.
+async fn wait_degraded(seq: u64, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
+    warn!(seq, "ingest stopped at a log entry that failed to derive; reads are served until the hub is stopped");
+    shutdown.await;
+    Ok(())
+}
+
+/// Where the hub records the creation time of the `MDHUB_IN` it reads, to
+/// tell a re-created stream from the one its position counts in.
+const STREAM_CREATED: &str = "input_stream_created_ns";
+
+/// What `MDHUB_IN` holds at start.
+struct InputStream {
+    first: u64,
+    last: u64,
+    /// Creation time, nanoseconds since 1970 (never 0).
+    created_ns: u64,
+}
+
+/// Why starting at `stored + 1` would skip messages the hub never read, if
+/// it would: the stream was re-created, or purged or expired past the
+/// stored position. `stored_created_ns` is 0 when not recorded yet.
+fn input_gap(stored: u64, stored_created_ns: u64, stream: &InputStream) -> Option<String> {
+    if stored_created_ns != 0 && stored_created_ns != stream.created_ns {
+        return Some("the stream was deleted and created again since the hub last read it".into());
+    }
+    if stored > stream.last {
+        return Some(format!(
+            "the stream ends before the stored position: it was deleted and created again, or reset, \
+             and {} messages the hub has read are gone",
+            stored - stream.last
+        ));
+    }
+    if stored + 1 < stream.first {
+        return Some(format!(
+            "sequences {} to {} were purged or expired before the hub read them",
+            stored + 1,
+            stream.first - 1
+        ));
+    }
+    None
 }

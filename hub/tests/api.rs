@@ -48,10 +48,10 @@ fn event(system: &str, record_id: &str, fields: Value, observed_at: &str) -> Inb
         "fields": fields,
         "observed_at": observed_at,
     });
-    Inbound {
-        subject: format!("mdhub.in.{system}.customer"),
-        payload: serde_json::to_vec(&payload).unwrap().into(),
-    }
+    Inbound::new(
+        format!("mdhub.in.{system}.customer"),
+        serde_json::to_vec(&payload).unwrap(),
+    )
 }
 
 /// Given: Ann in crm and erp (same email), each changing her phone without

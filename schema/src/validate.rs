@@ -16,6 +16,43 @@ pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 /// Longest accepted `record_id`, in bytes.
 pub const MAX_RECORD_ID_BYTES: usize = 256;
 
+/// How far `observed_at` may lie after the time the bus stored the event.
+/// Clocks drift and connectors batch, but an event stamped far in the
+/// future would win `most_recent` against every real change until then.
+pub const MAX_CLOCK_AHEAD: time::Duration = time::Duration::hours(24);
+
+/// Refuses an event observed more than `MAX_CLOCK_AHEAD` after `stored_at`,
+/// the time the bus stored it (a JetStream message's own timestamp, part of
+/// the stream: the same message gets the same verdict on every read).
+pub fn check_observed_at(
+    event: &ChangeEvent,
+    stored_at: time::OffsetDateTime,
+) -> Result<(), Rejection> {
+    let limit = stored_at.saturating_add(MAX_CLOCK_AHEAD);
+    if event.observed_at <= limit {
+        return Ok(());
+    }
+    let text = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string())
+    };
+    Err(Rejection {
+        code: "invalid_value",
+        message: format!(
+            "event {} record {:?}: field \"observed_at\" is {}, more than {} hours after the bus stored the event ({}); fix the system's clock or the connector's time field",
+            event.event_id,
+            event.record_id,
+            text(event.observed_at),
+            MAX_CLOCK_AHEAD.whole_hours(),
+            text(stored_at),
+        ),
+        system: Some(event.system.clone()),
+        event_id: Some(event.event_id),
+        record_id: Some(event.record_id.clone()),
+        field: Some("observed_at".to_string()),
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest accepted event, in bytes. Larger payloads go to the DLQ

@@ -95,7 +95,7 @@ async fn submit(
             tokio::task::spawn_blocking(move || {
                 hub.write()
                     .map_err(|_| ApiError::Unavailable("the hub's state is unavailable".into()))?
-                    .ingest(&[Inbound { subject, payload }])
+                    .ingest(&[Inbound::new(subject, payload)])
                     .map_err(|e| ApiError::Internal(format!("applying the action: {e}")))
             })
             .await

@@ -33,8 +33,7 @@ pub struct SourceKey {
 
 /// The Automerge actor of a system: the same bytes in every hub, every replay.
 pub fn actor_for(system: &str) -> ActorId {
-    let digest = Sha256::digest(format!("mdhub-actor:{system}").as_bytes());
-    ActorId::from(&digest[..16])
+    crate::ids::actor(&["system".into(), system.into()])
 }
 
 pub struct GoldenRecord {
@@ -260,7 +259,12 @@ impl GoldenRecord {
     /// change of their own, concurrent with the others', so conflicts stay
     /// conflicts and the system's next write supersedes its own values only.
     /// `tag` names the operation (deterministic actors).
-    pub fn rewrite(&mut self, sets: &BTreeMap<String, Vec<Candidate>>, tag: &str, time_ns: i64) {
+    pub fn rewrite(
+        &mut self,
+        sets: &BTreeMap<String, Vec<Candidate>>,
+        tag: &[crate::ids::Part<'_>],
+        time_ns: i64,
+    ) {
         let heads = self.doc.get_heads();
         let time_secs = time_ns.div_euclid(1_000_000_000);
         // (system, k) → fields whose k-th candidate from that system it puts.
@@ -282,8 +286,9 @@ impl GoldenRecord {
         }
         let mut own: BTreeMap<String, Vec<ChangeHash>> = BTreeMap::new();
         for ((system, k), puts) in &changes {
-            self.doc
-                .set_actor(actor_for(&format!("{tag}/{system}/{k}")));
+            self.doc.set_actor(crate::ids::actor(
+                &[tag, &[(*system).into(), (*k as u64).into()]].concat(),
+            ));
             let mut tx = self.doc.transaction_at(PatchLog::null(), &heads);
             for (field, c) in puts {
                 tx.put(ROOT, *field, ScalarValue::Str(c.encode().into()))
@@ -295,7 +300,8 @@ impl GoldenRecord {
             }
         }
         if !cleared.is_empty() {
-            self.doc.set_actor(actor_for(&format!("{tag}/clear")));
+            self.doc
+                .set_actor(crate::ids::actor(&[tag, &["clear".into()]].concat()));
             let mut tx = self.doc.transaction_at(PatchLog::null(), &heads);
             for field in &cleared {
                 tx.delete(ROOT, *field)

@@ -262,9 +262,14 @@ impl Resolver {
             .filter(|(_, (s, _))| *s >= self.rules.review)
             .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.0.cmp(a.0)))
             .map(|(candidate, (s, parts))| {
-                let task_id = Uuid::new_v5(
+                let task_id = crate::ids::uuid(
                     &GOLDEN_NS,
-                    format!("review/{}/{}/{candidate}", source.system, source.record_id).as_bytes(),
+                    &[
+                        "review".into(),
+                        (&source.system).into(),
+                        (&source.record_id).into(),
+                        (*candidate).into(),
+                    ],
                 );
                 self.tasks.insert(
                     task_id,
@@ -287,6 +292,9 @@ impl Resolver {
     /// Id for a new golden record: from its email when it has one (so that
     /// the same customer gets the same id in every replay, whichever system
     /// came first), else from the source identity; the first that is free.
+    /// A source record deleted and created again, or whose email's id went
+    /// to another record, takes one from its identity, the log sequence and
+    /// a counter: free after a few tries, and the same in every replay.
     fn new_golden_id(
         &mut self,
         entity: &str,
@@ -295,23 +303,40 @@ impl Resolver {
         exact_email: bool,
         seq: u64,
     ) -> Uuid {
-        let mut names = Vec::new();
+        let system = source.system.as_str();
+        let record = source.record_id.as_str();
+        let mut names: Vec<Vec<crate::ids::Part<'_>>> = Vec::new();
         if let (true, Some(e)) = (exact_email, &profile.email) {
-            names.push(format!("{entity}/key/email/{e}"));
+            names.push(vec!["by email".into(), entity.into(), e.into()]);
         }
-        names.push(format!(
-            "{entity}/source/{}/{}",
-            source.system, source.record_id
-        ));
-        names.push(format!(
-            "{entity}/source/{}/{}/{seq}",
-            source.system, source.record_id
-        ));
-        let id = names
+        names.push(vec![
+            "by source".into(),
+            entity.into(),
+            system.into(),
+            record.into(),
+        ]);
+        let free = names
             .iter()
-            .map(|n| Uuid::new_v5(&GOLDEN_NS, n.as_bytes()))
-            .find(|id| !self.created.contains_key(id))
-            .expect("the last name holds the log sequence and is unique");
+            .map(|n| crate::ids::uuid(&GOLDEN_NS, n))
+            .find(|id| !self.created.contains_key(id));
+        let id = free.unwrap_or_else(|| {
+            (0u64..)
+                .map(|n| {
+                    crate::ids::uuid(
+                        &GOLDEN_NS,
+                        &[
+                            "by source at".into(),
+                            entity.into(),
+                            system.into(),
+                            record.into(),
+                            seq.into(),
+                            n.into(),
+                        ],
+                    )
+                })
+                .find(|id| !self.created.contains_key(id))
+                .unwrap_or_default()
+        });
         self.created.insert(id, seq);
         id
     }

@@ -230,6 +230,8 @@ impl State {
     ) -> Applied {
         debug_assert!(seq > self.applied_seq, "entries are applied in order, once");
         self.applied_seq = seq;
+        #[cfg(feature = "failpoints")]
+        crate::failpoint::check_derive(payload);
         match payload {
             LogPayload::Change(e) => match e.op {
                 Op::Upsert => {
@@ -454,7 +456,7 @@ impl State {
             }
             sets.insert(field.clone(), all);
         }
-        record.rewrite(&sets, &format!("merge/{loser}"), time_ns);
+        record.rewrite(&sets, &["merge".into(), loser.into()], time_ns);
         for (system, values) in gone.written() {
             record.adopt_written(system, values);
         }
@@ -723,10 +725,23 @@ fn update(
     seq: u64,
     caused_by: Uuid,
 ) -> GoldenUpdate {
-    let name = format!("{}/{system}/{}/{seq}", record.id, record_id.unwrap_or(""));
+    // A system without a copy is told under the golden id alone.
+    let to = match record_id {
+        Some(id) => ["record".into(), id.into()],
+        None => ["no record".into(), "".into()],
+    };
+    let update_id = crate::ids::uuid(
+        &UPDATE_NS,
+        &[
+            &["update".into(), record.id.into(), system.into()],
+            &to[..],
+            &[seq.into()],
+        ]
+        .concat(),
+    );
     GoldenUpdate {
         schema_version: SCHEMA_VERSION,
-        update_id: Uuid::new_v5(&UPDATE_NS, name.as_bytes()),
+        update_id,
         golden_id: record.id,
         system: system.to_string(),
         entity: record.entity.clone(),

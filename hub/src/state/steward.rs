@@ -119,13 +119,15 @@ impl State {
         let quality = old.quality.get(&source).cloned();
 
         // The split record: a golden record of its own from its last image.
-        let new_id = Uuid::new_v5(
+        let new_id = crate::ids::uuid(
             &SPLIT_NS,
-            format!(
-                "{entity}/split/{}/{}/{seq}",
-                source.system, source.record_id
-            )
-            .as_bytes(),
+            &[
+                "split".into(),
+                (&entity).into(),
+                (&source.system).into(),
+                (&source.record_id).into(),
+                seq.into(),
+            ],
         );
         self.resolver.create_golden(new_id, seq);
         self.resolver.relink(&source, new_id);
@@ -170,7 +172,12 @@ impl State {
                 .collect();
             old.rewrite(
                 &sets,
-                &format!("split/{}/{}/{seq}", source.system, source.record_id),
+                &[
+                    "split".into(),
+                    (&source.system).into(),
+                    (&source.record_id).into(),
+                    seq.into(),
+                ],
                 time_ns,
             );
         }
