@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-# End-to-end tests run the mdhub binary as a separate process (kill -9 tests).
-cargo build --workspace --bins
+# End-to-end tests run the mdhub binary as a separate process (kill -9
+# tests). It is built with the test-only `failpoints` feature, as `cargo
+# test` builds the hub for the tests crate: a failpoint does nothing unless
+# MDHUB_FAILPOINTS arms it, which only the degraded-hub test does.
+cargo build --workspace --bins --features mdhub-hub/failpoints
 cargo test --workspace

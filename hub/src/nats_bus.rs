@@ -388,7 +388,7 @@ pub async fn run_ingest(
         Some(gap) => {
             return Err(BusError::InputGap(format!(
                 "{IN_STREAM} no longer holds what the hub has not read: the hub's stored position is {stored}, \
-                 the stream holds sequences {} to {} ({gap}). Starting would skip messages silently. \
+                 the stream's first sequence {}, last sequence {} ({gap}). Starting would skip messages silently. \
                  If they are truly gone, start with --accept-input-gap (the gap is logged and counted); \
                  otherwise restore the stream",
                 seen.first, seen.last

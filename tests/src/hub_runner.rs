@@ -139,8 +139,9 @@ pub async fn publish_events(
     Ok(())
 }
 
-/// The `mdhub` binary next to the test executables (`cargo build --bins`
-/// puts it there; scripts/test.sh does that first).
+/// The `mdhub` binary next to the test executables (`cargo build --bins
+/// --features mdhub-hub/failpoints` puts it there; scripts/test.sh does
+/// that first).
 pub fn mdhub_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
@@ -164,6 +165,8 @@ pub struct HubProcess {
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Extra environment for the next starts (e.g. `MDHUB_FAILPOINTS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl HubProcess {
@@ -180,9 +183,35 @@ impl HubProcess {
             config_path,
             data_dir,
             log_path,
+            env: Vec::new(),
         };
         p.child = p.spawn(nats_url)?;
         Ok(p)
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_with_env(
+        config_toml: &str,
+        nats_url: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut p = HubProcess {
+            child: Command::new("true").spawn()?,
+            api_port: free_port(),
+            config_path: dir.join("hub.toml"),
+            data_dir: dir.join("data"),
+            log_path: dir.join("hub.log"),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        std::fs::write(&p.config_path, config_toml)?;
+        p.child = p.spawn(nats_url)?;
+        Ok(p)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn spawn(&self, nats_url: &str) -> anyhow::Result<Child> {
@@ -197,6 +226,7 @@ impl HubProcess {
             .arg(&self.data_dir)
             .args(["--listen", &format!("127.0.0.1:{}", self.api_port)])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
