@@ -500,6 +500,50 @@ mod tests {
     }
 
     #[test]
+    fn an_event_id_with_other_content_is_a_conflict_not_a_duplicate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let a = sample_event("crm", "1", "a@x.com");
+        let mut other_record = a.clone();
+        other_record.record_id = "2".into();
+        let mut other_system = a.clone();
+        other_system.system = "erp".into();
+        let out = log
+            .append(
+                &mut enc(&[
+                    LogPayload::Change(a.clone()),
+                    LogPayload::Change(other_record.clone()),
+                ]),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Appended::New(1), Appended::Conflicting(1)],
+            "in one batch"
+        );
+        log.flush().unwrap();
+        drop(log);
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let out = log
+            .append(
+                &mut enc(&[
+                    LogPayload::Change(other_system),
+                    LogPayload::Change(a.clone()),
+                ]),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Appended::Conflicting(1), Appended::Duplicate(1)],
+            "across batches and restarts"
+        );
+        assert_eq!(log.last_seq(), 1);
+        assert_eq!(log.get(1).unwrap().unwrap().payload, LogPayload::Change(a));
+    }
+
+    #[test]
     fn appends_dedupes_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = EventLog::open(dir.path()).unwrap();

@@ -567,3 +567,72 @@ fn input_gap(stored: u64, stored_created_ns: u64, stream: &InputStream) -> Optio
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREATED: u64 = 1_700_000_000_000_000_000;
+
+    fn stream(first: u64, last: u64) -> InputStream {
+        InputStream {
+            first,
+            last,
+            created_ns: CREATED,
+        }
+    }
+
+    #[test]
+    fn a_stream_holding_everything_after_the_position_has_no_gap() {
+        assert_eq!(input_gap(0, 0, &stream(0, 0)), None, "new hub, new stream");
+        assert_eq!(
+            input_gap(0, 0, &stream(1, 40)),
+            None,
+            "new hub, full stream"
+        );
+        assert_eq!(
+            input_gap(40, CREATED, &stream(41, 40)),
+            None,
+            "all read, then purged"
+        );
+        assert_eq!(
+            input_gap(40, CREATED, &stream(30, 90)),
+            None,
+            "old messages expired"
+        );
+        assert_eq!(
+            input_gap(40, 0, &stream(41, 90)),
+            None,
+            "creation time not yet recorded"
+        );
+    }
+
+    #[test]
+    fn unread_messages_gone_or_a_new_stream_is_a_gap() {
+        let purged = input_gap(40, CREATED, &stream(46, 45)).unwrap();
+        assert!(purged.contains("41 to 45"), "{purged}");
+        assert!(
+            input_gap(0, 0, &stream(11, 10)).is_some(),
+            "a new hub on a purged stream"
+        );
+        assert!(
+            input_gap(40, CREATED, &stream(0, 0)).is_some(),
+            "reset below the position"
+        );
+        assert!(
+            input_gap(40, CREATED + 1, &stream(1, 90)).is_some(),
+            "re-created and refilled"
+        );
+    }
+
+    #[test]
+    fn dead_letters_go_to_the_system_of_the_arrival_subject() {
+        assert_eq!(dlq_subject("mdhub.in.crm.customer"), "mdhub.dlq.crm");
+        assert_eq!(
+            dlq_subject("mdhub.in.steward.customer"),
+            "mdhub.dlq.steward"
+        );
+        assert_eq!(dlq_subject("mdhub.in.CRM.customer"), "mdhub.dlq.unknown");
+        assert_eq!(dlq_subject("other.subject"), "mdhub.dlq.unknown");
+    }
+}

@@ -202,7 +202,10 @@ impl HubProcess {
             config_path: dir.join("hub.toml"),
             data_dir: dir.join("data"),
             log_path: dir.join("hub.log"),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         std::fs::write(&p.config_path, config_toml)?;
         p.child = p.spawn(nats_url)?;

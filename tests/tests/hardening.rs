@@ -100,10 +100,25 @@ async fn the_four_events_that_crashed_the_hub_are_applied_and_a_restart_answers_
     let js = jetstream::new(async_nats::connect(nats.client_url()).await?);
     let subject = "mdhub.in.crm.customer";
     let t = "2026-01-01T00:00:00Z";
-    publish(&js, subject, &event("crm", "r", "upsert", json!({"job_title": "a"}), t)).await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", "r", "upsert", json!({"job_title": "a"}), t),
+    )
+    .await?;
     publish(&js, subject, &event("crm", "r", "delete", json!({}), t)).await?;
-    publish(&js, subject, &event("crm", "r/4", "upsert", json!({"job_title": "b"}), t)).await?;
-    publish(&js, subject, &event("crm", "r", "upsert", json!({"job_title": "c"}), t)).await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", "r/4", "upsert", json!({"job_title": "b"}), t),
+    )
+    .await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", "r", "upsert", json!({"job_title": "c"}), t),
+    )
+    .await?;
     wait_until_blocking("the hub to apply all four", DEADLINE, || {
         hub.health()
             .is_ok_and(|h| h["log_seq"] == 4 && h["published_seq"] == 4)
@@ -114,14 +129,23 @@ async fn the_four_events_that_crashed_the_hub_are_applied_and_a_restart_answers_
     let r = golden_of(&hub, "crm", "r").expect("r is linked");
     let r4 = golden_of(&hub, "crm", "r%2F4").expect("r/4 is linked");
     assert_ne!(r, r4, "two records, two golden records");
-    let (_, record) = http(hub.api_port, "GET", &format!("/v1/customers/{r}"), READER, None);
+    let (_, record) = http(
+        hub.api_port,
+        "GET",
+        &format!("/v1/customers/{r}"),
+        READER,
+        None,
+    );
     assert_eq!(record["values"]["job_title"], "c", "{record}");
 
     hub.stop()?;
     let started = Instant::now();
     hub.restart(nats.client_url())?; // returns once /healthz answers 200
     let took = started.elapsed();
-    println!("restart: /healthz answered {} ms after the start", took.as_millis());
+    println!(
+        "restart: /healthz answered {} ms after the start",
+        took.as_millis()
+    );
     assert_eq!(hub.health()?["status"], "ok");
     assert_eq!(hub.health()?["log_seq"], 4);
     assert!(
@@ -155,10 +179,25 @@ async fn a_failing_derivation_degrades_the_hub_and_a_fixed_binary_resumes() -> a
     let subject = "mdhub.in.crm.customer";
     let t = "2026-01-01T00:00:00Z";
     let fields = |name: &str| json!({"given_name": name, "email": format!("{name}@example.org")});
-    publish(&js, subject, &event("crm", "ann", "upsert", fields("ann"), t)).await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", "ann", "upsert", fields("ann"), t),
+    )
+    .await?;
     wait_until_blocking("the first event", DEADLINE, || hub.log_seq() == 1)?;
-    publish(&js, subject, &event("crm", failing, "upsert", fields("bob"), t)).await?;
-    publish(&js, subject, &event("crm", "cid", "upsert", fields("cid"), t)).await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", failing, "upsert", fields("bob"), t),
+    )
+    .await?;
+    publish(
+        &js,
+        subject,
+        &event("crm", "cid", "upsert", fields("cid"), t),
+    )
+    .await?;
 
     wait_until_blocking("the hub to report degraded", DEADLINE, || {
         hub.health().is_ok_and(|h| h["status"] == "degraded")
@@ -167,7 +206,10 @@ async fn a_failing_derivation_degrades_the_hub_and_a_fixed_binary_resumes() -> a
     let health = hub.health()?;
     assert_eq!(health["degraded_seq"], 2, "{health}");
     assert!(
-        health["error"].as_str().unwrap_or_default().contains("failpoint"),
+        health["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failpoint"),
         "{health}"
     );
     assert_eq!(health["published_seq"], 1, "{health}");
@@ -179,7 +221,10 @@ async fn a_failing_derivation_degrades_the_hub_and_a_fixed_binary_resumes() -> a
     assert!(metrics.contains("mdhub_degraded_seq 2"), "{metrics}");
     // Reads go on.
     let ann = golden_of(&hub, "crm", "ann").expect("ann was derived before the failure");
-    assert!(golden_of(&hub, "crm", "cid").is_none(), "nothing after it is derived");
+    assert!(
+        golden_of(&hub, "crm", "cid").is_none(),
+        "nothing after it is derived"
+    );
     // Steward actions are refused.
     let (status, body) = http(
         hub.api_port,
@@ -202,23 +247,28 @@ async fn a_failing_derivation_degrades_the_hub_and_a_fixed_binary_resumes() -> a
     hub.env.clear();
     hub.restart(nats.client_url())?;
     wait_until_blocking("the fixed hub to catch up", DEADLINE, || {
-        hub.health().is_ok_and(|h| {
-            h["status"] == "ok" && h["log_seq"] == 3 && h["published_seq"] == 3
-        })
+        hub.health()
+            .is_ok_and(|h| h["status"] == "ok" && h["log_seq"] == 3 && h["published_seq"] == 3)
     })
     .map_err(|e| e.context(hub.log_tail()))?;
     assert!(golden_of(&hub, "crm", failing).is_some());
     assert!(golden_of(&hub, "crm", "cid").is_some());
     let (_, metrics) = http(hub.api_port, "GET", "/metrics", READER, None);
     assert!(
-        metrics.as_str().unwrap_or_default().contains("mdhub_degraded 0"),
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("mdhub_degraded 0"),
         "{metrics}"
     );
     Ok(())
 }
 
 /// Every message on a stream, in stream order.
-async fn read_all(js: &jetstream::Context, stream: &str) -> anyhow::Result<Vec<jetstream::Message>> {
+async fn read_all(
+    js: &jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<Vec<jetstream::Message>> {
     let consumer = js
         .get_stream(stream)
         .await?
@@ -272,10 +322,22 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
     refilled["fields"] = json!({"job_title": "b"});
     publish(&js, crm, &refilled).await?;
     // Stamped far in the future: refused, naming observed_at.
-    let future = event("crm", "r/3", "upsert", json!({"job_title": "x"}), "9999-12-31T23:59:59Z");
+    let future = event(
+        "crm",
+        "r/3",
+        "upsert",
+        json!({"job_title": "x"}),
+        "9999-12-31T23:59:59Z",
+    );
     publish(&js, crm, &future).await?;
     // An hour ahead: a clock that drifts, accepted.
-    let ahead = event("crm", "r/4", "upsert", json!({"job_title": "y"}), &at(now + time::Duration::hours(1)));
+    let ahead = event(
+        "crm",
+        "r/4",
+        "upsert",
+        json!({"job_title": "y"}),
+        &at(now + time::Duration::hours(1)),
+    );
     publish(&js, crm, &ahead).await?;
     // Sent on crm's subject, claiming to be erp: dead-lettered to crm.
     let claims_erp = event("erp", "e/1", "upsert", json!({"job_title": "z"}), &at(now));
@@ -291,8 +353,12 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
             let h = m.headers.as_ref().expect("headers");
             (
                 m.subject.to_string(),
-                h.get(REJECT_CODE).map(|v| v.to_string()).unwrap_or_default(),
-                h.get(REJECT_REASON).map(|v| v.to_string()).unwrap_or_default(),
+                h.get(REJECT_CODE)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                h.get(REJECT_REASON)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             )
         })
         .collect();
@@ -300,16 +366,27 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
     let codes: Vec<&str> = seen.iter().map(|s| s.1.as_str()).collect();
     assert_eq!(
         codes,
-        ["conflicting_duplicate", "conflicting_duplicate", "invalid_value", "subject_mismatch"],
+        [
+            "conflicting_duplicate",
+            "conflicting_duplicate",
+            "invalid_value",
+            "subject_mismatch"
+        ],
         "{seen:#?}"
     );
     for (subject, code, reason) in &seen {
-        assert_eq!(subject, "mdhub.dlq.crm", "{code}: the DLQ of the subject it arrived on");
+        assert_eq!(
+            subject, "mdhub.dlq.crm",
+            "{code}: the DLQ of the subject it arrived on"
+        );
         if code == "invalid_value" {
             assert!(reason.contains("observed_at"), "{reason}");
         }
         if code == "conflicting_duplicate" {
-            assert!(reason.contains(first["event_id"].as_str().unwrap()), "{reason}");
+            assert!(
+                reason.contains(first["event_id"].as_str().unwrap()),
+                "{reason}"
+            );
         }
     }
     // The originals of the refused duplicates are kept byte for byte.
@@ -318,7 +395,11 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
         .filter_map(|m| serde_json::from_slice(&m.payload).ok())
         .collect();
     assert!(payloads.contains(&reused) && payloads.contains(&refilled));
-    assert_eq!(hub.last_seq(), 3, "first, the hour-ahead event and the last");
+    assert_eq!(
+        hub.last_seq(),
+        3,
+        "first, the hour-ahead event and the last"
+    );
     let state = hub.hub.read().unwrap();
     let linked = |r: &str| {
         state.state().golden_of(&mdhub_hub::golden::SourceKey {
@@ -347,7 +428,18 @@ async fn a_stream_that_lost_unread_messages_refuses_the_start_unless_the_gap_is_
     let send = |n: usize| {
         let js = js.clone();
         async move {
-            publish(&js, crm, &event("crm", &format!("c{n}"), "upsert", json!({"job_title": "a"}), t)).await
+            publish(
+                &js,
+                crm,
+                &event(
+                    "crm",
+                    &format!("c{n}"),
+                    "upsert",
+                    json!({"job_title": "a"}),
+                    t,
+                ),
+            )
+            .await
         }
     };
 
@@ -365,7 +457,10 @@ async fn a_stream_that_lost_unread_messages_refuses_the_start_unless_the_gap_is_
     let refused = InProcessHub::start(cfg()?).await?.stop().await;
     let error = format!("{:#}", refused.err().expect("the start is refused"));
     assert!(error.contains("stored position is 3"), "{error}");
-    assert!(error.contains("first sequence 6") && error.contains("last sequence 5"), "{error}");
+    assert!(
+        error.contains("first sequence 6") && error.contains("last sequence 5"),
+        "{error}"
+    );
     assert!(error.contains("--accept-input-gap"), "{error}");
 
     // Accepted once: the hub starts and reads what comes next.
