@@ -2,9 +2,10 @@
 //!
 //! `MDHUB_IN` runs with `sync_interval: always`: the server fsyncs every write
 //! before it acknowledges it. One fsync per message caps single publishes at
-//! about 7,000 messages/s on our machines even with 1,024 acks in flight,
-//! while an ADR-50 atomic batch is written and fsynced once for up to 1,000
-//! messages (about 100,000-140,000 messages/s; DESIGN.md, "Durability"). So
+//! about 6,000-7,000 messages/s on our 2-core machines even with 1,024 acks
+//! in flight, while an ADR-50 atomic batch is written and fsynced once for up
+//! to 1,000 messages (50,000-140,000 messages/s by machine and batch size;
+//! docs/design.md, "Durability"; the ingest bench measures both). So
 //! [`Publisher`] has two modes:
 //!
 //! - [`Mode::Atomic`] (nats-server 2.12 and later): the list is cut into
