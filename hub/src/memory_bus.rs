@@ -66,6 +66,11 @@ impl MemoryBus {
             total.conflicts += outcome.conflicts;
             total.outbound.extend(outcome.outbound);
             total.last_seq = outcome.last_seq;
+            if outcome.degraded {
+                // The hub logs nothing more: what waits stays in the inbox.
+                total.degraded = true;
+                break;
+            }
         }
         Ok(total)
     }
