@@ -395,8 +395,14 @@ impl PublishError {
     pub fn is_transient(&self) -> bool {
         match self {
             PublishError::Timeout { .. } | PublishError::Connection { .. } => true,
+            // An atomic batch cut in two by a reconnect or a change of stream
+            // leader is refused as incomplete and stores nothing: sending it
+            // again is safe. (A batch incomplete for a lasting reason fails
+            // again until the caller's retry window ends.)
             PublishError::Rejected { code, err_code, .. } => {
-                *code == 429 || *err_code == err_code::BATCH_TOO_MANY_INFLIGHT
+                *code == 429
+                    || *err_code == err_code::BATCH_TOO_MANY_INFLIGHT
+                    || *err_code == err_code::BATCH_INCOMPLETE
             }
             _ => false,
         }
