@@ -18,7 +18,7 @@ use mdhub_schema::{ChangeEvent, Limits};
 use mdhub_tests::fixtures::{hub_config_toml, subject_of, workload};
 use mdhub_tests::hub_runner::{config, publish_events, InProcessHub};
 use mdhub_tests::nats::{NatsCluster, NatsServer};
-use mdhub_tests::wait::wait_until;
+use mdhub_tests::wait::{wait_for, wait_until};
 use uuid::Uuid;
 
 const TOTAL: usize = 4_000;
@@ -59,30 +59,36 @@ fn reference(toml: &str, events: &[ChangeEvent]) -> anyhow::Result<(u64, String,
 }
 
 /// Every message stored on `stream`, as `(subject, payload)`, with the
-/// number of messages read (copies included).
+/// number of messages read (copies included). Retried as a whole: after a
+/// node stops, creating the reading consumer fails until the survivors
+/// have a meta leader.
 async fn stored(js: &jetstream::Context, stream: &str) -> anyhow::Result<(OutSet, usize)> {
-    let consumer = js
-        .get_stream(stream)
-        .await?
-        .create_consumer(jetstream::consumer::pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut set = OutSet::new();
-    let mut read = 0;
-    loop {
-        let mut batch = consumer.fetch().max_messages(5_000).messages().await?;
-        let before = read;
-        while let Some(m) = batch.next().await {
-            let m = m.map_err(|e| anyhow::anyhow!("reading {stream}: {e}"))?;
-            set.insert((m.subject.to_string(), m.payload.to_vec()));
-            read += 1;
+    let what = format!("every message of {stream}");
+    wait_for(&what, DEADLINE, || async {
+        let consumer = js
+            .get_stream(stream)
+            .await?
+            .create_consumer(jetstream::consumer::pull::Config {
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await?;
+        let mut set = OutSet::new();
+        let mut read = 0;
+        loop {
+            let mut batch = consumer.fetch().max_messages(5_000).messages().await?;
+            let before = read;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| anyhow::anyhow!("reading {stream}: {e}"))?;
+                set.insert((m.subject.to_string(), m.payload.to_vec()));
+                read += 1;
+            }
+            if read == before {
+                return Ok(Some((set, read)));
+            }
         }
-        if read == before {
-            return Ok((set, read));
-        }
-    }
+    })
+    .await
 }
 
 /// Publishes `events[..BEFORE_OUTAGE]`, waits for `outage`, then publishes
@@ -242,6 +248,7 @@ async fn the_hub_keeps_ingesting_when_the_leader_of_mdhub_in_stops_in_a_three_no
 
     // The two survivors elect a new leader and carry on; the hub finishes
     // with the stopped node still down.
+    cluster.wait_ready().await?;
     let new_leader = cluster.stream_leader(&js, IN_STREAM, DEADLINE).await?;
     assert_ne!(new_leader, leader, "a survivor leads {IN_STREAM}");
     hub.wait_caught_up(TOTAL as u64, DEADLINE).await?;
