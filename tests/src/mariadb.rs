@@ -12,9 +12,10 @@
 //! server runs as root (`--user=root`), otherwise as the current user.
 //!
 //! Which binaries: `$MDHUB_MARIADB_BIN` (a directory holding `mariadbd` and
-//! `mariadb-install-db`), else `PATH`, `/usr/sbin` and `/usr/bin`. Server
-//! output goes to `mariadb.log` in the temp dir; start-up failures carry its
-//! tail.
+//! `mariadb-install-db`), else `PATH`, then the places
+//! scripts/install-deps.sh looks (`/usr/sbin`, `/usr/bin`, `/usr/libexec`,
+//! `/usr/local/sbin`). Server output goes to `mariadb.log` in the temp dir;
+//! start-up failures carry its tail.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -70,16 +71,20 @@ pub fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
         path_dirs
             .iter()
             .cloned()
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .chain(
+                ["/usr/sbin", "/usr/bin", "/usr/libexec", "/usr/local/sbin"]
+                    .into_iter()
+                    .map(PathBuf::from),
+            )
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     };
     match (find("mariadbd"), find("mariadb-install-db")) {
         (Some(server), Some(install)) => Ok((server, install)),
         _ => Err(anyhow!(
-            "no MariaDB server binaries (mariadbd, mariadb-install-db) on PATH, in /usr/sbin \
-             or /usr/bin; install Debian's `mariadb-server` (scripts/install-deps.sh does) \
-             or set ${MARIADB_BIN_ENV}"
+            "no MariaDB server binaries (mariadbd, mariadb-install-db) on PATH or in \
+             /usr/sbin, /usr/bin, /usr/libexec, /usr/local/sbin; install Debian's \
+             `mariadb-server` (scripts/install-deps.sh does) or set ${MARIADB_BIN_ENV}"
         )),
     }
 }
