@@ -14,6 +14,8 @@
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
+pub mod mariadb;
 pub mod nats;
 pub mod ports;
+pub mod postgres;
 pub mod wait;

@@ -1196,6 +1196,41 @@ impl NatsCluster {
             .map(str::to_string))
     }
 
+    /// Index of the node whose `server_name` is `name`.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Index of the node that leads `stream` (the leader of its Raft group,
+    /// from the stream info `js` gets), waiting up to `deadline` while the
+    /// stream has no leader (an election after a node failure).
+    pub async fn stream_leader(
+        &self,
+        js: &jetstream::Context,
+        stream: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<usize> {
+        let what = format!("a leader of stream {stream}");
+        wait_for(&what, deadline, || async {
+            let mut s = js
+                .get_stream(stream)
+                .await
+                .with_context(|| format!("stream info of {stream}"))?;
+            let info = s
+                .info()
+                .await
+                .with_context(|| format!("stream info of {stream}"))?;
+            let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone()) else {
+                return Ok(None);
+            };
+            let index = self.node_index(&leader).ok_or_else(|| {
+                anyhow!("stream {stream} is led by {leader}, not a node of this cluster")
+            })?;
+            Ok(Some(index))
+        })
+        .await
+    }
+
     /// A client connected to the cluster (any node; fails over).
     pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
         async_nats::connect(self.urls())
