@@ -4,6 +4,9 @@
 //! - `nats`: starts real nats-server processes (one node, or a three-node
 //!   cluster) from the installed binary on free loopback ports with temp dirs,
 //!   stops them on drop.
+//! - `postgres`, `mariadb`: throwaway PostgreSQL (wal_level=logical) and
+//!   MariaDB (row binlog) servers from Debian's binaries, on free loopback
+//!   ports with temp dirs, never the machine's own services.
 //! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
 //!   binary as a child process (for kill -9), and reference runs without NATS.
 //! - `fixtures`: a deterministic multi-system customer workload with the
