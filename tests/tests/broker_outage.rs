@@ -46,10 +46,7 @@ fn reference(toml: &str, events: &[ChangeEvent]) -> anyhow::Result<(u64, String,
     for chunk in events.chunks(500) {
         let batch: Vec<Inbound> = chunk
             .iter()
-            .map(|e| Inbound {
-                subject: subject_of(e),
-                payload: serde_json::to_vec(e).expect("serializes").into(),
-            })
+            .map(|e| Inbound::new(subject_of(e), serde_json::to_vec(e).expect("serializes")))
             .collect();
         let outcome = hub.ingest(&batch)?;
         assert!(outcome.rejected.is_empty(), "the workload is valid");
