@@ -193,7 +193,10 @@ impl NatsConnect {
         ] {
             if let Some(path) = path {
                 if !path.is_file() {
-                    problems.push(format!("{setting}: {} is not a readable file", path.display()));
+                    problems.push(format!(
+                        "{setting}: {} is not a readable file",
+                        path.display()
+                    ));
                 }
             }
         }
@@ -298,14 +301,17 @@ impl NatsConnect {
             options = options.nkey(seed.value.clone());
             secret = Some(seed);
         } else if let Some(path) = &self.creds_file {
-            options = options.credentials_file(path).await.map_err(|e| ConnectError::File {
-                client: client_name.to_string(),
-                setting: "creds_file",
-                path: path.clone(),
-                // async-nats' messages here name the file or the part that
-                // did not parse, never its content.
-                reason: e.to_string(),
-            })?;
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| ConnectError::File {
+                    client: client_name.to_string(),
+                    setting: "creds_file",
+                    path: path.clone(),
+                    // async-nats' messages here name the file or the part that
+                    // did not parse, never its content.
+                    reason: e.to_string(),
+                })?;
         }
         if let Some(ca) = &self.tls_ca_file {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -333,14 +339,14 @@ impl NatsConnect {
         env: (&'static str, &Option<String>),
     ) -> Result<Secret, ConnectError> {
         let value = match (file, env) {
-            ((setting, Some(path)), _) => read_secret_file(path).map_err(|reason| {
-                ConnectError::File {
+            ((setting, Some(path)), _) => {
+                read_secret_file(path).map_err(|reason| ConnectError::File {
                     client: client.to_string(),
                     setting,
                     path: path.clone(),
                     reason,
-                }
-            })?,
+                })?
+            }
             (_, (setting, Some(var))) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => v,
                 Ok(_) => {
@@ -358,7 +364,13 @@ impl NatsConnect {
         Ok(Secret { value })
     }
 
-    fn env_error(&self, client: &str, setting: &'static str, var: &str, reason: &str) -> ConnectError {
+    fn env_error(
+        &self,
+        client: &str,
+        setting: &'static str,
+        var: &str,
+        reason: &str,
+    ) -> ConnectError {
         ConnectError::Env {
             client: client.to_string(),
             setting,
@@ -492,9 +504,15 @@ mod tests {
             ..Default::default()
         };
         let shown = format!("{c:?}");
-        assert!(shown.contains("user/password") && !shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("user/password") && !shown.contains("s3cret"),
+            "{shown}"
+        );
         let err = c.connect("test").await.unwrap_err().to_string();
-        assert!(err.contains("127.0.0.1:1") && !err.contains("s3cret"), "{err}");
+        assert!(
+            err.contains("127.0.0.1:1") && !err.contains("s3cret"),
+            "{err}"
+        );
 
         std::fs::write(&file, "\n").unwrap();
         let err = c.connect("test").await.unwrap_err().to_string();
