@@ -10,10 +10,13 @@
 //!   golden values it must produce.
 //! - `wait`: waiting on a condition with a deadline (never sleep-and-hope).
 //! - `ports`: free loopback ports.
+//! - `secure_nats`: nats-server with the shipped locked-down config
+//!   (deploy/nats/secure/), TLS certificates and passwords made per test.
 
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
 pub mod nats;
 pub mod ports;
+pub mod secure_nats;
 pub mod wait;
