@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mdhub_connectors::connect::{split_urls, NatsConnect};
 use mdhub_schema::{Model, Survivorship};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -14,8 +15,12 @@ use sha2::{Digest, Sha256};
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
     /// NATS server URL(s), comma-separated. Empty: no NATS (in-process bus).
+    /// When set (here or with `--nats`) it replaces `nats.urls`.
     #[serde(default)]
     pub nats_url: Option<String>,
+    /// How the hub connects to NATS: credentials, TLS, inbox prefix.
+    #[serde(default)]
+    pub nats: NatsConnect,
     /// Where the hub keeps its sled store.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -234,6 +239,18 @@ impl HubConfig {
         Ok(config)
     }
 
+    /// The NATS connection settings: the `[nats]` table, with `nats_url`
+    /// (or `--nats`) as the server list when set. `None` without any URL.
+    /// Checked when connecting, not here: commands that never connect
+    /// (audit replay) must not need the hub's NATS password.
+    pub fn nats_connect(&self) -> Option<NatsConnect> {
+        let mut nats = self.nats.clone();
+        if let Some(urls) = self.nats_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            nats.urls = split_urls(urls);
+        }
+        (!nats.urls.is_empty()).then_some(nats)
+    }
+
     /// Loads the models and checks everything that refers to them; reports
     /// every problem at once.
     pub fn load_models(&self, path: &str) -> Result<BTreeMap<String, Model>, ConfigError> {
@@ -369,6 +386,26 @@ mod tests {
         c.load_models(path).unwrap();
         assert_eq!(c.ingest.batch_size, IngestConfig::default().batch_size);
         assert_eq!(c.survivorship.source_priority, ["erp", "crm"]);
+    }
+
+    #[test]
+    fn nats_url_replaces_the_nats_table_urls() {
+        let text = r#"
+            [nats]
+            urls = ["nats://10.0.0.1:4222"]
+            user = "hub"
+            password_env = "MDHUB_NATS_HUB_PASSWORD"
+            tls_ca_file = "/etc/mdhub/nats-ca.crt"
+            inbox_prefix = "_INBOX.hub"
+        "#;
+        let mut c = HubConfig::parse(text, "hub.toml").unwrap();
+        assert_eq!(c.nats_connect().unwrap().urls, ["nats://10.0.0.1:4222"]);
+        c.nats_url = Some("nats://a:4222, nats://b:4222".to_string());
+        let nats = c.nats_connect().unwrap();
+        assert_eq!(nats.urls, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(nats.user.as_deref(), Some("hub"));
+        assert_eq!(nats.inbox_prefix.as_deref(), Some("_INBOX.hub"));
+        assert!(HubConfig::default().nats_connect().is_none());
     }
 
     #[test]

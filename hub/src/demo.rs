@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
+use mdhub_connectors::connect::NatsConnect;
 use mdhub_schema::{ChangeEvent, GoldenUpdate, Limits, Op, SCHEMA_VERSION};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -248,9 +249,7 @@ pub async fn run(nats_url: Option<&str>) -> anyhow::Result<()> {
                 "mdhub demo: over NATS at {url}, store in {}\n",
                 dir.path().display()
             );
-            let client = async_nats::connect(url)
-                .await
-                .with_context(|| format!("connecting to NATS at {url}"))?;
+            let client = nats_bus::connect(&NatsConnect::with_urls(url), "mdhub-demo").await?;
             let hub: SharedHub = Arc::new(RwLock::new(hub));
             let mut config = config;
             config.ingest.consumer = format!("mdhub-demo-{}", Uuid::now_v7().simple());

@@ -61,19 +61,17 @@ fn nats<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BusError + '_ {
     move |e| BusError::Nats(format!("{what}: {e}"))
 }
 
-/// Connects to one NATS server or a cluster: `urls` is a comma-separated
-/// list, as in `nats_url`.
-pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    let addrs = urls
-        .split(',')
-        .map(|u| u.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(nats("NATS URL"))?;
-    async_nats::ConnectOptions::new()
-        .name(name)
-        .connect(addrs)
+/// Connects to one NATS server or a cluster with the settings' credentials
+/// and TLS (`HubConfig::nats_connect`). The error names the setting or the
+/// server, never a password or seed.
+pub async fn connect(
+    settings: &mdhub_connectors::connect::NatsConnect,
+    name: &str,
+) -> Result<async_nats::Client, BusError> {
+    settings
+        .connect(name)
         .await
-        .map_err(|e| BusError::Nats(format!("connecting to {urls}: {e}")))
+        .map_err(|e| BusError::Nats(e.to_string()))
 }
 
 /// The settings all the hub's streams share (name and subjects aside).

@@ -24,10 +24,9 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         .install_recorder()
         .context("installing the metrics recorder")?;
     let rules = rules(&config, config_path)?;
-    let url = config
-        .nats_url
-        .clone()
-        .context("serve needs a NATS server: pass --nats URL or set nats_url in the config")?;
+    let nats = config.nats_connect().context(
+        "serve needs a NATS server: pass --nats URL or set nats_url (or nats.urls) in the config",
+    )?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let limits = Limits {
@@ -39,7 +38,7 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
     let hub: SharedHub = Arc::new(RwLock::new(hub));
 
-    let client = crate::nats_bus::connect(&url, "mdhub-hub").await?;
+    let client = crate::nats_bus::connect(&nats, "mdhub-hub").await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -42,8 +42,8 @@ impl InProcessHub {
         };
         let (hub, pending) = Hub::open(&config.data_dir, rules, limits)?;
         let hub: SharedHub = Arc::new(RwLock::new(hub));
-        let url = config.nats_url.clone().context("nats_url")?;
-        let client = mdhub_hub::nats_bus::connect(&url, "mdhub-test-hub").await?;
+        let nats = config.nats_connect().context("nats_url")?;
+        let client = mdhub_hub::nats_bus::connect(&nats, "mdhub-test-hub").await?;
         // Streams exist before start returns, so callers can publish at once.
         ensure_streams(&client, &config).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

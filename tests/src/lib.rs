@@ -13,6 +13,8 @@
 //!   golden values it must produce.
 //! - `wait`: waiting on a condition with a deadline (never sleep-and-hope).
 //! - `ports`: free loopback ports.
+//! - `secure_nats`: nats-server with the shipped locked-down config
+//!   (deploy/nats/secure/), TLS certificates and passwords made per test.
 
 pub mod er_generator;
 pub mod fixtures;
@@ -21,4 +23,5 @@ pub mod mariadb;
 pub mod nats;
 pub mod ports;
 pub mod postgres;
+pub mod secure_nats;
 pub mod wait;

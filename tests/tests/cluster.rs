@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use mdhub_connectors::connect::NatsConnect;
 use mdhub_tests::fixtures::{hub_config_toml, workload};
 use mdhub_tests::hub_runner::{config, publish_events, reference_run, InProcessHub};
 use mdhub_tests::nats::NatsCluster;
@@ -16,7 +17,7 @@ async fn ingest_through_a_three_node_cluster_with_r3_streams() -> anyhow::Result
     let (_, ref_hash) = reference_run(&toml, &w.events)?;
     let urls = cluster.client_urls_joined();
     let mut hub = InProcessHub::start(config(&toml, &urls, dir.path())?).await?;
-    let client = mdhub_hub::nats_bus::connect(&urls, "test").await?;
+    let client = mdhub_hub::nats_bus::connect(&NatsConnect::with_urls(&urls), "test").await?;
     publish_events(&client, &w.events[..1_000]).await?;
     hub.wait_caught_up(1_000, Duration::from_secs(120)).await?;
 
