@@ -113,8 +113,27 @@ pub async fn ensure_streams(
     }
     let js = jetstream::new(client.clone());
     let base = stream_settings(config, mode);
+    // MDHUB_IN is what a hub is rebuilt from: the hub creates it when it is
+    // missing and never changes it (a changed retention could expire what
+    // no copy holds); its limits are the administrator's, and the shipped
+    // broker permissions refuse the hub an update.
+    match js.get_stream(IN_STREAM).await {
+        Ok(_) => {}
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(stream::Config {
+                name: IN_STREAM.to_string(),
+                subjects: vec!["mdhub.in.>".to_string()],
+                ..base.clone()
+            })
+            .await
+            .map_err(nats(IN_STREAM))?;
+        }
+        Err(e) => return Err(BusError::Nats(format!("{IN_STREAM}: {e}"))),
+    }
     for (name, subjects) in [
-        (IN_STREAM, vec!["mdhub.in.>".to_string()]),
         (
             OUT_STREAM,
             vec!["mdhub.out.>".to_string(), "mdhub.golden.>".to_string()],

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
+use mdhub_connectors::connect::NatsConnect;
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::entry::LogPayload;
 use mdhub_hub::hub::{Hub, Inbound};
@@ -223,7 +224,7 @@ async fn the_hub_keeps_ingesting_when_the_leader_of_mdhub_in_stops_in_a_three_no
 
     let urls = cluster.client_urls_joined();
     let mut hub = InProcessHub::start(config(&toml, &urls, dir.path())?).await?;
-    let client = mdhub_hub::nats_bus::connect(&urls, "publisher").await?;
+    let client = mdhub_hub::nats_bus::connect(&NatsConnect::with_urls(&urls), "publisher").await?;
     let js = jetstream::new(client.clone());
     let info = js.get_stream(IN_STREAM).await?.info().await?.clone();
     assert_eq!(info.config.num_replicas, 3);

@@ -170,6 +170,13 @@ async fn only_the_admin_can_purge_or_delete_the_input_stream() -> anyhow::Result
         refused_publish(&w, "$JS.API.STREAM.PURGE.MDHUB_IN", b"{}").await?;
         refused_publish(&w, "$JS.API.STREAM.DELETE.MDHUB_IN", b"").await?;
         refused_publish(&w, "$JS.API.STREAM.MSG.DELETE.MDHUB_IN", br#"{"seq":1}"#).await?;
+        // An update could shorten the retention and expire the stream.
+        refused_publish(
+            &w,
+            "$JS.API.STREAM.UPDATE.MDHUB_IN",
+            br#"{"name":"MDHUB_IN","subjects":["mdhub.in.>"],"max_age":1000000000}"#,
+        )
+        .await?;
         // Through the client library's own calls as well.
         assert!(js(&w).delete_stream("MDHUB_IN").await.is_err(), "{user}");
         assert_eq!(
