@@ -735,7 +735,11 @@ async fn healthz_of_a_degraded_hub_says_so_with_the_entry_and_the_error_and_stil
         .unwrap()
         .mark_degraded(2, "deriving entry 2: golden record missing".into());
     let r = get(&f.app, "/healthz", None).await;
-    assert_eq!(r.status, StatusCode::OK, "a liveness probe must not restart it");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a liveness probe must not restart it"
+    );
     assert_eq!(
         r.json(),
         json!({"status": "degraded", "degraded_seq": 2, "error": "deriving entry 2: golden record missing",
@@ -827,7 +831,11 @@ async fn a_reason_of_exactly_2000_bytes_is_applied_on_every_steward_route() {
             "{what}: {}",
             String::from_utf8_lossy(&r.body)
         );
-        assert_eq!(r.json()["applied"], true, "{what}: the hub's parser took it");
+        assert_eq!(
+            r.json()["applied"],
+            true,
+            "{what}: the hub's parser took it"
+        );
     }
 }
 
@@ -838,7 +846,10 @@ async fn an_empty_reason_is_400_on_every_steward_route() {
     for (what, r) in every_action(&f, task, "").await {
         let body = r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
         assert!(
-            body["error"]["message"].as_str().unwrap().contains("reason"),
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("reason"),
             "{what}: {body}"
         );
     }

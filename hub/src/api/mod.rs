@@ -172,11 +172,7 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
     responses((status = 200, description = "This description (OpenAPI 3.1)", body = Object, content_type = "application/json")),
 )]
 async fn openapi_document() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        openapi_json(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
 /// Every role, to say in the description which ones a gate lets through.
@@ -198,17 +194,27 @@ fn gated(
     let needs_name = auth::role_name(needs);
     for op in operations(routes.get_openapi_mut()) {
         op.security = Some(vec![SecurityRequirement::new(BEARER, [needs_name])]);
-        let line = format!("Needs a bearer token with one of the roles {}.", allowed.join(", "));
+        let line = format!(
+            "Needs a bearer token with one of the roles {}.",
+            allowed.join(", ")
+        );
         op.description = Some(match op.description.take() {
             Some(d) => format!("{d}\n\n{line}"),
             None => line,
         });
-        add_error(op, "401", "`unauthenticated`: no bearer token, or an unknown one");
+        add_error(
+            op,
+            "401",
+            "`unauthenticated`: no bearer token, or an unknown one",
+        );
         if allowed.len() < ROLES.len() {
             add_error(
                 op,
                 "403",
-                &format!("`forbidden`: the token's role is not one of {}", allowed.join(", ")),
+                &format!(
+                    "`forbidden`: the token's role is not one of {}",
+                    allowed.join(", ")
+                ),
             );
         }
     }

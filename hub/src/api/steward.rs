@@ -172,7 +172,7 @@ async fn submit(
 #[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
     /// `open` (default) or `all`.
-    #[param(value_type = Option<ReviewFilter>)]
+    #[param(value_type = Option<ReviewFilter>, inline)]
     status: Option<String>,
 }
 
