@@ -71,11 +71,7 @@ fn documented() -> Vec<Documented> {
             });
         }
     }
-    assert!(
-        out.len() >= 12,
-        "the description lists too few operations: {}",
-        out.len()
-    );
+    assert!(!out.is_empty(), "the description lists no operation");
     out
 }
 
