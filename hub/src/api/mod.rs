@@ -31,7 +31,7 @@
 //! `{"error":{"code","message"}}`, see [`ApiError`].
 //!
 //! The router and the OpenAPI description are built from one list,
-//! [`registered`]: each route is added with `routes!(handler)`, which takes
+//! `registered`: each route is added with `routes!(handler)`, which takes
 //! its method and path from the handler's `#[utoipa::path]`, and each group
 //! gets its role gate and the matching security requirement in one call.
 //! `hub/tests/openapi.rs` fails when a route bypasses that list or
