@@ -55,6 +55,8 @@ enum Command {
     },
     /// Print the SHA-256 to put in a [[token]] entry for this bearer token.
     TokenHash { token: String },
+    /// Print the HTTP API's OpenAPI description (`mdhub openapi > docs/openapi.json`).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -188,6 +190,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::TokenHash { token } => {
             println!("{}", token_hash(&token));
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", mdhub_hub::api::openapi_json());
             Ok(())
         }
     }

@@ -53,7 +53,9 @@ pub enum Command {
     },
 }
 
-const MAX_REASON: usize = 2_000;
+/// The longest reason an action may give, in bytes of UTF-8. The API checks
+/// it too, so that a steward gets a 400 rather than an action in the DLQ.
+pub const MAX_REASON: usize = 2_000;
 
 /// Parses a steward action from a bus message, or says why not.
 pub fn parse(

@@ -648,3 +648,209 @@ async fn bad_steward_requests_are_named() {
     .await
     .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
+
+/// Given the fixture, Anna in crm and a doubtful Anna in erp: an open
+/// review task between them. Returns its id.
+async fn open_review_task(f: &Fixture) -> Uuid {
+    let outcome = f
+        .hub
+        .write()
+        .unwrap()
+        .ingest(&[
+            event(
+                "crm",
+                "c-3",
+                json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+                       "birth_date": "1985-03-01", "street": "Hauptstraße 5", "postal_code": "10115",
+                       "city": "Berlin"}),
+                "2026-01-02T10:00:00Z",
+            ),
+            event(
+                "erp",
+                "e-3",
+                json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+                       "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
+                "2026-01-02T10:05:00Z",
+            ),
+        ])
+        .unwrap();
+    assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+    let r = get(&f.app, "/v1/reviews", Some(STEWARD)).await;
+    let tasks = r.json()["tasks"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["status"], "open");
+    tasks[0]["task_id"].as_str().unwrap().parse().unwrap()
+}
+
+fn golden_of(f: &Fixture, system: &str, record_id: &str) -> Uuid {
+    f.hub
+        .read()
+        .unwrap()
+        .state()
+        .golden_of(&SourceKey {
+            system: system.into(),
+            record_id: record_id.into(),
+        })
+        .unwrap()
+}
+
+/// Each steward action route, with a body that the hub accepts given
+/// `open_review_task`, and `reason` as its reason.
+async fn every_action(f: &Fixture, task: Uuid, reason: &str) -> Vec<(String, Reply)> {
+    let bob = golden_of(f, "crm", "c-2");
+    let mut replies = Vec::new();
+    for (method, uri, body) in [
+        (
+            "POST",
+            format!("/v1/reviews/{task}/decision"),
+            json!({"same": false, "reason": reason}),
+        ),
+        (
+            "POST",
+            "/v1/customers/merge".to_string(),
+            json!({"golden_ids": [bob, f.ann], "reason": reason}),
+        ),
+        (
+            "POST",
+            "/v1/sources/erp/E%2F77/split".to_string(),
+            json!({"reason": reason}),
+        ),
+        (
+            "PUT",
+            format!("/v1/customers/{}/overrides/given_name", f.ann),
+            json!({"value": "Anne", "reason": reason}),
+        ),
+    ] {
+        let r = send(&f.app, method, &uri, STEWARD, body).await;
+        replies.push((format!("{method} {uri}"), r));
+    }
+    replies
+}
+
+#[tokio::test]
+async fn healthz_of_a_degraded_hub_says_so_with_the_entry_and_the_error_and_still_200() {
+    let f = fixture(false);
+    f.hub
+        .write()
+        .unwrap()
+        .mark_degraded(2, "deriving entry 2: golden record missing".into());
+    let r = get(&f.app, "/healthz", None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a liveness probe must not restart it"
+    );
+    assert_eq!(
+        r.json(),
+        json!({"status": "degraded", "degraded_seq": 2, "error": "deriving entry 2: golden record missing",
+               "log_seq": 3, "published_seq": 0, "golden_records": 2})
+    );
+}
+
+#[tokio::test]
+async fn steward_actions_of_a_degraded_hub_are_503_degraded_and_submit_nothing() {
+    let f = fixture(false);
+    let task = open_review_task(&f).await;
+    let seq_before = f.hub.read().unwrap().log().last_seq();
+    f.hub
+        .write()
+        .unwrap()
+        .mark_degraded(seq_before, "a bug".into());
+    for (what, r) in every_action(&f, task, "the same person").await {
+        let body = r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "degraded");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("log entry {seq_before}")),
+            "{what}: {message}"
+        );
+    }
+    assert_eq!(
+        f.hub.read().unwrap().log().last_seq(),
+        seq_before,
+        "nothing was submitted"
+    );
+    // Still refused without a valid token: authentication comes first.
+    send(
+        &f.app,
+        "POST",
+        "/v1/customers/merge",
+        "wrong-token",
+        json!({"golden_ids": [f.ann, f.ann], "reason": "x"}),
+    )
+    .await
+    .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
+}
+
+#[tokio::test]
+async fn reads_of_a_degraded_hub_still_answer() {
+    let f = fixture(false);
+    f.hub.write().unwrap().mark_degraded(3, "a bug".into());
+    let r = get(&f.app, &format!("/v1/customers/{}", f.ann), Some(READER)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["golden_id"], f.ann.to_string());
+    let r = get(&f.app, "/v1/reviews", Some(STEWARD)).await;
+    assert_eq!(r.status, StatusCode::OK, "listing reviews is a read");
+}
+
+/// 2,001 bytes in 1,001 characters: over the limit only when counted in
+/// bytes, as the hub's parser counts.
+fn reason_of_2001_bytes() -> String {
+    let reason = "é".repeat(1000) + "x";
+    assert_eq!((reason.len(), reason.chars().count()), (2001, 1001));
+    reason
+}
+
+#[tokio::test]
+async fn a_reason_over_2000_bytes_is_400_on_every_steward_route() {
+    assert_eq!(mdhub_hub::steward::MAX_REASON, 2000);
+    let f = fixture(false);
+    let task = open_review_task(&f).await;
+    let seq_before = f.hub.read().unwrap().log().last_seq();
+    for (what, r) in every_action(&f, task, &reason_of_2001_bytes()).await {
+        let body = r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("2001 bytes") && message.contains("limit is 2000 bytes"),
+            "{what}: {message}"
+        );
+    }
+    assert_eq!(f.hub.read().unwrap().log().last_seq(), seq_before);
+}
+
+#[tokio::test]
+async fn a_reason_of_exactly_2000_bytes_is_applied_on_every_steward_route() {
+    let f = fixture(false);
+    let task = open_review_task(&f).await;
+    // 2,000 bytes in 1,000 characters.
+    let reason = "é".repeat(1000);
+    assert_eq!(reason.len(), 2000);
+    for (what, r) in every_action(&f, task, &reason).await {
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(
+            r.json()["applied"],
+            true,
+            "{what}: the hub's parser took it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_empty_reason_is_400_on_every_steward_route() {
+    let f = fixture(false);
+    let task = open_review_task(&f).await;
+    for (what, r) in every_action(&f, task, "").await {
+        let body = r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("reason"),
+            "{what}: {body}"
+        );
+    }
+}

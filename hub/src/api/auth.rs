@@ -98,7 +98,7 @@ fn hex_eq_ct(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn role_name(role: Role) -> &'static str {
+pub(super) fn role_name(role: Role) -> &'static str {
     match role {
         Role::Reader => "reader",
         Role::Steward => "steward",

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +27,10 @@ pub enum ApiError {
     /// metrics recorder is installed).
     #[error("{0}")]
     Unavailable(String),
+    /// The hub failed to derive log entry `seq` and refuses steward actions
+    /// until a fixed binary starts (reads go on).
+    #[error("the hub is degraded: it could not derive log entry {seq}, so it refuses steward actions until a fixed binary starts (reads still work; see /healthz)")]
+    Degraded { seq: u64 },
     /// A bug. The detail is logged, never returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -33,15 +38,16 @@ pub enum ApiError {
 
 impl ApiError {
     /// The stable machine-readable code of the error body.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthenticated => "unauthenticated",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthenticated => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::Degraded { .. } => ErrorCode::Degraded,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -52,21 +58,48 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Degraded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The `code` of an error body. One variant per [`ApiError`] kind, so the
+/// OpenAPI description lists exactly the codes the API can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no bearer token, or an unknown one.
+    Unauthenticated,
+    /// 403: the token's role may not do this.
+    Forbidden,
+    /// 404: no such record, task or route.
+    NotFound,
+    /// 400: the request is wrong; the message says what.
+    BadRequest,
+    /// 405: the route exists with other methods (see `Allow`).
+    MethodNotAllowed,
+    /// 503: the hub cannot answer now (metrics off, state lock poisoned,
+    /// the bus refused a steward action).
+    Unavailable,
+    /// 503: the hub is degraded and refuses steward actions.
+    Degraded,
+    /// 500: a bug; the hub's log has the details.
+    Internal,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    code: &'a str,
-    message: String,
+/// Every error answer: `{"error":{"code","message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable: clients branch on it.
+    pub code: ErrorCode,
+    /// For people; may change.
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -78,8 +111,8 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let body = Body {
-            error: Detail {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code(),
                 message,
             },

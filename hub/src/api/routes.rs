@@ -12,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::golden::{Candidate, GoldenRecord, SourceKey};
-use crate::hub::{Hub, SharedHub};
+use crate::hub::{Health as HubHealth, Hub, SharedHub};
 
 /// The entity served under `/v1/customers`.
 const CUSTOMER: &str = "customer";
@@ -49,9 +50,25 @@ where
 
 // ---------------------------------------------------------------- health
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Deriving and consuming.
+    Ok,
+    /// Stopped at `degraded_seq`: serves reads, refuses steward actions,
+    /// consumes nothing more until a fixed binary starts.
+    Degraded,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct Health {
-    pub status: &'static str,
+    pub status: HealthStatus,
+    /// The log entry the hub could not derive; only when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded_seq: Option<u64>,
+    /// Why, for operators; only when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Last sequence number in the event log.
     pub log_seq: u64,
     /// Log sequence up to which outbound updates are acknowledged by the bus.
@@ -59,11 +76,32 @@ pub struct Health {
     pub golden_records: usize,
 }
 
-/// `GET /healthz`, no authentication.
+/// Liveness and progress; no token needed.
+///
+/// A degraded hub answers 200 too, with `status: "degraded"`: restarting
+/// it would derive the same entry, fail again, and loop. Alert on
+/// `status` (or the `mdhub_degraded` gauge), not on the HTTP status.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The hub is up, degraded or not (see `status`)", body = Health),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned; restart the hub", body = ErrorBody),
+    )
+)]
 pub async fn healthz(State(state): State<ApiState>) -> Result<Json<Health>, ApiError> {
     read_hub(&state.hub, |hub| {
+        let (status, degraded_seq, error) = match hub.health() {
+            HubHealth::Ok => (HealthStatus::Ok, None, None),
+            HubHealth::Degraded { seq, error } => {
+                (HealthStatus::Degraded, Some(*seq), Some(error.clone()))
+            }
+        };
         Ok(Json(Health {
-            status: "ok",
+            status,
+            degraded_seq,
+            error,
             log_seq: hub.log().last_seq(),
             published_seq: hub
                 .published_seq()
@@ -76,7 +114,16 @@ pub async fn healthz(State(state): State<ApiState>) -> Result<Json<Health>, ApiE
 
 // ---------------------------------------------------------------- metrics
 
-/// `GET /metrics`: Prometheus text exposition.
+/// Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 503, description = "`unavailable`: metrics are not enabled in this process", body = ErrorBody),
+    )
+)]
 pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let handle = state
         .metrics
@@ -94,7 +141,23 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError
 
 // ---------------------------------------------------------------- golden records
 
-#[derive(Serialize)]
+/// A record in a source system.
+#[derive(Serialize, ToSchema)]
+pub struct SourceRef {
+    pub system: String,
+    pub record_id: String,
+}
+
+impl From<&SourceKey> for SourceRef {
+    fn from(k: &SourceKey) -> Self {
+        SourceRef {
+            system: k.system.clone(),
+            record_id: k.record_id.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct GoldenView {
     pub golden_id: Uuid,
     pub entity: String,
@@ -105,8 +168,11 @@ pub struct GoldenView {
     pub merged_into: Option<Uuid>,
     /// Document heads, hex, sorted: what a connector sends back as `base`.
     pub version: Vec<String>,
+    /// Golden value of each field.
+    #[schema(value_type = BTreeMap<String, Object>)]
     pub values: BTreeMap<String, Value>,
-    pub links: Vec<SourceKey>,
+    /// The source records of this customer.
+    pub links: Vec<SourceRef>,
     /// Every field with more than one candidate, with all its candidates.
     pub conflicts: BTreeMap<String, Vec<CandidateView>>,
     /// Every field's candidates; only with `?candidates=true`.
@@ -115,20 +181,24 @@ pub struct GoldenView {
     /// Values that failed cleansing, kept as sent, with the reason.
     pub quality_issues: Vec<QualityView>,
     /// Values a data steward set; they win over the sources.
+    #[schema(value_type = BTreeMap<String, Object>)]
     pub overrides: BTreeMap<String, Value>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct QualityView {
     pub system: String,
     pub record_id: String,
     pub field: String,
+    /// As sent.
+    #[schema(value_type = Object)]
     pub value: Value,
     pub reason: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CandidateView {
+    #[schema(value_type = Object)]
     pub value: Value,
     pub system: String,
     pub event_id: Uuid,
@@ -160,7 +230,7 @@ impl GoldenView {
             merged_into: r.merged_into,
             version: r.version(),
             values: r.values.clone(),
-            links: r.links.iter().cloned().collect(),
+            links: r.links.iter().map(SourceRef::from).collect(),
             conflicts: r.conflicts().map(|(f, c)| (f.clone(), views(c))).collect(),
             candidates: with_candidates.then(|| {
                 r.candidates
@@ -186,14 +256,33 @@ impl GoldenView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RecordQuery {
+    /// Add every field's candidates (`candidates`), not only conflicts.
     #[serde(default)]
     candidates: bool,
 }
 
-/// `GET /v1/customers/{golden_id}[?candidates=true]`.
+/// A golden customer record with its links, conflicts and quality issues.
+///
+/// A record retired by a merge still answers, with `merged_into`.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{golden_id}",
+    tag = "records",
+    params(
+        ("golden_id" = Uuid, Path, description = "Golden id"),
+        RecordQuery,
+    ),
+    responses(
+        (status = 200, description = "The golden record", body = GoldenView),
+        (status = 400, description = "`bad_request`: the id is not a UUID, or an unknown query parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no customer has this golden id", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned", body = ErrorBody),
+    )
+)]
 pub async fn get_customer(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -212,28 +301,46 @@ pub async fn get_customer(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FindQuery {
+    /// A customer field, e.g. `email`.
+    #[param(value_type = String)]
     field: Option<String>,
+    /// The value, normalized like input before the lookup.
+    #[param(value_type = String)]
     value: Option<String>,
+    /// At most this many results (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FindResults {
     pub results: Vec<Found>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Found {
     pub golden_id: Uuid,
     pub retired: bool,
+    #[schema(value_type = BTreeMap<String, Object>)]
     pub values: BTreeMap<String, Value>,
 }
 
-/// `GET /v1/customers?field=email&value=…&limit=50`: golden records whose
-/// field has this value, normalized like input, in golden id order.
+/// Golden records whose field has this value, in golden id order.
+#[utoipa::path(
+    get,
+    path = "/v1/customers",
+    tag = "records",
+    params(FindQuery),
+    responses(
+        (status = 200, description = "The matching golden records (maybe none)", body = FindResults),
+        (status = 400, description = "`bad_request`: a missing or unknown parameter, an unknown field, a value the field cannot hold, a limit out of range", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned", body = ErrorBody),
+    )
+)]
 pub async fn find_customers(
     State(state): State<ApiState>,
     query: Result<Query<FindQuery>, QueryRejection>,
@@ -280,15 +387,28 @@ pub async fn find_customers(
 
 // ---------------------------------------------------------------- sources
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SourceLink {
     pub system: String,
     pub record_id: String,
     pub golden_id: Uuid,
 }
 
-/// `GET /v1/sources/{system}/{record_id}`: the golden record a source record
-/// is linked to.
+/// The golden record a source record is linked to.
+#[utoipa::path(
+    get,
+    path = "/v1/sources/{system}/{record_id}",
+    tag = "records",
+    params(
+        ("system" = String, Path, description = "Source system, as configured"),
+        ("record_id" = String, Path, description = "The system's record id, percent-encoded (`E%2F77` for `E/77`)"),
+    ),
+    responses(
+        (status = 200, description = "The link", body = SourceLink),
+        (status = 404, description = "`not_found`: no golden record is linked to this source record", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned", body = ErrorBody),
+    )
+)]
 pub async fn get_source(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -313,15 +433,23 @@ pub async fn get_source(
 
 // ---------------------------------------------------------------- audit
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct StateHash {
     pub state_hash: String,
     /// The last log sequence the hash covers.
     pub log_seq: u64,
 }
 
-/// `GET /v1/state-hash` (auditor): hash of the derived state, to compare
-/// with `mdhub audit replay`.
+/// Hash of the derived state, to compare with `mdhub audit replay`.
+#[utoipa::path(
+    get,
+    path = "/v1/state-hash",
+    tag = "audit",
+    responses(
+        (status = 200, description = "The state hash and the log entry it covers", body = StateHash),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned", body = ErrorBody),
+    )
+)]
 pub async fn state_hash(State(state): State<ApiState>) -> Result<Json<StateHash>, ApiError> {
     read_hub(&state.hub, |hub| {
         Ok(Json(StateHash {

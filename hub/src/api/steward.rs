@@ -14,16 +14,17 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::Caller;
-use super::error::ApiError;
-use super::routes::{parse_golden_id, path_error, read_hub};
+use super::error::{ApiError, ErrorBody};
+use super::routes::{parse_golden_id, path_error, read_hub, SourceRef};
 use super::ApiState;
 use crate::golden::SourceKey;
 use crate::hub::Inbound;
 use crate::resolve::{ReviewTask, TaskStatus};
-use crate::steward::{Command, StewardAction, STEWARD_SYSTEM};
+use crate::steward::{Command, StewardAction, MAX_REASON, STEWARD_SYSTEM};
 
 /// The entity served under `/v1/customers`.
 const CUSTOMER: &str = "customer";
@@ -44,17 +45,45 @@ fn json_error(e: JsonRejection) -> ApiError {
     ApiError::BadRequest(format!("bad request body: {}", e.body_text()))
 }
 
+/// The hub refuses an action whose reason is blank or over [`MAX_REASON`]
+/// bytes (it would go to the DLQ): say so now, with a 400.
 fn need_reason(reason: &str) -> Result<(), ApiError> {
     if reason.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "\"reason\" is required: say why, for the audit trail".into(),
         ));
     }
+    if reason.len() > MAX_REASON {
+        return Err(ApiError::BadRequest(format!(
+            "\"reason\" is {} bytes of UTF-8 ({} characters); the limit is {MAX_REASON} bytes",
+            reason.len(),
+            reason.chars().count()
+        )));
+    }
     Ok(())
 }
 
+/// Middleware of the action routes: a degraded hub consumes nothing, so
+/// an action would never be applied; refuse it before anything is
+/// submitted.
+pub async fn refuse_when_degraded(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    read_hub(&state.hub, degraded_check).await?;
+    Ok(next.run(req).await)
+}
+
+fn degraded_check(hub: &crate::hub::Hub) -> Result<(), ApiError> {
+    match hub.health() {
+        crate::hub::Health::Degraded { seq, .. } => Err(ApiError::Degraded { seq: *seq }),
+        crate::hub::Health::Ok => Ok(()),
+    }
+}
+
 /// What an accepted action answers.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ActionDone {
     pub action_id: Uuid,
     /// True once the log holds the action (its effects are visible).
@@ -93,9 +122,12 @@ async fn submit(
         ActionSink::Direct => {
             let hub = state.hub.clone();
             tokio::task::spawn_blocking(move || {
-                hub.write()
-                    .map_err(|_| ApiError::Unavailable("the hub's state is unavailable".into()))?
-                    .ingest(&[Inbound::new(subject, payload)])
+                let mut hub = hub
+                    .write()
+                    .map_err(|_| ApiError::Unavailable("the hub's state is unavailable".into()))?;
+                // It may have degraded since the middleware looked.
+                degraded_check(&hub)?;
+                hub.ingest(&[Inbound::new(subject, payload)])
                     .map_err(|e| ApiError::Internal(format!("applying the action: {e}")))
             })
             .await
@@ -135,19 +167,123 @@ async fn submit(
 
 // ---------------------------------------------------------------- reviews
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReviewQuery {
     /// `open` (default) or `all`.
+    #[param(value_type = Option<ReviewFilter>, inline)]
     status: Option<String>,
 }
 
-#[derive(Serialize)]
-pub struct Reviews {
-    pub tasks: Vec<ReviewTask>,
+/// Which review tasks to list.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // only documents the values `status` accepts
+pub enum ReviewFilter {
+    Open,
+    All,
 }
 
-/// `GET /v1/reviews[?status=open|all]`: review tasks, by id.
+#[derive(Serialize, ToSchema)]
+pub struct Reviews {
+    pub tasks: Vec<ReviewTaskView>,
+}
+
+/// A question for a data steward: is this source record the same customer
+/// as that golden record?
+#[derive(Serialize, ToSchema)]
+pub struct ReviewTaskView {
+    pub task_id: Uuid,
+    pub source: SourceRef,
+    /// The golden record the source record got (its own).
+    pub golden_id: Uuid,
+    /// The golden record it may belong to.
+    pub candidate: Uuid,
+    /// Match score in bits.
+    pub score: f64,
+    /// The score's explanation, one comparison each.
+    pub parts: Vec<ScorePart>,
+    /// The log entry that opened the task.
+    pub opened_seq: u64,
+    pub status: ReviewStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScorePart {
+    /// The comparison, named as in `[match.weights.<name>]` (e.g. `email`,
+    /// `given_name`, `address`).
+    pub comparison: String,
+    pub outcome: ScoreOutcome,
+    /// Its weight in bits.
+    pub weight: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreOutcome {
+    Agree,
+    Partial,
+    Disagree,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewStatus {
+    Open,
+    /// Decided: the same customer (merged).
+    Same,
+    /// Decided: different customers (kept apart for good).
+    Different,
+    /// No longer a question: the two ended up in one golden record anyway.
+    Resolved,
+}
+
+impl From<&ReviewTask> for ReviewTaskView {
+    fn from(t: &ReviewTask) -> Self {
+        use crate::resolve::score::Outcome;
+        ReviewTaskView {
+            task_id: t.task_id,
+            source: SourceRef::from(&t.source),
+            golden_id: t.golden_id,
+            candidate: t.candidate,
+            score: t.score,
+            parts: t
+                .parts
+                .iter()
+                .map(|p| ScorePart {
+                    comparison: p.comparison.name().to_string(),
+                    outcome: match p.outcome {
+                        Outcome::Agree => ScoreOutcome::Agree,
+                        Outcome::Partial => ScoreOutcome::Partial,
+                        Outcome::Disagree => ScoreOutcome::Disagree,
+                    },
+                    weight: p.weight,
+                })
+                .collect(),
+            opened_seq: t.opened_seq,
+            status: match t.status {
+                TaskStatus::Open => ReviewStatus::Open,
+                TaskStatus::Same => ReviewStatus::Same,
+                TaskStatus::Different => ReviewStatus::Different,
+                TaskStatus::Resolved => ReviewStatus::Resolved,
+            },
+        }
+    }
+}
+
+/// Review tasks, by id.
+#[utoipa::path(
+    get,
+    path = "/v1/reviews",
+    tag = "reviews",
+    params(ReviewQuery),
+    responses(
+        (status = 200, description = "The tasks", body = Reviews),
+        (status = 400, description = "`bad_request`: an unknown `status` or query parameter", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the hub's state lock is poisoned", body = ErrorBody),
+    )
+)]
 pub async fn list_reviews(
     State(state): State<ApiState>,
     query: Result<Query<ReviewQuery>, QueryRejection>,
@@ -169,21 +305,38 @@ pub async fn list_reviews(
                 .state()
                 .review_tasks()
                 .filter(|t| all || t.status == TaskStatus::Open)
-                .cloned()
+                .map(ReviewTaskView::from)
                 .collect(),
         }))
     })
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
+    /// True: the same customer (the records are merged); false: different
+    /// customers (kept apart for good).
     pub same: bool,
+    /// Why, for the audit trail: 1 to 2,000 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
-/// `POST /v1/reviews/{task_id}/decision` `{same, reason}`.
+/// Decides an open review task.
+#[utoipa::path(
+    post,
+    path = "/v1/reviews/{task_id}/decision",
+    tag = "steward actions",
+    params(("task_id" = Uuid, Path, description = "Review task id")),
+    request_body = DecisionBody,
+    responses(
+        (status = 200, description = "Applied: the log holds the action", body = ActionDone),
+        (status = 202, description = "Stored in `MDHUB_IN`, not applied within 15 s", body = ActionDone),
+        (status = 400, description = "`bad_request`: a bad id or body, a blank reason or one over 2,000 bytes, a task already decided", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such review task", body = ErrorBody),
+    )
+)]
 pub async fn decide(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -219,14 +372,31 @@ pub async fn decide(
 
 // ---------------------------------------------------------------- merge
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeBody {
+    /// The two golden records that are one customer; the one created first
+    /// survives.
+    #[schema(value_type = Vec<Uuid>, min_items = 2, max_items = 2)]
     pub golden_ids: [String; 2],
+    /// Why, for the audit trail: 1 to 2,000 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
-/// `POST /v1/customers/merge` `{golden_ids: [a, b], reason}`.
+/// Merges two golden records into one.
+#[utoipa::path(
+    post,
+    path = "/v1/customers/merge",
+    tag = "steward actions",
+    request_body = MergeBody,
+    responses(
+        (status = 200, description = "Applied: the log holds the action", body = ActionDone),
+        (status = 202, description = "Stored in `MDHUB_IN`, not applied within 15 s", body = ActionDone),
+        (status = 400, description = "`bad_request`: a bad body or id, a blank reason or one over 2,000 bytes, records already merged", body = ErrorBody),
+        (status = 404, description = "`not_found`: no customer has one of the golden ids", body = ErrorBody),
+    )
+)]
 pub async fn merge(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -268,13 +438,32 @@ pub async fn merge(
 
 // ---------------------------------------------------------------- split
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
+    /// Why, for the audit trail: 1 to 2,000 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
-/// `POST /v1/sources/{system}/{record_id}/split` `{reason}`.
+/// Splits a source record from its golden record: it gets one of its own
+/// and is not matched back automatically.
+#[utoipa::path(
+    post,
+    path = "/v1/sources/{system}/{record_id}/split",
+    tag = "steward actions",
+    params(
+        ("system" = String, Path, description = "Source system"),
+        ("record_id" = String, Path, description = "The system's record id, percent-encoded"),
+    ),
+    request_body = ReasonBody,
+    responses(
+        (status = 200, description = "Applied: the log holds the action", body = ActionDone),
+        (status = 202, description = "Stored in `MDHUB_IN`, not applied within 15 s", body = ActionDone),
+        (status = 400, description = "`bad_request`: a bad body, a blank reason or one over 2,000 bytes, the record is its golden record's only one", body = ErrorBody),
+        (status = 404, description = "`not_found`: the source record is not linked", body = ErrorBody),
+    )
+)]
 pub async fn split(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -315,15 +504,34 @@ pub async fn split(
 
 // ---------------------------------------------------------------- override
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideBody {
     /// The value; `null` clears the override.
+    #[schema(value_type = Object, nullable)]
     pub value: Value,
+    /// Why, for the audit trail: 1 to 2,000 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
-/// `PUT /v1/customers/{golden_id}/overrides/{field}` `{value, reason}`.
+/// Sets a golden field's value whatever the sources say (`null` clears it).
+#[utoipa::path(
+    put,
+    path = "/v1/customers/{golden_id}/overrides/{field}",
+    tag = "steward actions",
+    params(
+        ("golden_id" = Uuid, Path, description = "Golden id"),
+        ("field" = String, Path, description = "A customer field, e.g. `given_name`"),
+    ),
+    request_body = OverrideBody,
+    responses(
+        (status = 200, description = "Applied: the log holds the action", body = ActionDone),
+        (status = 202, description = "Stored in `MDHUB_IN`, not applied within 15 s", body = ActionDone),
+        (status = 400, description = "`bad_request`: a bad id or body, an unknown field, a value the field cannot hold, a blank reason or one over 2,000 bytes", body = ErrorBody),
+        (status = 404, description = "`not_found`: no customer has this golden id", body = ErrorBody),
+    )
+)]
 pub async fn override_field(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
