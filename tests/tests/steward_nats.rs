@@ -17,7 +17,7 @@ use mdhub_schema::{GoldenChange, GoldenUpdate};
 use mdhub_tests::fixtures::hub_config_toml;
 use mdhub_tests::hub_runner::{config, InProcessHub};
 use mdhub_tests::nats::NatsServer;
-use mdhub_tests::wait::wait_for;
+use mdhub_tests::wait::wait_until;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -395,17 +395,28 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
     t.publish(STEWARD_SUBJECT, unreasoned.clone()).await?;
     t.change("oa", "o1", json!({"email": "after@example.org"}))
         .await?;
+    // Input is read in stream order and dead letters are stored before
+    // their batch commits: once o1 is applied, both actions were judged.
+    wait_until("oa/o1 to be applied", DEADLINE, || async {
+        t.hub
+            .hub
+            .read()
+            .unwrap()
+            .state()
+            .golden_of(&SourceKey {
+                system: "oa".into(),
+                record_id: "o1".into(),
+            })
+            .is_some()
+    })
+    .await?;
     t.caught_up().await?;
     assert_eq!(
         t.hub.last_seq(),
         logged_before + 1,
         "only the good event logged"
     );
-    let dlq = wait_for("both malformed actions in MDHUB_DLQ", DEADLINE, || async {
-        let all = read_all(&t.js, DLQ_STREAM, "mdhub.dlq.>").await?;
-        Ok((all.len() >= 2).then_some(all))
-    })
-    .await?;
+    let dlq = read_all(&t.js, DLQ_STREAM, "mdhub.dlq.>").await?;
     assert_eq!(dlq.len(), 2, "only the malformed actions are dead-lettered");
     for (code, payload) in [
         ("malformed_action", &malformed),
