@@ -128,7 +128,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
@@ -143,7 +143,7 @@ fn main() {
     let (mut write_ratios, mut save_ratios) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let t = Instant::now();
-        let old_first = round % 2 == 1;
+        let old_first = !round.is_multiple_of(2);
         let (old, new) = if old_first {
             let old = run_0_6(events, customers);
             (old, run_0_12(events, customers))

@@ -75,7 +75,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     assert!(!v.is_empty(), "a median of no rounds");
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
@@ -724,7 +724,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!(
         "\n-- 3. ratio (median of {rounds} round(s){}) --",
-        if rounds % 2 == 0 {
+        if rounds.is_multiple_of(2) {
             ": an even count, so the mean of the middle two"
         } else {
             ""
