@@ -168,7 +168,12 @@ fn main() {
         save_ratios.push(old.save_load_rate / new.save_load_rate);
     }
     println!(
-        "  median of {rounds} round(s): 0.6 is {:.2}x the rate of 0.12 on the write path, {:.2}x on save+load",
+        "  median of {rounds} round(s){}: 0.6 is {:.2}x the rate of 0.12 on the write path, {:.2}x on save+load",
+        if rounds.is_multiple_of(2) {
+            " (an even count: the mean of the middle two)"
+        } else {
+            ""
+        },
         median(write_ratios),
         median(save_ratios)
     );
