@@ -383,10 +383,7 @@ struct LiveHub {
 
 impl LiveHub {
     fn ingest(&mut self, subject: &str, payload: Vec<u8>) {
-        let message = Inbound {
-            subject: subject.into(),
-            payload: payload.into(),
-        };
+        let message = Inbound::new(subject, payload);
         let outcome = self.hub.ingest(std::slice::from_ref(&message)).unwrap();
         assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
         self.last = Some(message);
