@@ -400,18 +400,19 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
         3,
         "first, the hour-ahead event and the last"
     );
-    let state = hub.hub.read().unwrap();
-    let linked = |r: &str| {
-        state.state().golden_of(&mdhub_hub::golden::SourceKey {
-            system: "crm".into(),
-            record_id: r.into(),
-        })
-    };
-    assert!(linked("r/1").is_some() && linked("r/4").is_some() && linked("r/5").is_some());
-    assert!(linked("r/2").is_none() && linked("r/3").is_none());
-    let golden = state.state().record(linked("r/1").unwrap()).unwrap();
-    assert_eq!(golden.values["job_title"], "a", "the first content stays");
-    drop(state);
+    {
+        let state = hub.hub.read().unwrap();
+        let linked = |r: &str| {
+            state.state().golden_of(&mdhub_hub::golden::SourceKey {
+                system: "crm".into(),
+                record_id: r.into(),
+            })
+        };
+        assert!(linked("r/1").is_some() && linked("r/4").is_some() && linked("r/5").is_some());
+        assert!(linked("r/2").is_none() && linked("r/3").is_none());
+        let golden = state.state().record(linked("r/1").unwrap()).unwrap();
+        assert_eq!(golden.values["job_title"], "a", "the first content stays");
+    }
     hub.stop().await?;
     Ok(())
 }
