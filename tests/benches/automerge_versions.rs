@@ -19,6 +19,7 @@
 //! (`MDHUB_AM_EVENTS`, `MDHUB_AM_CUSTOMERS`, `MDHUB_AM_ROUNDS` override
 //! 200000, 20000, 3).
 
+use mdhub_tests::bench_stats::median;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -122,17 +123,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
         .unwrap_or(default)
-}
-
-/// The middle value; of an even count, the mean of the middle two.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
-    }
 }
 
 fn main() {

@@ -41,6 +41,7 @@ use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, O
 use mdhub_hub::serve::rules;
 use mdhub_hub::state::{cleanse_event, normalized_writes, State};
 use mdhub_schema::{ChangeEvent, Survivorship};
+use mdhub_tests::bench_stats::median;
 use mdhub_tests::fixtures::{hub_config_toml, workload, SYSTEMS};
 use mdhub_tests::hub_runner::{config, publish_events, InProcessHub};
 use mdhub_tests::nats::NatsServer;
@@ -65,20 +66,6 @@ fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
             .parse()
             .with_context(|| format!("{name}={v:?} is not a number")),
         Err(_) => Ok(default),
-    }
-}
-
-/// The middle value; of an even count, the mean of the middle two (the
-/// better of two rounds would flatter the hub whenever the machine is
-/// noisy).
-fn median(mut v: Vec<f64>) -> f64 {
-    assert!(!v.is_empty(), "a median of no rounds");
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len().is_multiple_of(2) {
-        (v[mid - 1] + v[mid]) / 2.0
-    } else {
-        v[mid]
     }
 }
 

@@ -11,11 +11,14 @@
 //!   binary as a child process (for kill -9), and reference runs without NATS.
 //! - `fixtures`: a deterministic multi-system customer workload with the
 //!   golden values it must produce.
+//! - `streams`: reading what a JetStream stream holds, for assertions.
 //! - `wait`: waiting on a condition with a deadline (never sleep-and-hope).
 //! - `ports`: free loopback ports.
+//! - `bench_stats`: figures the benchmarks report (the median of rounds).
 //! - `secure_nats`: nats-server with the shipped locked-down config
 //!   (deploy/nats/secure/), TLS certificates and passwords made per test.
 
+pub mod bench_stats;
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
@@ -24,4 +27,5 @@ pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod secure_nats;
+pub mod streams;
 pub mod wait;

@@ -8,11 +8,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use mdhub_hub::config::token_hash;
 use mdhub_hub::nats_bus::{DLQ_STREAM, IN_STREAM, REJECT_CODE, REJECT_REASON};
 use mdhub_tests::hub_runner::{config, HubProcess, InProcessHub};
 use mdhub_tests::nats::NatsServer;
+use mdhub_tests::streams::read_all;
 use mdhub_tests::wait::wait_until_blocking;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -264,37 +264,6 @@ async fn a_failing_derivation_degrades_the_hub_and_a_fixed_binary_resumes() -> a
     Ok(())
 }
 
-/// Every message on a stream, in stream order.
-async fn read_all(
-    js: &jetstream::Context,
-    stream: &str,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let consumer = js
-        .get_stream(stream)
-        .await?
-        .create_consumer(jetstream::consumer::pull::Config {
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1000)
-            .expires(Duration::from_millis(500))
-            .messages()
-            .await?;
-        let before = out.len();
-        while let Some(m) = batch.next().await {
-            out.push(m.map_err(|e| anyhow::anyhow!("{e}"))?);
-        }
-        if out.len() == before {
-            return Ok(out);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_senders_dlq(
 ) -> anyhow::Result<()> {
@@ -346,7 +315,7 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
     publish(&js, crm, &last).await?;
     hub.wait_caught_up(3, DEADLINE).await?;
 
-    let dlq = read_all(&js, DLQ_STREAM).await?;
+    let dlq = read_all(&js, DLQ_STREAM, ">").await?;
     let mut seen: Vec<(String, String, String)> = dlq
         .iter()
         .map(|m| {

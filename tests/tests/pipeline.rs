@@ -5,45 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use mdhub_hub::golden::SourceKey;
 use mdhub_hub::nats_bus::{DLQ_STREAM, OUT_STREAM, REJECT_CODE, REJECT_REASON};
 use mdhub_schema::GoldenUpdate;
 use mdhub_tests::fixtures::{hub_config_toml, subject_of, workload};
 use mdhub_tests::hub_runner::{config, publish_events, reference_run, InProcessHub};
 use mdhub_tests::nats::NatsServer;
+use mdhub_tests::streams::read_all;
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Every message on a stream subject filter, in stream order.
-async fn read_all(
-    js: &jetstream::Context,
-    stream: &str,
-    filter: &str,
-) -> anyhow::Result<Vec<async_nats::jetstream::Message>> {
-    let stream = js.get_stream(stream).await?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: filter.to_string(),
-            // Reading only: with explicit acks the server would stop at
-            // max_ack_pending.
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    loop {
-        let mut batch = consumer.fetch().max_messages(5000).messages().await?;
-        let before = out.len();
-        while let Some(m) = batch.next().await {
-            out.push(m.map_err(|e| anyhow::anyhow!("{e}"))?);
-        }
-        if out.len() == before {
-            return Ok(out);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_from_three_systems_become_the_expected_golden_records(

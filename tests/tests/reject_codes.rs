@@ -10,44 +10,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use mdhub_hub::golden::SourceKey;
 use mdhub_hub::nats_bus::{DLQ_STREAM, ORIGINAL_SUBJECT, REJECT_CODE, REJECT_REASON};
 use mdhub_tests::fixtures::hub_config_toml;
 use mdhub_tests::hub_runner::{config, InProcessHub};
 use mdhub_tests::nats::NatsServer;
+use mdhub_tests::streams::read_all;
 use mdhub_tests::wait::wait_until;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Every message on a stream subject filter, in stream order.
-async fn read_all(
-    js: &jetstream::Context,
-    stream: &str,
-    filter: &str,
-) -> anyhow::Result<Vec<jetstream::Message>> {
-    let stream = js.get_stream(stream).await?;
-    let consumer = stream
-        .create_consumer(jetstream::consumer::pull::Config {
-            filter_subject: filter.to_string(),
-            ack_policy: jetstream::consumer::AckPolicy::None,
-            ..Default::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    loop {
-        let mut batch = consumer.fetch().max_messages(1000).messages().await?;
-        let before = out.len();
-        while let Some(m) = batch.next().await {
-            out.push(m.map_err(|e| anyhow::anyhow!("{e}"))?);
-        }
-        if out.len() == before {
-            return Ok(out);
-        }
-    }
-}
 
 /// The `n`th event of this test, as a connector would send it.
 fn event(n: u64, system: &str, entity: &str, record_id: &str, fields: Value) -> Value {
