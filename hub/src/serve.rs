@@ -20,6 +20,11 @@ pub fn rules(config: &HubConfig, config_path: &str) -> anyhow::Result<Arc<Rules>
 }
 
 pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM that arrives while the hub starts
+    // (its API may already answer) must stop it cleanly, not kill it.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -53,11 +58,9 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
     });
     let api_task = tokio::spawn(async move { axum::serve(listener, api).await });
 
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
+    let shutdown = async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
+            _ = interrupt.recv() => {},
             _ = term.recv() => {},
         }
         info!("shutting down");
