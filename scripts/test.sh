@@ -2,7 +2,8 @@
 # Runs the whole test suite: unit tests, and end-to-end tests against real
 # nats-server, PostgreSQL and MariaDB processes that the test harness starts
 # on free loopback ports with temporary data directories.
-# Slow soak and scale runs are skipped unless MDHUB_SLOW=1.
+# MDHUB_SLOW=1 grows the fuzz and property runs (100,000 fuzz cases per
+# property instead of 2,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
