@@ -245,8 +245,14 @@ impl Hub {
             // What the failed entry changed before it failed is undone by
             // deriving anew up to the entry before it; the outbound messages
             // of the entries before it in this batch stay valid (the same
-            // entries derive the same messages).
-            self.state = derive(&self.log, Arc::clone(self.state.rules_arc()), 0, seq - 1)?.state;
+            // entries derive the same messages), so none are collected here.
+            self.state = derive(
+                &self.log,
+                Arc::clone(self.state.rules_arc()),
+                u64::MAX,
+                seq - 1,
+            )?
+            .state;
             self.mark_degraded(seq, error);
             outcome.last_seq = seq - 1;
             outcome.degraded = true;
