@@ -7,6 +7,7 @@
 //! - `postgres`, `mariadb`: throwaway PostgreSQL (wal_level=logical) and
 //!   MariaDB (row binlog) servers from Debian's binaries, on free loopback
 //!   ports with temp dirs, never the machine's own services.
+//! - `server_process`: the server child process those harnesses own.
 //! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
 //!   binary as a child process (for kill -9), and reference runs without NATS.
 //! - `fixtures`: a deterministic multi-system customer workload with the
@@ -27,5 +28,6 @@ pub mod nats;
 pub mod ports;
 pub mod postgres;
 pub mod secure_nats;
+pub mod server_process;
 pub mod streams;
 pub mod wait;

@@ -17,17 +17,17 @@
 //! `/usr/local/sbin`). Server output goes to `mariadb.log` in the temp dir;
 //! start-up failures carry its tail.
 
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::anyhow;
 use tempfile::TempDir;
 
-use crate::ports::try_free_port;
-use crate::postgres::{current_uid, current_user_name, log_tail};
-use crate::wait::{wait_for_blocking, wait_until_blocking};
+use crate::server_process::{
+    bin_dir_from_env, current_uid, current_user_name, on_free_port, run_command, run_setup_command,
+    signal, ServerProcess,
+};
 
 /// Environment variable naming a directory with the server binaries.
 pub const MARIADB_BIN_ENV: &str = "MDHUB_MARIADB_BIN";
@@ -46,23 +46,13 @@ pub const DATABASE: &str = "mdhub";
 pub const USER: &str = "root";
 
 const LOG_FILE: &str = "mariadb.log";
-const LOG_TAIL_LINES: usize = 30;
 
 /// `(mariadbd, mariadb-install-db)` (see the module documentation for the
 /// lookup order).
 pub fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let has_both =
-        |d: &Path| d.join("mariadbd").is_file() && d.join("mariadb-install-db").is_file();
-    let pick = |d: PathBuf| (d.join("mariadbd"), d.join("mariadb-install-db"));
-    if let Some(dir) = std::env::var_os(MARIADB_BIN_ENV).filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        if !has_both(&dir) {
-            bail!(
-                "${MARIADB_BIN_ENV} = {}: no mariadbd and mariadb-install-db there",
-                dir.display()
-            );
-        }
-        return Ok(pick(dir));
+    let (server, install) = ("mariadbd", "mariadb-install-db");
+    if let Some(dir) = bin_dir_from_env(MARIADB_BIN_ENV, &[server, install])? {
+        return Ok((dir.join(server), dir.join(install)));
     }
     let path_dirs = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -79,7 +69,7 @@ pub fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
             .map(|d| d.join(name))
             .find(|p| p.is_file())
     };
-    match (find("mariadbd"), find("mariadb-install-db")) {
+    match (find(server), find(install)) {
         (Some(server), Some(install)) => Ok((server, install)),
         _ => Err(anyhow!(
             "no MariaDB server binaries (mariadbd, mariadb-install-db) on PATH or in \
@@ -94,7 +84,7 @@ pub struct MariaDb {
     server: PathBuf,
     os_user: String,
     port: u16,
-    child: Option<Child>,
+    process: Option<ServerProcess>,
     // Declared last: removed after the server has stopped.
     dir: TempDir,
 }
@@ -123,27 +113,18 @@ impl MariaDb {
         let dir = tempfile::Builder::new()
             .prefix("mdhub-mariadb-")
             .tempdir()?;
-        let db = MariaDb {
+        let mut db = MariaDb {
             server,
             os_user,
             port: 0,
-            child: None,
+            process: None,
             dir,
         };
         db.install(&install)?;
-        let mut db = db;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            db.port = try_free_port()?;
-            match db.spawn() {
-                Ok(()) => break,
-                // Another process took the port between the probe and the
-                // bind: try another.
-                Err(e) if attempt < 3 && db.log().contains("Can't start server: Bind") => drop(e),
-                Err(e) => return Err(e),
-            }
-        }
+        on_free_port(&db.log_path(), "Can't start server: Bind", |port| {
+            db.port = port;
+            db.spawn()
+        })?;
         db.client(None, &format!("CREATE DATABASE {DATABASE}"))?;
         Ok(db)
     }
@@ -153,32 +134,20 @@ impl MariaDb {
     }
 
     fn install(&self, install: &Path) -> anyhow::Result<()> {
-        let out = Command::new(install)
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", self.data_dir_path().display()))
-            .arg(format!("--user={}", self.os_user))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .context("running mariadb-install-db")?;
-        if !out.status.success() {
-            bail!(
-                "mariadb-install-db failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        run_setup_command(
+            Command::new(install)
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", self.data_dir_path().display()))
+                .arg(format!("--user={}", self.os_user))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .current_dir(self.dir.path()),
+            "mariadb-install-db",
+        )
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let child = Command::new(&self.server)
+        let mut mariadbd = Command::new(&self.server);
+        mariadbd
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data_dir_path().display()))
             .arg(format!("--user={}", self.os_user))
@@ -196,38 +165,19 @@ impl MariaDb {
             .args(["--binlog-format=ROW", "--server-id=1"])
             // Clients connect as root@127.0.0.1: no reverse DNS lookups.
             .arg("--skip-name-resolve")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting mariadbd")?;
-        self.child = Some(child);
-        if let Err(e) = self.wait_ready() {
-            self.kill();
-            return Err(e.context(format!(
-                "MariaDB on 127.0.0.1:{} did not start\n--- last lines of {} ---\n{}",
-                self.port,
-                self.log_path().display(),
-                log_tail(&self.log_path(), LOG_TAIL_LINES)
-            )));
-        }
-        Ok(())
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        // Ok(Some(Err(_))): the server exited, no use waiting any longer.
-        wait_for_blocking(
+            .current_dir(self.dir.path());
+        let mut process = ServerProcess::spawn(
+            format!("MariaDB on 127.0.0.1:{}", self.port),
+            mariadbd,
+            &self.log_path(),
+        )?;
+        process.wait_ready(
             "MariaDB to answer a query over TCP",
             STARTUP_DEADLINE,
-            || {
-                let child = self.child.as_mut().expect("spawned");
-                if let Some(status) = child.try_wait()? {
-                    return Ok(Some(Err(anyhow!("mariadbd exited: {status}"))));
-                }
-                Ok(self.client(None, "SELECT 1").ok().map(|_| Ok(())))
-            },
-        )?
+            || Ok(self.client(None, "SELECT 1").is_ok()),
+        )?;
+        self.process = Some(process);
+        Ok(())
     }
 
     pub fn host(&self) -> &str {
@@ -270,13 +220,12 @@ impl MariaDb {
         self.dir.path().join(LOG_FILE)
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process
+            .as_ref()
+            .filter(|p| p.is_running())
+            .map(ServerProcess::pid)
     }
 
     /// Runs SQL with the `mariadb` client over TCP in the database
@@ -297,58 +246,24 @@ impl MariaDb {
                 &self.port.to_string(),
             ])
             .args(["-u", USER, "--connect-timeout=2"]);
-        cmd.args(database);
-        let out = cmd
-            .args(["-e", sql])
-            .stdin(Stdio::null())
-            .output()
-            .context("running the mariadb client")?;
-        if !out.status.success() {
-            bail!(
-                "mariadb on port {} failed ({}): {}",
-                self.port,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8(out.stdout)?.trim_end().to_string())
+        cmd.args(database).args(["-e", sql]);
+        run_command(&mut cmd, &format!("mariadb on port {}", self.port))
     }
 
     /// Clean shutdown (SIGTERM: the server flushes and closes its files),
     /// then waits for the process to exit; kills it if that does not happen
     /// in time. No-op once stopped.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(pid) = self.pid() else {
-            return Ok(());
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let child = self.child.as_mut().expect("running");
-        let exited = wait_until_blocking("mariadbd to exit", STOP_DEADLINE, || {
-            matches!(child.try_wait(), Ok(Some(_)))
-        });
-        if exited.is_err() {
-            self.kill();
-            bail!("MariaDB on port {} did not shut down; killed it", self.port);
-        }
-        self.child = None;
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        match self.process.as_mut() {
+            Some(process) => process.stop(STOP_DEADLINE, |pid| signal(pid, "TERM")),
+            None => Ok(()),
         }
     }
 }
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        if self.stop().is_err() {
-            self.kill();
-        }
+        // A stop that fails has killed the server.
+        let _ = self.stop();
     }
 }

@@ -20,14 +20,16 @@ use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 use tempfile::TempDir;
 
-use crate::ports::try_free_port;
-use crate::wait::{wait_for_blocking, wait_until_blocking};
+use crate::server_process::{
+    bin_dir_from_env, current_uid, current_user_name, on_free_port, run_command, run_setup_command,
+    ServerProcess,
+};
 
 /// Environment variable naming a directory with the server binaries.
 pub const POSTGRES_BIN_ENV: &str = "MDHUB_POSTGRES_BIN";
@@ -46,26 +48,15 @@ const SERVICE_USER: &str = "postgres";
 pub const DATABASE: &str = "postgres";
 
 const LOG_FILE: &str = "postgres.log";
-const LOG_TAIL_LINES: usize = 30;
 
 /// The directory with `initdb`, `pg_ctl` and `postgres` (see the module
 /// documentation for the lookup order).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
-    let has_all = |d: &Path| {
-        ["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|b| d.join(b).is_file())
-    };
-    if let Some(dir) = std::env::var_os(POSTGRES_BIN_ENV).filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        if !has_all(&dir) {
-            bail!(
-                "${POSTGRES_BIN_ENV} = {}: no initdb, pg_ctl and postgres there",
-                dir.display()
-            );
-        }
+    const BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+    if let Some(dir) = bin_dir_from_env(POSTGRES_BIN_ENV, &BINARIES)? {
         return Ok(dir);
     }
+    let has_all = |d: &Path| BINARIES.iter().all(|b| d.join(b).is_file());
     let mut versioned: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -100,66 +91,20 @@ fn service_user() -> anyhow::Result<Option<(String, u32, u32)>> {
         return Ok(None);
     }
     let id = |flag: &str| -> anyhow::Result<u32> {
-        let out = Command::new("id")
-            .args([flag, SERVICE_USER])
-            .stdin(Stdio::null())
-            .output()
-            .context("running id")?;
-        if !out.status.success() {
-            bail!(
+        run_command(
+            Command::new("id").args([flag, SERVICE_USER]),
+            &format!("id {flag} {SERVICE_USER}"),
+        )
+        .with_context(|| {
+            format!(
                 "running as root, and there is no `{SERVICE_USER}` user to run PostgreSQL as \
-                 (initdb and postgres refuse root): {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+                 (initdb and postgres refuse root)"
+            )
+        })?
+        .parse()
+        .with_context(|| format!("parsing the output of id {flag} {SERVICE_USER}"))
     };
     Ok(Some((SERVICE_USER.to_string(), id("-u")?, id("-g")?)))
-}
-
-pub(crate) fn current_uid() -> anyhow::Result<u32> {
-    command_text("id", &["-u"])?
-        .parse()
-        .context("parsing the output of id -u")
-}
-
-pub(crate) fn current_user_name() -> anyhow::Result<String> {
-    command_text("id", &["-un"])
-}
-
-fn command_text(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "{program} {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Whether process `pid` still exists (a zombie counts as gone: it has
-/// exited, and whoever parents it may never reap it, e.g. a container whose
-/// PID 1 does not).
-pub fn process_alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X'),
-        Err(_) => false,
-    }
-}
-
-pub(crate) fn log_tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A running throwaway PostgreSQL server; stopped and deleted on drop.
@@ -168,10 +113,8 @@ pub struct Postgres {
     run_as: Option<String>,
     user: String,
     port: u16,
-    /// `runuser` (as root) or `postgres` itself: waiting on it reaps the
-    /// server.
-    child: Option<Child>,
-    pid: u32,
+    /// `runuser` (as root) wrapping `postgres`, or `postgres` itself.
+    process: Option<ServerProcess>,
     // Declared last: removed after the server has stopped.
     dir: TempDir,
 }
@@ -180,7 +123,7 @@ impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Postgres")
             .field("url", &self.url())
-            .field("pid", &self.pid)
+            .field("pid", &self.pid())
             .field("dir", &self.dir.path())
             .finish()
     }
@@ -208,23 +151,15 @@ impl Postgres {
             run_as,
             user,
             port: 0,
-            child: None,
-            pid: 0,
+            process: None,
             dir,
         };
         pg.initdb()?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            pg.port = try_free_port()?;
-            match pg.spawn() {
-                Ok(()) => return Ok(pg),
-                // Another process took the port between the probe and the
-                // bind: try another.
-                Err(e) if attempt < 3 && pg.log().contains("could not bind") => drop(e),
-                Err(e) => return Err(e),
-            }
-        }
+        on_free_port(&pg.log_path(), "could not bind", |port| {
+            pg.port = port;
+            pg.spawn()
+        })?;
+        Ok(pg)
     }
 
     fn data_dir_path(&self) -> PathBuf {
@@ -248,8 +183,8 @@ impl Postgres {
     }
 
     fn initdb(&self) -> anyhow::Result<()> {
-        let out = self
-            .command("initdb")
+        let mut initdb = self.command("initdb");
+        initdb
             .arg("-D")
             .arg(self.data_dir_path())
             .args([
@@ -260,18 +195,8 @@ impl Postgres {
                 "--locale=C",
             ])
             // A throwaway cluster: no need to wait for its files to reach disk.
-            .arg("--no-sync")
-            .output()
-            .context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+            .arg("--no-sync");
+        run_setup_command(&mut initdb, "initdb")
     }
 
     /// Writes the listen settings for the current port and starts the
@@ -291,64 +216,40 @@ impl Postgres {
              wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10",
             self.port
         )?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())?;
-        let child = self
-            .command("postgres")
-            .arg("-D")
-            .arg(self.data_dir_path())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting postgres")?;
-        self.child = Some(child);
-        let ready = self.wait_ready();
-        if let Err(e) = ready {
-            self.kill();
-            return Err(e.context(format!(
-                "PostgreSQL on 127.0.0.1:{} did not start\n--- last lines of {} ---\n{}",
-                self.port,
-                self.log_path().display(),
-                log_tail(&self.log_path(), LOG_TAIL_LINES)
-            )));
-        }
-        Ok(())
-    }
-
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let pid_file = self.data_dir_path().join("postmaster.pid");
-        let port = self.port;
-        let user = self.user.clone();
+        let mut postgres = self.command("postgres");
+        postgres.arg("-D").arg(self.data_dir_path());
+        let mut process = ServerProcess::spawn(
+            format!("PostgreSQL on 127.0.0.1:{}", self.port),
+            postgres,
+            &self.log_path(),
+        )?;
         let pg_isready = self.bin.join("pg_isready");
-        let child = self.child.as_mut().expect("spawned");
-        // Ok(Some(Err(_))): the server exited, no use waiting any longer.
-        wait_for_blocking(
+        process.wait_ready(
             "PostgreSQL to accept connections over TCP",
             STARTUP_DEADLINE,
             || {
-                if let Some(status) = child.try_wait()? {
-                    return Ok(Some(Err(anyhow!("postgres exited: {status}"))));
-                }
-                let ok = Command::new(&pg_isready)
-                    .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", &user])
-                    .args(["-d", DATABASE, "-t", "2"])
+                Ok(Command::new(&pg_isready)
+                    .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                    .args(["-U", &self.user, "-d", DATABASE, "-t", "2"])
+                    .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()?
-                    .success();
-                Ok(ok.then_some(Ok(())))
+                    .success())
             },
-        )??;
+        )?;
         // The postmaster's pid (as root the child is runuser, its parent).
+        // On an error here `process` is dropped, which kills it.
+        let pid_file = self.data_dir_path().join("postmaster.pid");
         let text = fs::read_to_string(&pid_file)
             .with_context(|| format!("reading {}", pid_file.display()))?;
-        self.pid = text
+        let pid = text
             .lines()
             .next()
             .and_then(|l| l.trim().parse().ok())
             .with_context(|| format!("no pid in {}", pid_file.display()))?;
+        process.set_server_pid(pid);
+        self.process = Some(process);
         Ok(())
     }
 
@@ -393,13 +294,9 @@ impl Postgres {
         self.dir.path().join(LOG_FILE)
     }
 
-    fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// The postmaster's process id.
+    /// The postmaster's process id (also once it has stopped).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.as_ref().map_or(0, ServerProcess::pid)
     }
 
     /// Runs SQL with `psql` over TCP and returns its unaligned, tuples-only
@@ -411,78 +308,40 @@ impl Postgres {
         } else {
             PathBuf::from("psql")
         };
-        let out = Command::new(psql)
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", self.host(), "-p", &self.port.to_string()])
-            .args(["-U", &self.user, "-d", DATABASE, "-c", sql])
-            .stdin(Stdio::null())
-            .output()
-            .context("running psql")?;
-        if !out.status.success() {
-            bail!(
-                "psql on port {} failed ({}): {}",
-                self.port,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8(out.stdout)?.trim_end().to_string())
+        run_command(
+            Command::new(psql)
+                .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+                .args(["-h", self.host(), "-p", &self.port.to_string()])
+                .args(["-U", &self.user, "-d", DATABASE, "-c", sql]),
+            &format!("psql on port {}", self.port),
+        )
     }
 
     /// Fast shutdown (`pg_ctl stop -m fast`: open sessions are ended), then
     /// waits for the server process to be gone; kills it if the shutdown
     /// does not finish in time. No-op once stopped.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        if self.child.is_none() {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl.arg("-D").arg(self.data_dir_path()).args([
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            &STOP_DEADLINE.as_secs().to_string(),
+            "stop",
+        ]);
+        let Some(process) = self.process.as_mut() else {
             return Ok(());
-        }
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir_path())
-            .args([
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                &STOP_DEADLINE.as_secs().to_string(),
-            ])
-            .arg("stop")
-            .output();
-        let child = self.child.as_mut().expect("checked");
-        let exited = wait_until_blocking("postgres to exit", STOP_DEADLINE, || {
-            matches!(child.try_wait(), Ok(Some(_)))
-        });
-        if exited.is_err() {
-            self.kill();
-            bail!(
-                "PostgreSQL on port {} did not stop (pg_ctl: {:?}); killed it",
-                self.port,
-                out.map(|o| String::from_utf8_lossy(&o.stderr).to_string())
-            );
-        }
-        self.child = None;
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if self.pid != 0 && process_alive(self.pid) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        };
+        process.stop(STOP_DEADLINE, |_| {
+            run_command(&mut pg_ctl, "pg_ctl stop").map(drop)
+        })
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        if self.stop().is_err() {
-            self.kill();
-        }
+        // A stop that fails has killed the server.
+        let _ = self.stop();
     }
 }
