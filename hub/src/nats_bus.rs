@@ -37,6 +37,12 @@ pub const IN_STREAM: &str = "MDHUB_IN";
 pub const OUT_STREAM: &str = "MDHUB_OUT";
 pub const DLQ_STREAM: &str = "MDHUB_DLQ";
 
+/// JetStream's duplicate window on `MDHUB_IN`: the shortest the server
+/// takes (100 ms), so that Nats-Msg-Id drops next to nothing the hub
+/// should see. Within it, the server drops a second message with the same
+/// Nats-Msg-Id and says so only to its publisher (`duplicate` in the ack).
+const IN_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
+
 /// Header names on DLQ messages.
 pub const REJECT_CODE: &str = "Mdhub-Reject-Code";
 pub const REJECT_REASON: &str = "Mdhub-Reject-Reason";
@@ -126,6 +132,11 @@ pub async fn ensure_streams(
             js.create_stream(stream::Config {
                 name: IN_STREAM.to_string(),
                 subjects: vec!["mdhub.in.>".to_string()],
+                // The server's own dedupe by Nats-Msg-Id would drop a second
+                // event with the same id unseen, whatever its content: the
+                // hub's event-id index decides instead (a byte-identical copy
+                // is a no-op, other content is a `conflicting_duplicate`).
+                duplicate_window: IN_DUPLICATE_WINDOW,
                 ..base.clone()
             })
             .await

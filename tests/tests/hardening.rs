@@ -286,10 +286,15 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
     let mut reused = first.clone();
     reused["record_id"] = json!("r/2");
     publish(&js, crm, &reused).await?;
-    // The same id with other fields: refused.
+    // The same id with other fields, sent with Nats-Msg-Id as a plain
+    // publisher would: the server must not drop it unseen; refused.
     let mut refilled = first.clone();
     refilled["fields"] = json!({"job_title": "b"});
-    publish(&js, crm, &refilled).await?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", first["event_id"].as_str().unwrap());
+    js.publish_with_headers(crm, headers, serde_json::to_vec(&refilled)?.into())
+        .await?
+        .await?;
     // Stamped far in the future: refused, naming observed_at.
     let future = event(
         "crm",
