@@ -1,6 +1,8 @@
 //! Connectors: capture changes in business systems and apply golden updates back.
 //!
 //! Layout:
+//! - `checkpoint`: durable cursors of change capture, one file per
+//!   connector, replaced atomically (temp file, fsync, rename).
 //! - `connect`: NATS connection settings (URLs, credentials read from a file
 //!   or the environment, TLS, inbox prefix) shared by the hub and connectors.
 //! - `publish`: the JetStream publisher every connector and the hub use to put a
@@ -11,5 +13,6 @@
 //! The per-system connectors (PostgreSQL, MySQL, CSV, HTTP) and the mapping
 //! engine arrive with their own issues.
 
+pub mod checkpoint;
 pub mod connect;
 pub mod publish;
