@@ -5,6 +5,8 @@
 //!   connector, replaced atomically (temp file, fsync, rename).
 //! - `connect`: NATS connection settings (URLs, credentials read from a file
 //!   or the environment, TLS, inbox prefix) shared by the hub and connectors.
+//! - `sample`: the in-process sample system of `mdhub demo` (rows in
+//!   memory, capture and write-back, echoes with their `base`).
 //! - `publish`: the JetStream publisher every connector and the hub use to put a
 //!   batch of messages on a stream durably: ADR-50 atomic batches on servers that
 //!   support them (one source transaction = one batch), pipelined single
@@ -16,3 +18,4 @@
 pub mod checkpoint;
 pub mod connect;
 pub mod publish;
+pub mod sample;

@@ -14,7 +14,8 @@ use anyhow::Context;
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
 use mdhub_connectors::connect::NatsConnect;
-use mdhub_schema::{ChangeEvent, GoldenUpdate, Limits, Op, SCHEMA_VERSION};
+use mdhub_connectors::sample::SampleSystem;
+use mdhub_schema::{ChangeEvent, GoldenUpdate, Limits};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -36,94 +37,27 @@ region = "DE"
 source_priority = ["erp", "crm"]
 "#;
 
-/// One sample business system: a table of rows keyed by its own ids, and
-/// for each row the golden version it last applied (sent back as `base`).
-struct SampleSystem {
-    name: &'static str,
-    rows: BTreeMap<String, BTreeMap<String, Value>>,
-    versions: BTreeMap<String, Vec<String>>,
+/// Prints a system's rows.
+fn print_rows(system: &SampleSystem) {
+    for (id, row) in system.rows() {
+        println!("  {:>3} {id:<6} {}", system.name(), show(row));
+    }
 }
 
-impl SampleSystem {
-    fn new(name: &'static str) -> Self {
-        SampleSystem {
-            name,
-            rows: BTreeMap::new(),
-            versions: BTreeMap::new(),
-        }
-    }
-
-    /// A user edits a row; the connector captures it as a change event.
-    fn edit(
-        &mut self,
-        record_id: &str,
-        fields: &[(&str, &str)],
-        at: OffsetDateTime,
-    ) -> ChangeEvent {
-        let row = self.rows.entry(record_id.to_string()).or_default();
-        let mut changed = BTreeMap::new();
-        for (k, v) in fields {
-            row.insert(k.to_string(), Value::String(v.to_string()));
-            changed.insert(k.to_string(), Value::String(v.to_string()));
-        }
-        println!(
-            "  {:>3} {record_id}: user sets {}",
-            self.name,
-            show(&changed)
-        );
-        self.event(record_id, changed, at, None)
-    }
-
-    fn event(
-        &self,
-        record_id: &str,
-        fields: BTreeMap<String, Value>,
-        at: OffsetDateTime,
-        caused_by: Option<Uuid>,
-    ) -> ChangeEvent {
-        ChangeEvent {
-            schema_version: SCHEMA_VERSION,
-            event_id: Uuid::now_v7(),
-            system: self.name.to_string(),
-            entity: "customer".to_string(),
-            record_id: record_id.to_string(),
-            op: Op::Upsert,
-            fields,
-            observed_at: at,
-            base: self.versions.get(record_id).cloned(),
-            caused_by,
-        }
-    }
-
-    /// The connector applies a golden update to the row. Its change capture
-    /// sees that write too and publishes it: the echo, which the hub must
-    /// recognise and not bounce back.
-    fn apply(&mut self, update: &GoldenUpdate, at: OffsetDateTime) -> Option<ChangeEvent> {
-        let record_id = update.record_id.clone()?;
-        let row = self.rows.entry(record_id.clone()).or_default();
-        for (k, v) in &update.fields {
-            row.insert(k.clone(), v.clone());
-        }
-        self.versions
-            .insert(record_id.clone(), update.version.clone());
-        println!(
-            "  {:>3} {record_id}: applies golden update {}",
-            self.name,
-            show(&update.fields)
-        );
-        Some(self.event(
-            &record_id,
-            update.fields.clone(),
-            at,
-            Some(update.update_id),
-        ))
-    }
-
-    fn print(&self) {
-        for (id, row) in &self.rows {
-            println!("  {:>3} {id:<6} {}", self.name, show(row));
-        }
-    }
+/// A user's edit in `system`, shown as it is captured.
+fn edit(
+    system: &mut SampleSystem,
+    record_id: &str,
+    fields: &[(&str, &str)],
+    at: OffsetDateTime,
+) -> ChangeEvent {
+    let event = system.edit(record_id, fields, at);
+    println!(
+        "  {:>3} {record_id}: user sets {}",
+        system.name(),
+        show(&event.fields)
+    );
+    event
 }
 
 fn show(fields: &BTreeMap<String, Value>) -> String {
@@ -299,7 +233,8 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
 
     println!("1. Both systems hold the same customer, entered separately:");
     let events = vec![
-        crm.edit(
+        edit(
+            &mut crm,
             "c-100",
             &[
                 ("given_name", "Ann"),
@@ -309,7 +244,8 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
             ],
             at(0),
         ),
-        erp.edit(
+        edit(
+            &mut erp,
             "4711",
             &[
                 ("full_name", "Ann Lee"),
@@ -327,8 +263,8 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
 
     println!("\n2. Both change the phone number at the same time, neither having seen the other:");
     let events = vec![
-        crm.edit("c-100", &[("phone", "+49 30 7654321")], at(10)),
-        erp.edit("4711", &[("phone", "030 5550000")], at(12)),
+        edit(&mut crm, "c-100", &[("phone", "+49 30 7654321")], at(10)),
+        edit(&mut erp, "4711", &[("phone", "030 5550000")], at(12)),
     ];
     bus.send(events).await?;
     round_trip(&mut bus, &mut crm, &mut erp, at(13)).await?;
@@ -340,8 +276,13 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
     println!(
         "\n3. The CRM corrects the city after it has seen the ERP's value (a causal overwrite):"
     );
-    bus.send(vec![crm.edit("c-100", &[("city", "Potsdam")], at(20))])
-        .await?;
+    bus.send(vec![edit(
+        &mut crm,
+        "c-100",
+        &[("city", "Potsdam")],
+        at(20),
+    )])
+    .await?;
     round_trip(&mut bus, &mut crm, &mut erp, at(21)).await?;
     println!(
         "   no conflict: the CRM wrote on top of the ERP's value, so it supersedes it even though"
@@ -350,8 +291,8 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
     print_golden(&bus, golden);
 
     println!("\nBoth systems now hold the golden values:");
-    crm.print();
-    erp.print();
+    print_rows(&crm);
+    print_rows(&erp);
     let hash = bus.state(|s| s.state_hash());
     println!("\nstate hash {hash}");
     Ok(())
@@ -384,7 +325,15 @@ async fn round_trip(
                 &mut *erp
             };
             for u in list {
-                echoes.extend(target.apply(u, at));
+                if let Some(echo) = target.apply(u, at) {
+                    println!(
+                        "  {:>3} {}: applies golden update {}",
+                        target.name(),
+                        echo.record_id,
+                        show(&u.fields)
+                    );
+                    echoes.push(echo);
+                }
             }
         }
         println!(
