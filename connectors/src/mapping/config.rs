@@ -153,13 +153,17 @@ fn check_region(region: &str, model: &Model, problems: &mut Vec<String>) {
 
 fn check_entry(
     at: String,
-    raw: EntryFile,
+    mut raw: EntryFile,
     model: &Model,
     problems: &mut Vec<String>,
 ) -> Option<Entry> {
     let before = problems.len();
-    let canonical = raw.canonical.map(Names::into_vec).unwrap_or_default();
-    let columns = raw.column.map(Names::into_vec).unwrap_or_default();
+    let canonical = raw
+        .canonical
+        .take()
+        .map(Names::into_vec)
+        .unwrap_or_default();
+    let columns = raw.column.take().map(Names::into_vec).unwrap_or_default();
     let mut defs = Vec::new();
     for (j, name) in canonical.iter().enumerate() {
         let key = if canonical.len() > 1 {
@@ -182,15 +186,8 @@ fn check_entry(
     }
     let def = (defs.len() == 1 && canonical.len() == 1).then(|| defs[0].clone());
 
-    let kind = if let Some(value) = raw.constant {
-        check_constant(
-            &at,
-            &canonical,
-            &columns,
-            &raw.transform,
-            &raw.default,
-            problems,
-        );
+    let kind = if let Some(value) = raw.constant.take() {
+        check_constant(&at, &canonical, &columns, &raw, problems);
         if canonical.is_empty() {
             EntryKind::SystemConstant(value)
         } else {
@@ -256,8 +253,7 @@ fn check_constant(
     at: &str,
     canonical: &[String],
     columns: &[String],
-    transform: &Option<TransformFile>,
-    default: &Option<Value>,
+    raw: &EntryFile,
     problems: &mut Vec<String>,
 ) {
     if canonical.len() + columns.len() != 1 {
@@ -265,11 +261,16 @@ fn check_constant(
             "{at}.constant: a constant needs exactly one side: a column (written, never read) or a canonical field (read, never written)"
         ));
     }
-    if transform.is_some() {
-        problems.push(format!("{at}.transform: a constant takes no transform"));
-    }
-    if default.is_some() {
-        problems.push(format!("{at}.default: a constant takes no default"));
+    let extras = [
+        ("transform", raw.transform.is_some()),
+        ("default", raw.default.is_some()),
+        ("column_type", raw.column_type.is_some()),
+        ("read_only", raw.read_only),
+    ];
+    for (key, set) in extras {
+        if set {
+            problems.push(format!("{at}.{key}: a constant takes no {key}"));
+        }
     }
 }
 

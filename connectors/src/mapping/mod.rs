@@ -28,9 +28,10 @@
 //! column = "email_address"
 //! transform = "email"
 //!
-//! # One full-name column ⇄ given and family name: read, the first word is
-//! # the given name and the rest the family name; written, they are joined
-//! # with one space ("join_name" is the reverse: two columns ⇄ full_name).
+//! # One full-name column ⇄ given and family name (in that order): read,
+//! # the first word is the given name and the rest the family name; written,
+//! # they are joined with one space. "join_name" is the reverse: two columns,
+//! # given then family (column = ["first", "last"]) ⇄ canonical "full_name".
 //! [[field]]
 //! canonical = ["given_name", "family_name"]
 //! column = "name"

@@ -358,6 +358,7 @@ fn bad_mapping_reports_every_problem_with_its_path() {
         default = "nobody"
         [[field]]
         constant = 1
+        read_only = true
         "#;
     let got = problems(text);
     let want = [
@@ -369,6 +370,7 @@ fn bad_mapping_reports_every_problem_with_its_path() {
         "field[6].transform: email does not apply to \"phone\" (type Phone)",
         "field[6].default: not a valid \"phone\": \"nobody\": contains 'n'",
         "field[7].constant: a constant needs exactly one side: a column (written, never read) or a canonical field (read, never written)",
+        "field[7].read_only: a constant takes no read_only",
         "field[2].canonical: \"email\" is already mapped by field[0]",
         "field[3].column: \"mail\" is already written by field[0] (set read_only = true on one of them)",
     ];
@@ -377,7 +379,7 @@ fn bad_mapping_reports_every_problem_with_its_path() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("mapping crm.toml has 10 problem(s)"),
+        err.starts_with("mapping crm.toml has 11 problem(s)"),
         "{err}"
     );
 }
