@@ -6,53 +6,21 @@ use serde_json::{json, Value};
 
 use super::*;
 
-/// The module doc's example, kept in step with it by hand.
-const EXAMPLE: &str = r#"
-phone_region = "DE"
-
-[[field]]
-canonical = "company"
-column = "org_name"
-
-[[field]]
-canonical = "email"
-column = "email_address"
-transform = "email"
-
-[[field]]
-canonical = ["given_name", "family_name"]
-column = "name"
-transform = "split_name"
-
-[[field]]
-canonical = "country"
-column = "country_id"
-column_type = "number"
-transform = { lookup = { 76 = "BR", 233 = "US", 276 = "DE" } }
-
-[[field]]
-canonical = "birth_date"
-column = "dob"
-column_type = "date"
-
-[[field]]
-canonical = "lang"
-column = "language"
-default = "en"
-
-[[field]]
-column = "updated_by"
-constant = "mdhub"
-
-[[field]]
-canonical = "customer_type"
-constant = "company"
-
-[[field]]
-canonical = "tax_id"
-column = "vat"
-read_only = true
-"#;
+/// The TOML example of the module doc, read from the doc itself so the two
+/// cannot drift apart.
+fn example() -> String {
+    let doc = include_str!("mod.rs");
+    let block = doc
+        .split("//! ```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("//! ```\n").next())
+        .expect("the module doc has a toml example");
+    block
+        .lines()
+        .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 fn model() -> Model {
     Model::default_customer()
@@ -78,7 +46,7 @@ fn map(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
 
 #[test]
 fn documented_example_reads_a_row() {
-    let m = mapping(EXAMPLE);
+    let m = mapping(&example());
     let row = map(&[
         ("org_name", json!("ACME GmbH")),
         ("email_address", json!(" Ann@Example.COM ")),
@@ -106,7 +74,7 @@ fn documented_example_reads_a_row() {
 
 #[test]
 fn writable_and_read_only_fields_follow_the_mapping() {
-    let m = mapping(EXAMPLE);
+    let m = mapping(&example());
     let writable: Vec<&str> = m.writable_fields().into_iter().collect();
     assert_eq!(
         writable,
@@ -127,7 +95,7 @@ fn writable_and_read_only_fields_follow_the_mapping() {
 
 #[test]
 fn writes_only_the_fields_the_update_carries_plus_constants() {
-    let m = mapping(EXAMPLE);
+    let m = mapping(&example());
     let row = m
         .to_system(&map(&[
             ("country", json!("BR")),
@@ -147,7 +115,7 @@ fn writes_only_the_fields_the_update_carries_plus_constants() {
 
 #[test]
 fn split_name_column_needs_both_parts() {
-    let m = mapping(EXAMPLE);
+    let m = mapping(&example());
     let errors = m
         .to_system(&map(&[("family_name", json!("Berg"))]))
         .unwrap_err();
