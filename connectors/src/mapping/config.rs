@@ -181,7 +181,12 @@ fn check_entry(
     }
     for (j, name) in columns.iter().enumerate() {
         if name.trim().is_empty() {
-            problems.push(format!("{at}.column[{j}]: a column name cannot be empty"));
+            let key = if columns.len() > 1 {
+                format!("{at}.column[{j}]")
+            } else {
+                format!("{at}.column")
+            };
+            problems.push(format!("{key}: a column name cannot be empty"));
         }
     }
     let def = (defs.len() == 1 && canonical.len() == 1).then(|| defs[0].clone());
@@ -219,8 +224,14 @@ fn check_entry(
         }
     }
     if let Some(d) = &raw.default {
-        match (&def, &kind) {
-            (Some(def), EntryKind::Map(Transform::Rename | Transform::Lowercase | Transform::Normalize | Transform::Lookup(_))) => {
+        // Name transforms produce or consume two fields: one default
+        // cannot stand for both.
+        let one_to_one = matches!(
+            kind,
+            EntryKind::Map(ref t) if !matches!(t, Transform::SplitName | Transform::JoinName)
+        );
+        match &def {
+            Some(def) if one_to_one => {
                 check_canonical_form(&format!("{at}.default"), def, d, problems)
             }
             _ => problems.push(format!(

@@ -491,3 +491,33 @@ proptest! {
         prop_assert_eq!(row.is_empty(), update.is_empty());
     }
 }
+
+#[test]
+fn defaults_column_types_and_column_names_are_checked_where_they_apply() {
+    let got = problems(
+        r#"
+        [[field]]
+        canonical = ["given_name", "family_name"]
+        column = "name"
+        transform = "split_name"
+        default = "Ann"
+        [[field]]
+        canonical = "city"
+        column = " "
+        column_type = "date"
+        [[field]]
+        canonical = "lang"
+        column = "l"
+        default = " EN "
+        "#,
+    );
+    assert_eq!(
+        got,
+        [
+            "field[0].default: only an entry with one canonical field and one column takes a default",
+            "field[1].column: a column name cannot be empty",
+            "field[1].column_type: \"date\" needs a date field and no transform",
+            "field[2].default: \" EN \" is not in the canonical form of \"lang\" (\"EN\")",
+        ]
+    );
+}
