@@ -11,11 +11,14 @@
 //!   batch of messages on a stream durably: ADR-50 atomic batches on servers that
 //!   support them (one source transaction = one batch), pipelined single
 //!   publishes with acks otherwise.
+//! - `mapping`: one system's columns ⇄ the model's canonical fields, declared
+//!   in TOML, with transforms that work both ways.
 //!
-//! The per-system connectors (PostgreSQL, MySQL, CSV, HTTP) and the mapping
-//! engine arrive with their own issues.
+//! The per-system connectors (PostgreSQL, MySQL, CSV, HTTP) arrive with their
+//! own issues.
 
 pub mod checkpoint;
 pub mod connect;
+pub mod mapping;
 pub mod publish;
 pub mod sample;
