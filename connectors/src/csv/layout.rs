@@ -132,8 +132,10 @@ impl CsvLayout {
 
     /// HubSpot contacts export: English labels as headers, `Record ID` key,
     /// date-times like `2024-03-12 09:14` in the account's time zone, given
-    /// here as its offset. Accounts in another language rename the labels:
-    /// add them to `aliases`.
+    /// here as its offset. The offset is fixed: the workspace carries no time
+    /// zone database, so an account in a zone with summer time needs the
+    /// offset of the export's season. Accounts in another language rename
+    /// the labels: add them to `aliases`.
     pub fn hubspot_contacts(account_offset: UtcOffset) -> Self {
         let columns = [
             "Record ID",

@@ -4,6 +4,7 @@
 //! - `layout`: what an export looks like ([`CsvLayout`]) and the presets.
 //! - `header`: matching the file's header line to the layout's columns.
 //! - `dates`: normalizing date columns to ISO 8601.
+//! - `lines`: physical line numbers of records.
 //! - `read`: a file → accepted [`Row`]s and [`RejectedRow`]s with line and
 //!   reason ([`read_export`]).
 //! - `diff`: the previous [`Snapshot`] and a new [`Export`] → the
@@ -13,6 +14,7 @@ mod dates;
 mod diff;
 mod header;
 mod layout;
+mod lines;
 mod read;
 
 pub use diff::{diff, Change, Diff, Snapshot};

@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use super::dates::DateParser;
 use super::header::resolve_headers;
 use super::layout::{CsvLayout, LayoutError};
+use super::lines::counting;
 
 /// One export as read: accepted rows in file order and rejected rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,11 +91,12 @@ fn join(errors: &[LayoutError]) -> String {
 /// Reads a whole export. A UTF-8 byte order mark is skipped.
 pub fn read_export(layout: &CsvLayout, input: impl Read) -> Result<Export, CsvError> {
     layout.validate().map_err(CsvError::Layout)?;
+    let (counting_input, lines) = counting(skip_bom(input)?);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(layout.delimiter as u8)
         .has_headers(false)
         .flexible(true)
-        .from_reader(skip_bom(input)?);
+        .from_reader(counting_input);
 
     let mut record = csv::ByteRecord::new();
     if !reader.read_byte_record(&mut record)? {
@@ -106,7 +108,8 @@ pub fn read_export(layout: &CsvLayout, input: impl Read) -> Result<Export, CsvEr
     let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
     let mut seen = HashMap::new();
     while reader.read_byte_record(&mut record)? {
-        let line = record.position().map_or(0, csv::Position::line);
+        let start = record.position().map_or(0, csv::Position::byte);
+        let line = lines.line_of(start);
         match rows.read(&record, line, &mut seen) {
             Ok(row) => accepted.push(row),
             Err((key, reason)) => rejected.push(RejectedRow { line, key, reason }),
