@@ -89,8 +89,10 @@ pub fn diff(previous: &Snapshot, export: &Export) -> Diff {
         if read.contains(key.as_str()) {
             continue;
         }
-        if held.contains(key.as_str()) || unreadable_rejects {
-            deletes_withheld += usize::from(!held.contains(key.as_str()));
+        if held.contains(key.as_str()) {
+            next.rows.insert(key.clone(), columns.clone());
+        } else if unreadable_rejects {
+            deletes_withheld += 1;
             next.rows.insert(key.clone(), columns.clone());
         } else {
             deletes.insert(key.clone());
