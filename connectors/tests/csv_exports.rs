@@ -514,3 +514,54 @@ fn line_numbers_stay_right_past_the_parser_read_ahead() {
         .collect();
     assert_eq!(got, expected);
 }
+
+#[test]
+fn a_row_whose_key_is_not_utf8_withholds_the_deletes_it_may_be() {
+    let previous = Snapshot {
+        rows: BTreeMap::from([
+            (
+                "a/1".to_owned(),
+                BTreeMap::from([("id".into(), "a/1".into())]),
+            ),
+            (
+                "a/2".to_owned(),
+                BTreeMap::from([("id".into(), "a/2".into())]),
+            ),
+        ]),
+    };
+    let file: &[u8] = b"id\na/1\na/\xff\n";
+
+    let export = read_export(&CsvLayout::generic("id"), file).unwrap();
+    let result = diff(&previous, &export);
+
+    assert_eq!(export.rejected.len(), 1);
+    assert_eq!(export.rejected[0].line, 3);
+    assert_eq!(export.rejected[0].key, None);
+    assert_eq!(
+        export.rejected[0].reason,
+        RowError::InvalidUtf8 {
+            column: "id".into()
+        }
+    );
+    assert_eq!(result.changes, [], "a/2 may be the unreadable row");
+    assert_eq!(result.deletes_withheld, 1);
+    assert!(result.next.rows.contains_key("a/2"));
+}
+
+#[test]
+fn salesforce_is_deleted_that_is_not_a_boolean_is_rejected() {
+    let file = "\"ID\",\"ISDELETED\"\n\"003A\",\"yes\"\n\"003B\",\"TRUE\"\n";
+
+    let export = read_export(&CsvLayout::salesforce_contacts(), file.as_bytes()).unwrap();
+
+    assert_eq!(export.rejected.len(), 1);
+    assert_eq!(export.rejected[0].line, 2);
+    assert_eq!(
+        export.rejected[0].reason,
+        RowError::InvalidDeletedFlag {
+            column: "IsDeleted".into()
+        }
+    );
+    assert_eq!(lines_and_keys(&export), [(3, "003B")]);
+    assert!(export.rows[0].deleted);
+}
