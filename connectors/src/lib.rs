@@ -5,6 +5,9 @@
 //!   connector, replaced atomically (temp file, fsync, rename).
 //! - `connect`: NATS connection settings (URLs, credentials read from a file
 //!   or the environment, TLS, inbox prefix) shared by the hub and connectors.
+//! - `csv`: CSV exports (Salesforce, HubSpot, generic): reading a file into
+//!   keyed rows with rejected rows reported by line, and the changes between
+//!   two exports of the same system.
 //! - `sample`: the in-process sample system of `mdhub demo` (rows in
 //!   memory, capture and write-back, echoes with their `base`).
 //! - `publish`: the JetStream publisher every connector and the hub use to put a
@@ -14,11 +17,13 @@
 //! - `mapping`: one system's columns ⇄ the model's canonical fields, declared
 //!   in TOML, with transforms that work both ways.
 //!
-//! The per-system connectors (PostgreSQL, MySQL, CSV, HTTP) arrive with their
-//! own issues.
+//! The connectors to real systems (PostgreSQL, MariaDB/MySQL, CSV drop
+//! folders, HTTP) are built on these to the contract in
+//! docs/specs/connector.md; none exists yet.
 
 pub mod checkpoint;
 pub mod connect;
+pub mod csv;
 pub mod mapping;
 pub mod publish;
 pub mod sample;
