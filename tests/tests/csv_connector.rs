@@ -106,6 +106,10 @@ struct Setup {
 
 impl Setup {
     async fn start() -> anyhow::Result<Self> {
+        Self::start_with(MAPPING).await
+    }
+
+    async fn start_with(mapping: &str) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let dir = tempfile::tempdir()?;
         let hub_config = config(
@@ -120,7 +124,7 @@ impl Setup {
         let source = CsvSource {
             system: "sf".to_string(),
             layout: CsvLayout::salesforce_contacts(),
-            mapping: Mapping::parse(MAPPING, "sf.toml", &Model::default_customer())?,
+            mapping: Mapping::parse(mapping, "sf.toml", &Model::default_customer())?,
             modified_column: Some("LastModifiedDate".to_string()),
         };
         Ok(Setup {
@@ -269,6 +273,11 @@ async fn a_second_export_publishes_the_edit_the_new_row_and_both_deletes_and_the
     let before: Vec<Uuid> = KEYS.iter().map(|k| s.golden(k).expect("linked")).collect();
 
     let second = s.write("contacts-2.csv", SECOND)?;
+    let exported_at = time::macros::datetime!(2026-02-05 06:00 UTC);
+    std::fs::File::options()
+        .write(true)
+        .open(&second)?
+        .set_modified(exported_at.into())?;
     let report = s.import(&second).await?;
     assert_eq!(
         report,
@@ -301,6 +310,10 @@ async fn a_second_export_publishes_the_edit_the_new_row_and_both_deletes_and_the
             ("003A000004", Op::Delete, &none),
         ],
         "only the changed field of the edit; deletes without fields"
+    );
+    assert_eq!(
+        events[6].observed_at, exported_at,
+        "a row gone from the export was deleted by the time of the file"
     );
     assert_eq!(
         events[7].observed_at,
@@ -420,5 +433,69 @@ async fn a_crash_between_publish_and_snapshot_save_republishes_and_the_hub_ends_
         third.upserts_published, 0,
         "the snapshot is saved this time"
     );
+    Ok(())
+}
+
+/// The mapping with the countries as a closed list, as a system with a
+/// country picklist has them.
+fn picklist_mapping() -> String {
+    MAPPING.replace(
+        "transform = \"country\"",
+        "transform = { lookup = { Germany = \"DE\", DE = \"DE\", \"United Kingdom\" = \"GB\" } }\nread_only = true",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_mapping_refuses_is_reported_with_line_key_and_field_and_retried_next_time(
+) -> anyhow::Result<()> {
+    let mut s = Setup::start_with(&picklist_mapping()).await?;
+    let atlantis = FIRST.replace("\"United Kingdom\"", "\"Atlantis\"");
+    let file = s.write("contacts-1.csv", &atlantis)?;
+    let report = s.import(&file).await?;
+    assert_eq!((report.rows_read, report.upserts_published), (4, 3));
+    let [refused] = &report.rejected[..] else {
+        panic!("one refused row: {:?}", report.rejected)
+    };
+    assert_eq!(
+        (refused.line, refused.key.as_deref()),
+        (4, Some("003A000003"))
+    );
+    let RejectReason::Mapping(errors) = &refused.reason else {
+        panic!("refused by the mapping: {refused:?}")
+    };
+    assert_eq!(
+        errors
+            .iter()
+            .map(|e| (e.column.as_str(), e.field.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("MailingCountry", "country")]
+    );
+    let text = refused.reason.to_string();
+    assert!(!text.contains("Atlantis"), "no customer value in {text}");
+    s.caught_up().await?;
+    assert_eq!(s.golden("003A000003"), None);
+    let ben = s.golden("003A000002").expect("Ben is linked");
+
+    // Clara fixed, Ben's edit refused: his record keeps its values, and the
+    // next import tries his row again.
+    let second = FIRST.replace("\"Hamburg\",\"Germany\"", "\"Bremen\",\"Atlantis\"");
+    let file = s.write("contacts-2.csv", &second)?;
+    let report = s.import(&file).await?;
+    assert_eq!((report.upserts_published, report.unchanged), (1, 2));
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(
+        (report.rejected[0].line, report.rejected[0].key.as_deref()),
+        (3, Some("003A000002"))
+    );
+    s.caught_up().await?;
+    assert!(s.golden("003A000003").is_some(), "Clara comes in");
+    assert_eq!(
+        s.values(ben)["city"],
+        "Hamburg",
+        "the refused edit is not sent"
+    );
+    let again = s.import(&file).await?;
+    assert_eq!(again.rejected.len(), 1, "the refused row is retried");
+    assert_eq!(again.upserts_published, 0);
     Ok(())
 }
