@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::diff::{diff, Change, Snapshot};
-use super::layout::CsvLayout;
+use super::layout::{CsvLayout, DateFormat};
 use super::read::{read_export, CsvError, Row, RowError};
 use crate::checkpoint::{CheckpointError, CheckpointStore};
 use crate::mapping::{FieldError, Mapping};
@@ -97,8 +97,10 @@ fn join(errors: &[FieldError]) -> String {
 /// acknowledged as published, and the snapshot is the one before.
 #[derive(Debug, thiserror::Error)]
 pub enum CsvSourceError {
-    #[error("system name {0:?} cannot name a checkpoint: lower-case letters, digits and '_'")]
+    #[error("system name {0:?} must be lower-case letters, digits and '_', at most 60 (it names a subject and a checkpoint)")]
     BadSystem(String),
+    #[error("modified_column {0:?} is not a date-time column of the layout (an ISO or local date-time in `dates`)")]
+    ModifiedColumn(String),
     #[error("CSV export {path}: {source}")]
     Open {
         path: PathBuf,
@@ -129,6 +131,27 @@ impl CsvSource {
         format!("csv_{}", self.system)
     }
 
+    /// Checks what the layout cannot: the system can name a checkpoint and
+    /// the modified column holds date-times (any other column would give
+    /// every event the file's time without a word).
+    pub fn validate(&self) -> Result<(), CsvSourceError> {
+        // The system's name is a subject token and part of the checkpoint's
+        // file name.
+        if !mdhub_schema::model::is_token(&self.system) || self.system.len() > 60 {
+            return Err(CsvSourceError::BadSystem(self.system.clone()));
+        }
+        if let Some(column) = &self.modified_column {
+            let date_time = matches!(
+                self.layout.dates.get(column),
+                Some(DateFormat::IsoDateTime | DateFormat::LocalDateTime { .. })
+            );
+            if !date_time {
+                return Err(CsvSourceError::ModifiedColumn(column.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Imports one export: publishes its changes against the last imported
     /// snapshot (all rows on the first import), then saves the new snapshot.
     pub async fn import(
@@ -137,10 +160,8 @@ impl CsvSource {
         publisher: &Publisher,
         checkpoints: &CheckpointStore,
     ) -> Result<ImportReport, CsvSourceError> {
+        self.validate()?;
         let name = self.checkpoint_name();
-        if !mdhub_schema::model::is_token(&name) {
-            return Err(CsvSourceError::BadSystem(self.system.clone()));
-        }
         let open_err = |source| CsvSourceError::Open {
             path: file.to_path_buf(),
             source,
@@ -332,4 +353,83 @@ fn mapping_row(columns: &BTreeMap<String, String>) -> crate::mapping::Row {
             (column.clone(), value)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mdhub_schema::Model;
+
+    use super::*;
+
+    fn source(system: &str, modified_column: Option<&str>) -> CsvSource {
+        let mapping = "[[field]]\ncanonical = \"city\"\ncolumn = \"MailingCity\"\n";
+        CsvSource {
+            system: system.to_string(),
+            layout: CsvLayout::salesforce_contacts(),
+            mapping: Mapping::parse(mapping, "sf.toml", &Model::default_customer()).unwrap(),
+            modified_column: modified_column.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_modified_column_must_be_a_date_time_of_the_layout() {
+        assert!(source("sf", Some("LastModifiedDate")).validate().is_ok());
+        assert!(source("sf", None).validate().is_ok());
+        for column in ["Birthdate", "MailingCity", "LastModified"] {
+            assert!(
+                matches!(
+                    source("sf", Some(column)).validate(),
+                    Err(CsvSourceError::ModifiedColumn(c)) if c == column
+                ),
+                "{column}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_system_name_that_cannot_name_a_checkpoint_is_refused() {
+        for system in ["SF", "sales-force", "../sf", ""] {
+            assert!(
+                matches!(
+                    source(system, None).validate(),
+                    Err(CsvSourceError::BadSystem(_))
+                ),
+                "{system:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_cells_reach_the_mapping_as_null() {
+        let columns = BTreeMap::from([
+            ("MailingCity".to_string(), " ".to_string()),
+            ("FirstName".to_string(), "Anna".to_string()),
+        ]);
+        let row = mapping_row(&columns);
+        assert_eq!(row["MailingCity"], Value::Null);
+        assert_eq!(row["FirstName"], Value::String("Anna".into()));
+    }
+
+    #[test]
+    fn only_fields_whose_canonical_value_changed_are_sent() {
+        let s = source("sf", None);
+        let before = BTreeMap::from([("MailingCity".to_string(), "Berlin".to_string())]);
+        let same = s.changed_fields("k", &before, Some(&before)).unwrap();
+        assert!(same.is_empty());
+        let cleared = BTreeMap::from([("MailingCity".to_string(), String::new())]);
+        assert_eq!(
+            s.changed_fields("k", &cleared, Some(&before)).unwrap(),
+            BTreeMap::from([("city".to_string(), Value::Null)]),
+            "an emptied cell clears the field"
+        );
+        assert!(
+            s.changed_fields("k", &cleared, None).unwrap().is_empty(),
+            "a new record leaves empty fields out"
+        );
+        let long = "k".repeat(MAX_RECORD_ID_BYTES + 1);
+        assert!(matches!(
+            s.changed_fields(&long, &before, None),
+            Err(RejectReason::KeyTooLong { .. })
+        ));
+    }
 }
