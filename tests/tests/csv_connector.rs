@@ -416,6 +416,7 @@ async fn a_crash_between_publish_and_snapshot_save_republishes_and_the_hub_ends_
     s.published += 4;
     s.caught_up().await?;
     let after_crash = s.golden_view(&KEYS);
+    let hash_after_crash = s.hub.state_hash();
 
     std::fs::remove_dir(&blocker)?;
     let report = s.import(&file).await?;
@@ -427,6 +428,11 @@ async fn a_crash_between_publish_and_snapshot_save_republishes_and_the_hub_ends_
     assert_eq!(s.events().await?.len(), 8);
     assert_eq!(s.golden_view(&KEYS), after_crash, "same links, same values");
     assert_eq!(s.golden_count(), 4, "no record applied twice as new");
+    assert_eq!(
+        s.hub.state_hash(),
+        hash_after_crash,
+        "the second copy of each change changes nothing"
+    );
 
     let third = s.import(&file).await?;
     assert_eq!(
