@@ -9,6 +9,8 @@
 //!   reason ([`read_export`]).
 //! - `diff`: the previous [`Snapshot`] and a new [`Export`] → the
 //!   [`Change`]s to emit and the next snapshot ([`diff`]).
+//! - `source`: one system's exports imported as `ChangeEvent`s published on
+//!   the bus, the snapshot saved after the acks ([`CsvSource`]).
 
 mod dates;
 mod diff;
@@ -16,7 +18,11 @@ mod header;
 mod layout;
 mod lines;
 mod read;
+pub mod source;
 
 pub use diff::{diff, Change, Diff, Snapshot};
 pub use layout::{CsvLayout, DateFormat, LayoutError};
 pub use read::{read_export, CsvError, Export, RejectedRow, Row, RowError};
+pub use source::{
+    in_subject, CsvSource, CsvSourceError, ImportReport, RejectReason, RejectedImportRow,
+};
