@@ -17,9 +17,10 @@
 //! - `mapping`: one system's columns ⇄ the model's canonical fields, declared
 //!   in TOML, with transforms that work both ways.
 //!
-//! The connectors to real systems (PostgreSQL, MariaDB/MySQL, CSV drop
-//! folders, HTTP) are built on these to the contract in
-//! docs/specs/connector.md; none exists yet.
+//! The connectors to real systems are built on these to the contract in
+//! docs/specs/connector.md. Of them, the CSV connector's capture side
+//! exists (`csv::CsvSource`: an export in, change events out); PostgreSQL,
+//! MariaDB/MySQL, HTTP and write-back come next.
 
 pub mod checkpoint;
 pub mod connect;
