@@ -118,7 +118,7 @@ struct OverNats {
 impl DemoBus for OverNats {
     async fn send(&mut self, events: Vec<ChangeEvent>) -> anyhow::Result<()> {
         for e in events {
-            let subject = format!("mdhub.in.{}.{}", e.system, e.entity);
+            let subject = mdhub_schema::in_subject(&e.system, &e.entity);
             self.js
                 .publish(subject, serde_json::to_vec(&e)?.into())
                 .await?

@@ -415,10 +415,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// `mdhub.in.steward.<entity>`: a steward action, not a change event.
 fn is_steward_subject(subject: &str) -> bool {
-    subject
-        .strip_prefix("mdhub.in.")
-        .and_then(|rest| rest.split_once('.'))
-        .is_some_and(|(system, _)| system == crate::steward::STEWARD_SYSTEM)
+    subject.starts_with(&mdhub_schema::in_subject(
+        crate::steward::STEWARD_SYSTEM,
+        "",
+    ))
 }
 
 /// Why an audit could not derive the state.

@@ -25,7 +25,7 @@ impl MemoryBus {
     /// Publishes a change event on `mdhub.in.<system>.<entity>`.
     pub fn publish(&mut self, event: &ChangeEvent) {
         self.publish_raw(
-            format!("mdhub.in.{}.{}", event.system, event.entity),
+            mdhub_schema::in_subject(&event.system, &event.entity),
             serde_json::to_vec(event).expect("events serialize"),
         );
     }

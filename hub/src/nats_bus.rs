@@ -169,10 +169,7 @@ pub async fn ensure_streams(
 /// claims: a connector's bad input lands where that connector's owners
 /// look, and a payload cannot aim its dead letter at another system.
 pub fn dlq_subject(subject: &str) -> String {
-    let system = subject
-        .strip_prefix("mdhub.in.")
-        .and_then(|rest| rest.split('.').next())
-        .filter(|s| is_token(s));
+    let system = mdhub_schema::in_subject_system(subject).filter(|s| is_token(s));
     match system {
         Some(s) => format!("mdhub.dlq.{s}"),
         None => "mdhub.dlq.unknown".to_string(),

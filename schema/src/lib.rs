@@ -27,4 +27,4 @@ pub mod validate;
 pub use cleanse::{cleanse_record, cleanse_value, CleanseContext, CleansedRecord, QualityIssue};
 pub use event::{ChangeEvent, GoldenChange, GoldenUpdate, Op, Rejection, UpdateOp, SCHEMA_VERSION};
 pub use model::{FieldDef, FieldType, Model, ModelError, SlashDates, Survivorship};
-pub use validate::{validate_event, Catalog, Limits};
+pub use validate::{in_subject, in_subject_system, validate_event, Catalog, Limits};

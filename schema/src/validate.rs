@@ -109,6 +109,19 @@ impl Context {
     }
 }
 
+/// The subject a system publishes an entity's changes on:
+/// `mdhub.in.<system>.<entity>`.
+pub fn in_subject(system: &str, entity: &str) -> String {
+    format!("mdhub.in.{system}.{entity}")
+}
+
+/// The system token of a subject under `mdhub.in.`, whatever follows it
+/// (a subject too short or too long for an event still names its sender).
+pub fn in_subject_system(subject: &str) -> Option<&str> {
+    let rest = subject.strip_prefix("mdhub.in.")?;
+    rest.split('.').next().filter(|s| !s.is_empty())
+}
+
 /// Splits `mdhub.in.<system>.<entity>`.
 pub fn parse_in_subject(subject: &str) -> Option<(&str, &str)> {
     let rest = subject.strip_prefix("mdhub.in.")?;

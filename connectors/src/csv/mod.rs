@@ -23,6 +23,4 @@ pub mod source;
 pub use diff::{diff, Change, Diff, Snapshot};
 pub use layout::{CsvLayout, DateFormat, LayoutError};
 pub use read::{read_export, CsvError, Export, RejectedRow, Row, RowError};
-pub use source::{
-    in_subject, CsvSource, CsvSourceError, ImportReport, RejectReason, RejectedImportRow,
-};
+pub use source::{CsvSource, CsvSourceError, ImportReport, RejectReason, RejectedImportRow};

@@ -29,11 +29,6 @@ use crate::publish::{OutMessage, PublishError, Publisher};
 /// The only entity CSV exports carry today.
 pub const ENTITY: &str = "customer";
 
-/// The subject a system publishes an entity's changes on.
-pub fn in_subject(system: &str, entity: &str) -> String {
-    format!("mdhub.in.{system}.{entity}")
-}
-
 /// One system's CSV exports and how to read them.
 #[derive(Debug, Clone)]
 pub struct CsvSource {
@@ -246,7 +241,7 @@ impl CsvSource {
         }
         report.rejected.sort_by_key(|r| r.line);
 
-        let subject = in_subject(&self.system, ENTITY);
+        let subject = mdhub_schema::in_subject(&self.system, ENTITY);
         let msgs = events
             .iter()
             .map(|e| {

@@ -106,7 +106,7 @@ async fn submit(
         command,
     };
     let id = action.action_id;
-    let subject = format!("mdhub.in.{STEWARD_SYSTEM}.{CUSTOMER}");
+    let subject = mdhub_schema::in_subject(STEWARD_SYSTEM, CUSTOMER);
     let payload = Bytes::from(serde_json::to_vec(&action).expect("actions serialize"));
     tracing::info!(action_id = %id, actor = %caller.name, "steward action submitted");
     match &state.actions {
