@@ -1,6 +1,9 @@
 //! Connectors: capture changes in business systems and apply golden updates back.
 //!
 //! Layout:
+//! - `contract`: what a connector implements (a `Source` that captures
+//!   transactions in the system's columns, a `Sink` that applies writes)
+//!   and the types between it and the runner.
 //! - `checkpoint`: durable cursors of change capture, one file per
 //!   connector, replaced atomically (temp file, fsync, rename).
 //! - `connect`: NATS connection settings (URLs, credentials read from a file
@@ -24,6 +27,7 @@
 
 pub mod checkpoint;
 pub mod connect;
+pub mod contract;
 pub mod csv;
 pub mod mapping;
 pub mod publish;
