@@ -17,6 +17,9 @@
 //!   batch of messages on a stream durably: ADR-50 atomic batches on servers that
 //!   support them (one source transaction = one batch), pipelined single
 //!   publishes with acks otherwise.
+//! - `runner`: what every connector does the same way around its Source
+//!   and Sink: mapping, event ids, publishing, cursor saving, write-back
+//!   from the hub's golden updates, echo suppression, retries, metrics.
 //! - `mapping`: one system's columns ⇄ the model's canonical fields, declared
 //!   in TOML, with transforms that work both ways.
 //!
@@ -31,4 +34,5 @@ pub mod contract;
 pub mod csv;
 pub mod mapping;
 pub mod publish;
+pub mod runner;
 pub mod sample;

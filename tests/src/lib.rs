@@ -10,6 +10,8 @@
 //! - `server_process`: the server child process those harnesses own.
 //! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
 //!   binary as a child process (for kill -9), and reference runs without NATS.
+//! - `compliance`: the connector contract's shared compliance scenario,
+//!   run by every connector through its `SystemUnderTest`.
 //! - `fixtures`: a deterministic multi-system customer workload with the
 //!   golden values it must produce.
 //! - `streams`: reading what a JetStream stream holds, for assertions.
@@ -20,6 +22,7 @@
 //!   (deploy/nats/secure/), TLS certificates and passwords made per test.
 
 pub mod bench_stats;
+pub mod compliance;
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
