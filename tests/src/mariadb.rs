@@ -140,11 +140,20 @@ impl MariaDb {
         self.dir.path().join("data")
     }
 
+    /// The server's own temp dir: servers bootstrapping side by side in a
+    /// shared /tmp have removed each other's temporary tables
+    /// ("Unknown table 'mysql.tmp_user_sys'" from mariadb-install-db).
+    fn tmp_dir_path(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
     fn install(&self, install: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.tmp_dir_path())?;
         run_setup_command(
             Command::new(install)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", self.data_dir_path().display()))
+                .arg(format!("--tmpdir={}", self.tmp_dir_path().display()))
                 .arg(format!("--user={}", self.os_user))
                 .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
                 .current_dir(self.dir.path()),
@@ -158,6 +167,7 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data_dir_path().display()))
             .arg(format!("--user={}", self.os_user))
+            .arg(format!("--tmpdir={}", self.tmp_dir_path().display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket_path().display()))

@@ -70,6 +70,9 @@ pub(crate) struct Stream {
     events: BinlogStream,
     s: std::sync::Arc<Settings>,
     file: String,
+    /// Whether the format description event has come: before it, events
+    /// carry a checksum the reader does not know of yet.
+    seen_format: bool,
     open: Option<RawTx>,
 }
 
@@ -100,6 +103,7 @@ impl Stream {
             events,
             s,
             file: from.file.clone(),
+            seen_format: false,
             open: None,
         })
     }
@@ -182,8 +186,19 @@ impl Stream {
         match data {
             // MariaDB's own events (GTID lists, checkpoints): not needed.
             None => Ok(None),
+            Some(EventData::FormatDescriptionEvent(_)) => {
+                self.seen_format = true;
+                Ok(None)
+            }
             Some(EventData::RotateEvent(r)) => {
-                self.file = r.name().into_owned();
+                let mut name = r.name_raw();
+                // The artificial rotate that opens the stream comes before
+                // the format description, so the reader left its CRC32 (the
+                // connection asks for checksums) at the end of the name.
+                if !self.seen_format {
+                    name = &name[..name.len().saturating_sub(4)];
+                }
+                self.file = String::from_utf8_lossy(name).into_owned();
                 Ok(None)
             }
             Some(EventData::QueryEvent(q)) => {

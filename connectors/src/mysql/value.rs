@@ -146,7 +146,7 @@ pub(crate) fn to_json(kind: &Kind, value: Sql, origin: Origin) -> Result<Option<
         (Kind::Year, Sql::UInt(y)) => Json::from(y),
         // The binary log sends 1900 + the stored byte; 0 is the year 0000.
         (Kind::Year, Sql::Bytes(b)) => match int_text(&b)? {
-            y if origin == Origin::Binlog && y == Json::from(1900) => Json::from(0),
+            y if origin == Origin::Binlog && y == 1900 => Json::from(0),
             y => y,
         },
         (Kind::Text, Sql::Bytes(b)) => Json::String(utf8(&b)?.to_string()),
