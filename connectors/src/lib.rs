@@ -33,6 +33,7 @@ pub mod connect;
 pub mod contract;
 pub mod csv;
 pub mod mapping;
+pub mod mysql;
 pub mod publish;
 pub mod runner;
 pub mod sample;

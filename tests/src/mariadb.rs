@@ -1,8 +1,11 @@
 //! A throwaway MariaDB server for tests ([`MariaDb`]), started from the
 //! installed binaries on a free loopback port with its data directory and
 //! socket in a temp dir, shut down and removed on drop. The binary log is on
-//! in row format (`--log-bin --binlog-format=ROW --server-id=1`), so change
-//! capture from the binlog works against it. A MariaDB the machine may
+//! in row format with full row images and full table-map metadata (column
+//! names) (`--log-bin --binlog-format=ROW --binlog-row-image=FULL
+//! --binlog-row-metadata=FULL --server-id=1`), so change capture from the
+//! binlog works against it; connectors under test replicate with server ids
+//! of their own ([`SERVER_ID`] is the server's). A MariaDB the machine may
 //! already run (port 3306, the system service) is never touched or used.
 //!
 //! `--no-defaults` everywhere: no system or user option file applies.
@@ -41,6 +44,10 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The database created at start for tests to use.
 pub const DATABASE: &str = "mdhub";
+
+/// The server's own `server_id`; a replica (a connector reading the binlog)
+/// must use another.
+pub const SERVER_ID: u32 = 1;
 
 /// The account clients use over TCP (empty password).
 pub const USER: &str = "root";
@@ -133,11 +140,20 @@ impl MariaDb {
         self.dir.path().join("data")
     }
 
+    /// The server's own temp dir: servers bootstrapping side by side in a
+    /// shared /tmp have removed each other's temporary tables
+    /// ("Unknown table 'mysql.tmp_user_sys'" from mariadb-install-db).
+    fn tmp_dir_path(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
     fn install(&self, install: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.tmp_dir_path())?;
         run_setup_command(
             Command::new(install)
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", self.data_dir_path().display()))
+                .arg(format!("--tmpdir={}", self.tmp_dir_path().display()))
                 .arg(format!("--user={}", self.os_user))
                 .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
                 .current_dir(self.dir.path()),
@@ -151,6 +167,7 @@ impl MariaDb {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.data_dir_path().display()))
             .arg(format!("--user={}", self.os_user))
+            .arg(format!("--tmpdir={}", self.tmp_dir_path().display()))
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket_path().display()))
@@ -162,7 +179,12 @@ impl MariaDb {
                 "--log-bin={}",
                 self.data_dir_path().join("binlog").display()
             ))
-            .args(["--binlog-format=ROW", "--server-id=1"])
+            .args([
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+            ])
+            .arg(format!("--server-id={SERVER_ID}"))
             // Clients connect as root@127.0.0.1: no reverse DNS lookups.
             .arg("--skip-name-resolve")
             .current_dir(self.dir.path());
@@ -228,6 +250,13 @@ impl MariaDb {
             .map(ServerProcess::pid)
     }
 
+    /// Runs the SQL file at `path` (e.g. a schema) like [`query`](Self::query).
+    pub fn run_file(&self, path: &Path) -> anyhow::Result<String> {
+        let sql = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+        self.query(&sql)
+    }
+
     /// Runs SQL with the `mariadb` client over TCP in the database
     /// [`DATABASE`] and returns its batch output without column names:
     /// tab-separated columns, one row a line.
@@ -245,7 +274,10 @@ impl MariaDb {
                 "-P",
                 &self.port.to_string(),
             ])
-            .args(["-u", USER, "--connect-timeout=2"]);
+            .args(["-u", USER, "--connect-timeout=2"])
+            // SQL in tests holds any Unicode: send and read it as UTF-8
+            // whatever the machine's locale is.
+            .arg("--default-character-set=utf8mb4");
         cmd.args(database).args(["-e", sql]);
         run_command(&mut cmd, &format!("mariadb on port {}", self.port))
     }
