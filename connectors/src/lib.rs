@@ -30,5 +30,6 @@ pub mod connect;
 pub mod contract;
 pub mod csv;
 pub mod mapping;
+pub mod postgres;
 pub mod publish;
 pub mod sample;
