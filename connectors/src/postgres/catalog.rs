@@ -35,8 +35,9 @@ pub(crate) struct Table {
     pub key: usize,
     pub archive: Option<usize>,
     pub modified: Option<usize>,
-    /// `"a"::text, "b"::text, ...` in column order: how every SQL read
-    /// selects a row, so that values arrive as the same text pgoutput sends.
+    /// Every column as its output function's text, in column order: how
+    /// every SQL read selects a row, so that values arrive as the same text
+    /// pgoutput sends.
     pub select_list: String,
 }
 
@@ -114,7 +115,13 @@ impl Table {
         }
         let select_list = columns
             .iter()
-            .map(|c| format!("{}::text", quote_ident(&c.name)))
+            .map(|c| {
+                // format('%s') renders with the type's output function,
+                // as pgoutput does; a cast to text may differ (boolean
+                // gives `true`, not `t`; char(n) loses its padding).
+                let c = quote_ident(&c.name);
+                format!("CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END")
+            })
             .collect::<Vec<_>>()
             .join(", ");
         Ok(Table {

@@ -112,7 +112,7 @@ impl Settings {
             ));
         }
         pg.options(SESSION_OPTIONS);
-        pg.application_name(&format!("mdhub-{system}"));
+        pg.application_name(format!("mdhub-{system}"));
         if matches!(pg.get_ssl_mode(), tokio_postgres::config::SslMode::Require) {
             return Err(fatal(
                 "sslmode=require is not supported yet; connect over a private network or a \

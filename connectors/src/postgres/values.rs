@@ -2,7 +2,8 @@
 //! settings pinned in `config::SESSION_OPTIONS`) to JSON, by type OID.
 //!
 //! Every way a row is read goes through [`text_to_json`]: the snapshot
-//! load and the sink read columns as `col::text`, and pgoutput sends the
+//! load and the sink read columns through the output function
+//! (`format('%s', col)`), and pgoutput sends the
 //! same text. So a row reads the same whether it was loaded, streamed,
 //! fetched or returned by a write, which echo suppression by content
 //! relies on.
