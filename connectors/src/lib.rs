@@ -34,6 +34,7 @@ pub mod contract;
 pub mod csv;
 pub mod mapping;
 pub mod mysql;
+pub mod postgres;
 pub mod publish;
 pub mod runner;
 pub mod sample;

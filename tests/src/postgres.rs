@@ -339,6 +339,30 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Immediate shutdown (`pg_ctl stop -m immediate`), as in a crash: the
+    /// server does not wait for its clients. (A fast shutdown waits for
+    /// each logical replication client to confirm all WAL sent to it.)
+    /// No-op once stopped.
+    pub fn stop_immediate(&mut self) -> anyhow::Result<()> {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl.arg("-D").arg(self.data_dir_path()).args([
+            "-m",
+            "immediate",
+            "-w",
+            "-t",
+            &STOP_DEADLINE.as_secs().to_string(),
+            "stop",
+        ]);
+        let Some(process) = self.process.as_mut() else {
+            return Ok(());
+        };
+        process.stop(STOP_DEADLINE, |_| {
+            run_command(&mut pg_ctl, "pg_ctl stop -m immediate").map(drop)
+        })
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // A stop that fails has killed the server.
