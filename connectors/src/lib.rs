@@ -29,6 +29,7 @@ pub mod checkpoint;
 pub mod connect;
 pub mod contract;
 pub mod csv;
+pub mod http;
 pub mod mapping;
 pub mod publish;
 pub mod sample;
