@@ -134,6 +134,7 @@ impl JsonServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The port it listens on (the same after a restart).
     pub fn port(&self) -> u16 {
         self.port
     }

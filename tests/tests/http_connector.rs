@@ -404,6 +404,18 @@ async fn sink_updates_inserts_retires_and_reports_a_missing_record() -> anyhow::
         }])
         .await?;
     assert!(again[0].is_ok(), "{again:?}");
+
+    // A 5xx is the API failing, not the record: json-server answers 500 to
+    // an insert with an id that exists.
+    let failed = sink
+        .apply(&[upsert(None, json!({"id": "s1", "name": "Dup"}))])
+        .await;
+    match failed {
+        Err(ConnectorError::Unavailable(msg)) => {
+            assert!(msg.contains("500") && !msg.contains("Dup"), "{msg}")
+        }
+        other => panic!("a 500 makes the batch fail as Unavailable, got {other:?}"),
+    }
     Ok(())
 }
 

@@ -104,7 +104,7 @@ impl Pager {
         // `_limit` and sent everything).
         self.finished = records.len() != self.page_size as usize;
         self.next_page = self.next_page.saturating_add(1);
-        if records.first().is_some() && records.first() == self.previous_first.as_ref() {
+        if !records.is_empty() && records.first() == self.previous_first.as_ref() {
             return Err(ConnectorError::Fatal(format!(
                 "GET {}: page {} repeats the page before; the API does not page with _page and _limit",
                 api.name(),
