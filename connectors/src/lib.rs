@@ -11,6 +11,9 @@
 //! - `csv`: CSV exports (Salesforce, HubSpot, generic): reading a file into
 //!   keyed rows with rejected rows reported by line, and the changes between
 //!   two exports of the same system.
+//! - `http`: the HTTP (REST) connector: a collection followed by polls on
+//!   its `updatedAt`, deletes found by full listings, a webhook that makes
+//!   the next poll come at once, write-back by POST/PATCH/PUT/DELETE.
 //! - `sample`: the in-process sample system of `mdhub demo` (rows in
 //!   memory, capture and write-back, echoes with their `base`).
 //! - `publish`: the JetStream publisher every connector and the hub use to put a
@@ -32,6 +35,7 @@ pub mod checkpoint;
 pub mod connect;
 pub mod contract;
 pub mod csv;
+pub mod http;
 pub mod mapping;
 pub mod mysql;
 pub mod postgres;

@@ -7,6 +7,9 @@
 //! - `postgres`, `mariadb`: throwaway PostgreSQL (wal_level=logical) and
 //!   MariaDB (row binlog) servers from Debian's binaries, on free loopback
 //!   ports with temp dirs, never the machine's own services.
+//! - `json_server`: json-server 0.17.4 (a REST API over a JSON file, with
+//!   an `updatedAt` stamped on every write) on a free loopback port, for
+//!   the HTTP connector.
 //! - `server_process`: the server child process those harnesses own.
 //! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
 //!   binary as a child process (for kill -9), and reference runs without NATS.
@@ -26,6 +29,7 @@ pub mod compliance;
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;
+pub mod json_server;
 pub mod mariadb;
 pub mod nats;
 pub mod ports;
