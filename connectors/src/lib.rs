@@ -8,9 +8,9 @@
 //!   connector, replaced atomically (temp file, fsync, rename).
 //! - `connect`: NATS connection settings (URLs, credentials read from a file
 //!   or the environment, TLS, inbox prefix) shared by the hub and connectors.
-//! - `csv`: CSV exports (Salesforce, HubSpot, generic): reading a file into
-//!   keyed rows with rejected rows reported by line, and the changes between
-//!   two exports of the same system.
+//! - `csv`: the CSV connector (Salesforce, HubSpot, generic exports): a
+//!   drop folder of exports captured file by file against the last
+//!   snapshot, golden updates written back as import files.
 //! - `sample`: the in-process sample system of `mdhub demo` (rows in
 //!   memory, capture and write-back, echoes with their `base`).
 //! - `publish`: the JetStream publisher every connector and the hub use to put a
@@ -24,9 +24,8 @@
 //!   in TOML, with transforms that work both ways.
 //!
 //! The connectors to real systems are built on these to the contract in
-//! docs/specs/connector.md. Of them, the CSV connector's capture side
-//! exists (`csv::CsvSource`: an export in, change events out); PostgreSQL,
-//! MariaDB/MySQL, HTTP and write-back come next.
+//! docs/specs/connector.md. Of them, the CSV connector exists
+//! (`csv::CsvConnector`); PostgreSQL, MariaDB/MySQL and HTTP come next.
 
 pub mod checkpoint;
 pub mod connect;
