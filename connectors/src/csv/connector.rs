@@ -129,3 +129,158 @@ impl SnapshotCopy {
         Ok((self.generation.load(Ordering::SeqCst), snapshot))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::contract::{Sink, Write, WriteOp};
+    use crate::csv::config::LayoutConfig;
+    use crate::csv::layout::{CsvLayout, DateFormat};
+
+    fn connector(dir: &std::path::Path) -> CsvConnector {
+        let mut layout = CsvLayout::generic("Nr");
+        layout.delimiter = ';';
+        layout.dates.insert(
+            "Geboren".into(),
+            DateFormat::Date {
+                pattern: "[day].[month].[year]".into(),
+            },
+        );
+        CsvConnector::new(&CsvConfig {
+            inbox: dir.join("in"),
+            done: dir.join("done"),
+            outbox: dir.join("out"),
+            layout: LayoutConfig::Inline(layout),
+            modified_column: None,
+            poll_interval: 1.0,
+        })
+        .expect("a valid configuration")
+    }
+
+    fn row(pairs: &[(&str, Value)]) -> crate::contract::Row {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_does_not_stop_the_batch_and_the_image_is_the_next_export() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let c = connector(dir.path());
+        let cells = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut snapshot = Snapshot::default();
+        for key in ["a \"1\"", "b"] {
+            snapshot.rows.insert(
+                key.into(),
+                cells(&[("Nr", key), ("Ort", "Bonn"), ("Geboren", "")]),
+            );
+        }
+        c.copy.set(Arc::new(snapshot)).expect("copy saved");
+        let mut sink = c.open_sink().await.expect("sink");
+        let update = |id: &str, r| Write {
+            record_id: Some(id.into()),
+            op: WriteOp::Upsert(r),
+        };
+        let writes = [
+            update(
+                "a \"1\"",
+                row(&[
+                    ("Ort", json!("Köln; Süd")),
+                    ("Geboren", json!("1979-12-31")),
+                ]),
+            ),
+            update(
+                "b",
+                row(&[("Ort", json!(["no"])), ("Geboren", json!("31.12."))]),
+            ),
+            Write {
+                record_id: None,
+                op: WriteOp::Upsert(row(&[("Ort", json!("Ulm")), ("Geboren", Value::Null)])),
+            },
+            Write {
+                record_id: Some("b".into()),
+                op: WriteOp::Retire,
+            },
+        ];
+        let results = sink.apply(&writes).await.expect("applied");
+        assert_eq!(results.len(), 4);
+        let image = results[0].as_ref().expect("applied").image.clone();
+        assert_eq!(
+            image,
+            Some(row(&[
+                ("Geboren", json!("1979-12-31")),
+                ("Nr", json!("a \"1\"")),
+                ("Ort", json!("Köln; Süd")),
+            ])),
+            "the row the next export reads, dates in ISO"
+        );
+        match &results[1] {
+            Err(ConnectorError::Record { record_id, reason }) => {
+                assert_eq!(record_id, "b");
+                assert!(reason.contains("column Ort") && reason.contains("column Geboren"));
+                assert!(!reason.contains("31.12."), "no value in {reason}");
+            }
+            other => panic!("a refused write: {other:?}"),
+        }
+        let inserted = results[2].as_ref().expect("inserted");
+        assert!(inserted.record_id.starts_with("mdhub-"));
+        assert_eq!(
+            inserted.image,
+            Some(row(&[
+                ("Nr", json!(inserted.record_id)),
+                ("Ort", json!("Ulm"))
+            ])),
+            "a new record's empty cells are left out, as its capture leaves them"
+        );
+        assert_eq!(results[3].as_ref().expect("retired").image, None);
+
+        let mut files: Vec<(String, String)> = std::fs::read_dir(dir.path().join("out"))
+            .expect("outbox")
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                Some((name, text))
+            })
+            .collect();
+        files.sort();
+        let kinds: Vec<&str> = files
+            .iter()
+            .map(|(n, _)| n.rsplit('-').next().unwrap_or_default())
+            .collect();
+        assert_eq!(kinds, ["update.csv", "insert.csv", "delete.csv"]);
+        assert_eq!(
+            files[0].1, "Nr;Geboren;Ort\n\"a \"\"1\"\"\";31.12.1979;\"Köln; Süd\"\n",
+            "the layout's delimiter and date format"
+        );
+        assert_eq!(
+            files[1].1,
+            format!("Nr;Geboren;Ort\n{};;Ulm\n", inserted.record_id)
+        );
+        assert_eq!(files[2].1, "Nr\nb\n");
+
+        assert_eq!(sink.fetch("b").await.expect("fetch"), None, "retired");
+        let a = sink.fetch("a \"1\"").await.expect("fetch").expect("known");
+        assert_eq!(
+            a["Ort"],
+            json!("Köln; Süd"),
+            "the write, before the system exported it"
+        );
+        assert_eq!(sink.fetch("unknown").await.expect("fetch"), None);
+        // A new sink (a restart) reads the snapshot copy from disk.
+        let fresh = connector(dir.path());
+        let mut sink = fresh.open_sink().await.expect("sink");
+        let b = sink.fetch("b").await.expect("fetch").expect("known");
+        assert_eq!(b["Ort"], json!("Bonn"));
+    }
+}
