@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 
+use mdhub_schema::validate::MAX_RECORD_ID_BYTES;
+
 use super::dates::DateParser;
 use super::header::resolve_headers;
 use super::layout::{CsvLayout, LayoutError};
@@ -61,6 +63,8 @@ pub enum RowError {
     },
     #[error("column {column} is neither true nor false")]
     InvalidDeletedFlag { column: String },
+    #[error("the key is {bytes} bytes, more than the {max} a record id may have")]
+    KeyTooLong { bytes: usize, max: usize },
 }
 
 /// A file the layout cannot read at all.
@@ -181,6 +185,15 @@ impl<'a> RowReader<'a> {
             let column = self.headers[self.key_index].clone();
             return Err((None, RowError::EmptyKey { column }));
         };
+        if key.len() > MAX_RECORD_ID_BYTES {
+            // Kept as the rejected row's key: the diff then holds the record
+            // as it was instead of taking it for deleted.
+            let reason = RowError::KeyTooLong {
+                bytes: key.len(),
+                max: MAX_RECORD_ID_BYTES,
+            };
+            return Err((Some(key), reason));
+        }
         if let Some(&first_line) = seen.get(&key) {
             let reason = RowError::DuplicateKey {
                 key: key.clone(),
