@@ -39,6 +39,7 @@
 //! docs/specs/connector.md is the contract every connector is built to.
 
 pub mod checkpoint;
+pub mod config;
 pub mod connect;
 pub mod contract;
 pub mod csv;
@@ -46,6 +47,7 @@ pub mod http;
 pub mod mapping;
 pub mod mysql;
 pub mod postgres;
+pub mod presets;
 pub mod publish;
 pub mod runner;
 pub mod sample;

@@ -18,10 +18,13 @@
 //! - `api`: the HTTP API (axum) over the state, with bearer-token roles.
 //! - `config`: the hub's TOML configuration.
 //! - `serve`: `mdhub serve`, wiring the NATS adapter and the API together.
+//! - `connector_run`: `mdhub connector run`, one connector (crate
+//!   mdhub-connectors) as a process with its `/metrics` endpoint.
 //! - `demo`: `mdhub demo`.
 
 pub mod api;
 pub mod config;
+pub mod connector_run;
 pub mod demo;
 pub mod entry;
 #[cfg(feature = "failpoints")]

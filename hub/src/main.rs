@@ -37,6 +37,11 @@ enum Command {
         #[arg(long)]
         accept_input_gap: bool,
     },
+    /// Run connectors to business systems.
+    Connector {
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
     /// Show two sample systems kept in sync through the hub.
     Demo {
         /// Run over this NATS server instead of the in-process bus.
@@ -57,6 +62,20 @@ enum Command {
     TokenHash { token: String },
     /// Print the HTTP API's OpenAPI description (`mdhub openapi > docs/openapi.json`).
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// Run one connector: initial load, change capture and write-back, with
+    /// retries while its system or the broker is away (see deploy/connectors/).
+    Run {
+        /// Connector configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// NATS server URL(s) (overrides [nats] urls in the config).
+        #[arg(long, env = "MDHUB_NATS_URL")]
+        nats: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +157,9 @@ async fn main() -> anyhow::Result<()> {
             }
             serve::serve(cfg, &path).await
         }
+        Command::Connector {
+            command: ConnectorCommand::Run { config, nats },
+        } => mdhub_hub::connector_run::run(&config, nats).await,
         Command::Demo { nats } => demo::run(nats.as_deref()).await,
         Command::Audit { command } => match command {
             AuditCommand::Verify { data_dir } => {
