@@ -147,6 +147,15 @@ pub trait Source: Send {
         &mut self,
         cursor: &Cursor,
     ) -> impl Future<Output = Result<(), ConnectorError>> + Send;
+
+    /// Whether `next` may be called while the cursor of a transaction
+    /// already handed out is not yet confirmed. The runner reads ahead
+    /// while JetStream acknowledges, so that one publish carries every
+    /// transaction read meanwhile; a source whose next read depends on the
+    /// confirmation (a file moved away once imported) says no.
+    fn reads_ahead(&self) -> bool {
+        true
+    }
 }
 
 /// Write-back to one system.

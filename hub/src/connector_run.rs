@@ -9,10 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::{extract::State, routing::get, Router};
 use mdhub_connectors::config::ConnectorFile;
 use mdhub_connectors::publish::Publisher;
-use mdhub_connectors::runner::metrics::ConnectorMetrics;
+use mdhub_connectors::runner::metrics::{self, ConnectorMetrics};
 use mdhub_connectors::runner::{Backoff, RunContext};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -38,14 +37,10 @@ pub async fn run(config: &Path, nats_override: Option<String>) -> anyhow::Result
     });
     let metrics = Arc::new(ConnectorMetrics::default());
     if let Some(addr) = file.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
+        let bound = metrics::serve(addr, metrics.clone(), system.clone())
             .await
             .with_context(|| format!("binding metrics_listen {addr}"))?;
-        info!(addr = %listener.local_addr()?, "metrics on /metrics");
-        let app = Router::new()
-            .route("/metrics", get(render))
-            .with_state((metrics.clone(), system.clone()));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        info!(addr = %bound, "metrics on /metrics");
     }
     let client_name = format!("mdhub-connector-{system}");
     let mut backoff = Backoff::default();
@@ -78,8 +73,4 @@ pub async fn run(config: &Path, nats_override: Option<String>) -> anyhow::Result
     checked.run(ctx).await?;
     info!(%system, "connector stopped");
     Ok(())
-}
-
-async fn render(State((metrics, system)): State<(Arc<ConnectorMetrics>, String)>) -> String {
-    metrics.render(&system)
 }

@@ -269,4 +269,10 @@ impl Source for CsvFileSource {
         self.unconfirmed.drain(..=at);
         self.copy.set(snapshot)
     }
+
+    /// The next file is looked for only once the last one is confirmed
+    /// (and moved to `done`).
+    fn reads_ahead(&self) -> bool {
+        false
+    }
 }

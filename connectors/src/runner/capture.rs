@@ -18,7 +18,19 @@ use super::load_bar::LoadBar;
 use super::metrics::ConnectorMetrics as M;
 use super::rejects::Direction;
 use super::{publish_events, RunError, Shared, Stop};
+use tokio::sync::{mpsc, watch};
+
 use crate::contract::{CapturedTx, Connector, ConnectorError, Cursor, RowChange, Source};
+
+/// Transactions the reader may hold ahead of publishing.
+const READ_AHEAD: usize = 1_000;
+/// Changes published together at most: the transactions read while the
+/// previous group waited for its acknowledgement and cursor save.
+const MAX_GROUP_CHANGES: usize = 5_000;
+
+/// What the reader task hands on: a transaction, a rejected record, or the
+/// end of reading (nothing more, or an error).
+type Read = Result<Option<CapturedTx>, ConnectorError>;
 
 pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<(), RunError> {
     let mut backoff = Backoff::default();
@@ -35,7 +47,7 @@ pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<
             _ = shared.shutdown.cancelled() => return Ok(()),
             r = connector.open_source(cursor) => r,
         };
-        let mut source = match opened {
+        let source = match opened {
             Ok(s) => s,
             Err(ConnectorError::Unavailable(e)) => {
                 shared.away("change capture cannot reach the system", &e);
@@ -48,78 +60,184 @@ pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<
         };
         M::set(&shared.metrics.source_up, 1);
         info!(system = %shared.system, "change capture connected");
-        loop {
-            let next = tokio::select! {
-                _ = shared.shutdown.cancelled() => return Ok(()),
-                r = source.next() => r,
-            };
-            let result = match next {
-                Ok(None) => {
-                    info!(system = %shared.system, "change capture: the source has nothing more");
+        let reader = Reader::spawn(source);
+        let ended = publish_loop(shared, reader, &mut bar, &mut backoff).await;
+        match ended {
+            Ended::Stop => return Ok(()),
+            Ended::Done => {
+                info!(system = %shared.system, "change capture: the source has nothing more");
+                return Ok(());
+            }
+            Ended::Fatal(e) => return Err(RunError::Source(e)),
+            Ended::Away(e) => {
+                M::set(&shared.metrics.source_up, 0);
+                shared.away("change capture lost the system", &e);
+                if shared.wait(&mut backoff).await == Stop::Now {
                     return Ok(());
                 }
-                Ok(Some(tx)) => handle(shared, &mut source, tx, &mut bar).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(Stop::Now) => return Ok(()),
-                Ok(Stop::No) => backoff.reset(),
-                Err(ConnectorError::Record { record_id, reason }) => {
-                    shared.reject(Direction::Capture, Some(&record_id), None, &reason);
-                }
-                Err(ConnectorError::Unavailable(e)) => {
-                    M::set(&shared.metrics.source_up, 0);
-                    shared.away("change capture lost the system", &e);
-                    if shared.wait(&mut backoff).await == Stop::Now {
-                        return Ok(());
-                    }
-                    break;
-                }
-                Err(e @ ConnectorError::Fatal(_)) => return Err(RunError::Source(e)),
             }
         }
     }
 }
 
-/// Publishes one transaction's events, then moves the cursor.
-async fn handle<S: Source>(
+/// The source in a task of its own, reading ahead while the runner waits
+/// for JetStream and the cursor save: under load, each publish carries
+/// every transaction read meanwhile. Confirmed cursors reach the source
+/// between two reads (`Source::next` need not be safe to cancel).
+struct Reader {
+    reads: mpsc::Receiver<Read>,
+    confirm: watch::Sender<Option<Cursor>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reader {
+    fn spawn<S: Source + 'static>(mut source: S) -> Self {
+        let (send, reads) = mpsc::channel::<Read>(READ_AHEAD);
+        let (confirm, mut confirmed) = watch::channel::<Option<Cursor>>(None);
+        let reads_ahead = source.reads_ahead();
+        let task = tokio::spawn(async move {
+            // A cursor handed out and not confirmed yet, for a source that
+            // does not read ahead.
+            let mut unconfirmed = false;
+            loop {
+                if unconfirmed && confirmed.changed().await.is_err() {
+                    return;
+                }
+                if confirmed.has_changed().unwrap_or(false) || unconfirmed {
+                    unconfirmed = false;
+                    let cursor = confirmed.borrow_and_update().clone();
+                    if let Some(cursor) = cursor {
+                        if let Err(e) = source.confirm(&cursor).await {
+                            let _ = send.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                let read = source.next().await;
+                if !reads_ahead {
+                    unconfirmed = matches!(&read, Ok(Some(tx)) if tx.cursor.is_some());
+                }
+                let goes_on = matches!(read, Ok(Some(_)) | Err(ConnectorError::Record { .. }));
+                if send.send(read).await.is_err() || !goes_on {
+                    return;
+                }
+            }
+        });
+        Reader {
+            reads,
+            confirm,
+            task,
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why a reader's stream ended.
+enum Ended {
+    Stop,
+    Done,
+    Away(String),
+    Fatal(ConnectorError),
+}
+
+async fn publish_loop(
     shared: &Shared,
-    source: &mut S,
-    tx: CapturedTx,
+    mut reader: Reader,
     bar: &mut LoadBar,
-) -> Result<Stop, ConnectorError> {
-    let events = events_of(shared, &tx);
+    backoff: &mut Backoff,
+) -> Ended {
+    loop {
+        let first = tokio::select! {
+            _ = shared.shutdown.cancelled() => return Ended::Stop,
+            r = reader.reads.recv() => r,
+        };
+        let Some(first) = first else {
+            return Ended::Away("the change capture task ended".into());
+        };
+        let mut group = Vec::new();
+        let mut changes = 0;
+        let mut end = None;
+        let mut next = Some(first);
+        while let Some(read) = next.take() {
+            match read {
+                Ok(Some(tx)) => {
+                    changes += tx.changes.len();
+                    group.push(tx);
+                }
+                Ok(None) => end = Some(Ended::Done),
+                Err(ConnectorError::Record { record_id, reason }) => {
+                    shared.reject(Direction::Capture, Some(&record_id), None, &reason);
+                }
+                Err(ConnectorError::Unavailable(e)) => end = Some(Ended::Away(e)),
+                Err(e @ ConnectorError::Fatal(_)) => end = Some(Ended::Fatal(e)),
+            }
+            if end.is_none() && changes < MAX_GROUP_CHANGES {
+                next = reader.reads.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            match publish_group(shared, &reader, group, bar).await {
+                Ok(Stop::Now) => return Ended::Stop,
+                Ok(Stop::No) => backoff.reset(),
+                Err(e) => return Ended::Away(e),
+            }
+        }
+        if let Some(end) = end {
+            return end;
+        }
+    }
+}
+
+/// Publishes a group of transactions' events as one call (each transaction
+/// stays in order and whole within its atomic batches up to their size),
+/// then saves the last cursor and hands it to the source to confirm.
+async fn publish_group(
+    shared: &Shared,
+    reader: &Reader,
+    group: Vec<CapturedTx>,
+    bar: &mut LoadBar,
+) -> Result<Stop, String> {
+    let mut events = Vec::new();
+    for tx in &group {
+        events.extend(events_of(shared, tx));
+    }
     let published = events.len() as u64;
     if publish_events(shared, events).await == Stop::Now {
         return Ok(Stop::Now);
     }
     M::add(&shared.metrics.events_captured, published);
-    if let Some(at) = tx.committed_at {
+    if let Some(at) = group.iter().rev().find_map(|tx| tx.committed_at) {
         let lag = (OffsetDateTime::now_utc() - at).whole_milliseconds().max(0);
         M::set(
             &shared.metrics.lag_ms,
             u64::try_from(lag).unwrap_or(u64::MAX),
         );
     }
-    match tx.load {
-        Some(progress) => {
-            M::set(&shared.metrics.load_rows, progress.done);
-            bar.update(progress);
-        }
-        None => {
-            bar.finish();
-            M::set(&shared.metrics.load_done, 1);
+    if let Some(last) = group.last() {
+        match last.load {
+            Some(progress) => {
+                M::set(&shared.metrics.load_rows, progress.done);
+                bar.update(progress);
+            }
+            None => {
+                bar.finish();
+                M::set(&shared.metrics.load_done, 1);
+            }
         }
     }
-    if let Some(cursor) = &tx.cursor {
-        if let Err(e) = shared.checkpoints.save(&shared.cursor_name, cursor) {
-            // The events are stored; without the cursor they are read again
-            // after a restart and the hub keeps one copy by event id.
-            return Err(ConnectorError::Unavailable(format!(
-                "saving the cursor: {e}"
-            )));
-        }
-        source.confirm(cursor).await?;
+    if let Some(cursor) = group.iter().rev().find_map(|tx| tx.cursor.as_ref()) {
+        // Events are stored; without the cursor they are read again after a
+        // restart and the hub keeps one copy by event id.
+        shared
+            .checkpoints
+            .save(&shared.cursor_name, cursor)
+            .map_err(|e| format!("saving the cursor: {e}"))?;
+        let _ = reader.confirm.send(Some(cursor.clone()));
     }
     Ok(Stop::No)
 }

@@ -4,7 +4,11 @@
 //! their own figures.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::{extract::State, routing::get, Router};
 
 #[derive(Debug, Default)]
 pub struct ConnectorMetrics {
@@ -122,6 +126,26 @@ impl ConnectorMetrics {
         }
         out
     }
+}
+
+/// Serves `GET /metrics` on `addr` in a task of its own; returns the
+/// address it listens on (a port 0 is chosen by the system).
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<ConnectorMetrics>,
+    system: String,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .with_state((metrics, system));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(bound)
+}
+
+async fn render(State((metrics, system)): State<(Arc<ConnectorMetrics>, String)>) -> String {
+    metrics.render(&system)
 }
 
 #[cfg(test)]
