@@ -787,7 +787,7 @@ async fn latency(
         let f = rate_phase(&rig, &ids, rate, seconds, &running).await?;
         if f.missing > 0 {
             eprintln!(
-                "[latency] !!! {rate}/s: {} of {} changes never arrived in MariaDB",
+                "[latency] !!! {rate}/s: {} of {} changes not in MariaDB within {STRAGGLER_DEADLINE:?} of the last commit",
                 f.missing, f.sent
             );
         }
@@ -910,7 +910,7 @@ fn print_latency(f: &LatencyFigures) {
             r.superseded,
             r.missing,
             if r.missing > 0 {
-                "  <-- SHORTFALL: changes lost"
+                "  <-- SHORTFALL: not in MariaDB within the straggler deadline"
             } else {
                 ""
             }
@@ -1017,7 +1017,9 @@ async fn main() -> anyhow::Result<()> {
     print_load(&load);
     let lost: usize = lat.rates.iter().map(|r| r.missing).sum();
     if lost > 0 {
-        println!("\n!!! {lost} changes never arrived in MariaDB (see above)");
+        println!(
+            "\n!!! {lost} changes not in MariaDB within {STRAGGLER_DEADLINE:?} of their phase's last commit (see above)"
+        );
     }
     Ok(())
 }
