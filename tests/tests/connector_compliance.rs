@@ -334,3 +334,22 @@ column = "Ort"
 async fn csv_drop_folder_connector_is_compliant() -> anyhow::Result<()> {
     run_compliance(csv_system::CsvSystem::new()?).await
 }
+
+// ---------------------------------------------------------------------------
+// The real systems of `mdhub_tests::systems`: Odoo on PostgreSQL, SuiteCRM
+// on MariaDB, a REST API on json-server.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_odoo_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::odoo::Odoo::start("odoo").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_suitecrm_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::suitecrm::SuiteCrm::start("suitecrm").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rest_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::rest::RestApi::start("oa").await?).await
+}
