@@ -20,6 +20,8 @@ pub mod suitecrm;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use anyhow::Context as _;
+
 use mdhub_connectors::contract::Row;
 use mdhub_connectors::mapping::Mapping;
 use mdhub_schema::Model;
@@ -104,4 +106,66 @@ pub(crate) fn hostile_key(prefix: &str, max_chars: usize) -> String {
     let room = max_chars.saturating_sub(head.chars().count());
     // The end of a v7 UUID is its random part.
     format!("{head}{}", &unique[unique.len() - room.min(unique.len())..])
+}
+
+/// Checks a system's [`UserEdits`] against itself: `n` customers inserted
+/// in one go (hostile values, some without a city) read back whole, one
+/// edited through `set_fields`, one deleted. Returns how long the insert
+/// took.
+pub async fn check_user_edits<S: UserEdits>(
+    sys: &mut S,
+    n: usize,
+) -> anyhow::Result<std::time::Duration> {
+    let customers: Vec<Fields> = (0..n)
+        .map(|i| {
+            let mut f = Fields::new();
+            f.insert("given_name".into(), Value::from(format!("Zoë \"{i}\"")));
+            f.insert(
+                "family_name".into(),
+                Value::from(format!("O'Lee-{i} 50%/x")),
+            );
+            f.insert(
+                "email".into(),
+                Value::from(format!("o'lee.{i}@example.com")),
+            );
+            if i % 3 != 0 {
+                f.insert("city".into(), Value::from(format!("Köln `{i}`\\")));
+            }
+            f
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let ids = sys.insert_many(&customers).await?;
+    let took = start.elapsed();
+    anyhow::ensure!(ids.len() == n, "{} keys for {n} customers", ids.len());
+    let all = sys.read_all().await?;
+    anyhow::ensure!(all.len() == n, "read_all holds {} of {n}", all.len());
+    for (id, sent) in ids.iter().zip(&customers) {
+        let held = all.get(id).with_context(|| format!("{id} not read back"))?;
+        for field in ["email", "city"] {
+            anyhow::ensure!(
+                held.get(field) == sent.get(field),
+                "{id}: {field} sent {:?}, held {:?}",
+                sent.get(field),
+                held.get(field)
+            );
+        }
+    }
+    let edit = Fields::from([
+        ("email".to_string(), Value::from("new.\"one\"@example.com")),
+        ("city".to_string(), Value::from("Zürich")),
+    ]);
+    sys.set_fields(&ids[0], &edit).await?;
+    let held = sys.read(&ids[0]).await?.context("the edited customer")?;
+    for (field, value) in &edit {
+        anyhow::ensure!(held.get(field) == Some(value), "{field} not set: {held:?}");
+    }
+    sys.delete(&ids[1]).await?;
+    let all = sys.read_all().await?;
+    anyhow::ensure!(
+        all.len() == n - 1 && !all.contains_key(&ids[1]),
+        "the deleted customer is still read"
+    );
+    anyhow::ensure!(sys.read(&ids[1]).await?.is_none(), "deleted, yet read");
+    Ok(took)
 }
