@@ -15,6 +15,8 @@
 //!   binary as a child process (for kill -9), and reference runs without NATS.
 //! - `compliance`: the connector contract's shared compliance scenario,
 //!   run by every connector through its `SystemUnderTest`.
+//! - `systems`: real systems (Odoo on PostgreSQL, SuiteCRM on MariaDB, a
+//!   REST API) with their connectors and their users' edits.
 //! - `fixtures`: a deterministic multi-system customer workload with the
 //!   golden values it must produce.
 //! - `streams`: reading what a JetStream stream holds, for assertions.
@@ -37,4 +39,5 @@ pub mod postgres;
 pub mod secure_nats;
 pub mod server_process;
 pub mod streams;
+pub mod systems;
 pub mod wait;

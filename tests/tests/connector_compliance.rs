@@ -334,3 +334,37 @@ column = "Ort"
 async fn csv_drop_folder_connector_is_compliant() -> anyhow::Result<()> {
     run_compliance(csv_system::CsvSystem::new()?).await
 }
+
+// ---------------------------------------------------------------------------
+// The real systems of `mdhub_tests::systems`: Odoo on PostgreSQL, SuiteCRM
+// on MariaDB, a REST API on json-server.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_odoo_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::odoo::Odoo::start("odoo").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_suitecrm_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::suitecrm::SuiteCrm::start("suitecrm").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rest_connector_is_compliant() -> anyhow::Result<()> {
+    run_compliance(mdhub_tests::systems::rest::RestApi::start("oa").await?).await
+}
+
+/// The systems' own edits (bulk insert, any field, the whole table), which
+/// tests of many records rely on, hold on each real system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_systems_user_edits_hold() -> anyhow::Result<()> {
+    use mdhub_tests::systems::{check_user_edits, odoo, rest, suitecrm};
+    let n = 1000;
+    let took = check_user_edits(&mut odoo::Odoo::start("odoo").await?, n).await?;
+    eprintln!("odoo: {n} inserted in {took:?}");
+    let took = check_user_edits(&mut suitecrm::SuiteCrm::start("suitecrm").await?, n).await?;
+    eprintln!("suitecrm: {n} inserted in {took:?}");
+    let took = check_user_edits(&mut rest::RestApi::start("oa").await?, n).await?;
+    eprintln!("rest: {n} inserted in {took:?}");
+    Ok(())
+}
