@@ -121,6 +121,7 @@ fail() { # message [name...]: what did not happen, and the tails of the logs
     printf -- '--- last lines of %s ---\n' "$(log_of "$name")"
     tail -n 25 "$(log_of "$name")" 2>/dev/null | sed $'s/\e\[[0-9;]*m//g' || true
   done
+  [ "${MDHUB_DEMO_KEEP:-}" = 1 ] || echo "(MDHUB_DEMO_KEEP=1 keeps the configs, logs and data for a look)"
   exit 1
 }
 

@@ -68,7 +68,12 @@ fn the_demo_script_converges_every_system() {
         assert!(stdout.contains(links), "{links:?} missing:\n{stdout}");
     }
     assert_everywhere(&stdout, "Edit in Odoo", "Anna Schmidt", "Potsdam");
-    assert_everywhere(&stdout, "Edit in SuiteCRM", "Ben Müller", "Head of Purchasing");
+    assert_everywhere(
+        &stdout,
+        "Edit in SuiteCRM",
+        "Ben Müller",
+        "Head of Purchasing",
+    );
     assert_everywhere(
         &stdout,
         "New Salesforce export",
@@ -95,8 +100,14 @@ fn the_demo_script_converges_every_system() {
 fn the_example_connector_configs_are_valid() {
     let dir = repo_root().join("deploy/connectors");
     let urls = [
-        ("ODOO_DATABASE_URL", "postgres://mdhub_erp@127.0.0.1:5432/odoo"),
-        ("SUITECRM_DATABASE_URL", "mysql://mdhub_crm@127.0.0.1:3306/suitecrm"),
+        (
+            "ODOO_DATABASE_URL",
+            "postgres://mdhub_erp@127.0.0.1:5432/odoo",
+        ),
+        (
+            "SUITECRM_DATABASE_URL",
+            "mysql://mdhub_crm@127.0.0.1:3306/suitecrm",
+        ),
     ];
     let mut kinds = Vec::new();
     for name in ["odoo.toml", "suitecrm.toml", "rest.toml", "csv.toml"] {
@@ -105,17 +116,15 @@ fn the_example_connector_configs_are_valid() {
         for (var, url) in urls {
             text = text.replace(&format!("url_env = \"{var}\""), &format!("url = \"{url}\""));
         }
-        let checked = ConnectorFile::parse(&text, name, &dir, None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let checked =
+            ConnectorFile::parse(&text, name, &dir, None).unwrap_or_else(|e| panic!("{name}: {e}"));
         let f = &checked.file;
-        kinds.push(
-            match (&f.postgres, &f.mysql, &f.http, &f.csv) {
-                (Some(_), ..) => "postgres",
-                (_, Some(_), ..) => "mysql",
-                (_, _, Some(_), _) => "http",
-                _ => "csv",
-            },
-        );
+        kinds.push(match (&f.postgres, &f.mysql, &f.http, &f.csv) {
+            (Some(_), ..) => "postgres",
+            (_, Some(_), ..) => "mysql",
+            (_, _, Some(_), _) => "http",
+            _ => "csv",
+        });
         // Every key is explained: by a trailing comment, or by the comment
         // above it or above the keys right before it.
         let is_key = |l: &str| {
