@@ -13,6 +13,8 @@
 //! - `server_process`: the server child process those harnesses own.
 //! - `hub_runner`: the hub in this process over NATS, the `mdhub serve`
 //!   binary as a child process (for kill -9), and reference runs without NATS.
+//! - `connector_process`: `mdhub connector run` as a child process (kill -9,
+//!   SIGTERM, restart on the same state, its `/metrics` and log).
 //! - `compliance`: the connector contract's shared compliance scenario,
 //!   run by every connector through its `SystemUnderTest`.
 //! - `systems`: real systems (Odoo on PostgreSQL, SuiteCRM on MariaDB, a
@@ -28,6 +30,7 @@
 
 pub mod bench_stats;
 pub mod compliance;
+pub mod connector_process;
 pub mod er_generator;
 pub mod fixtures;
 pub mod hub_runner;

@@ -363,6 +363,20 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Starts the server again after [`stop`](Self::stop) or
+    /// [`stop_immediate`](Self::stop_immediate): same data directory, same
+    /// port, so clients configured for it reconnect (after an immediate
+    /// stop the server recovers from its WAL first). No-op while running.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.process.as_ref().is_some_and(ServerProcess::is_running) {
+            return Ok(());
+        }
+        self.process = None;
+        self.spawn()
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // A stop that fails has killed the server.
