@@ -167,8 +167,12 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
                     [system.oa]\nreceive_all = true\n\
                     [survivorship]\nsource_priority = []\n[survivorship.fields]\n\
                     city = \"most_recent\"\n";
-    let hub = InProcessHub::start(config(hub_toml, nats.client_url(), &dir.path().join("hub"))?)
-        .await?;
+    let hub = InProcessHub::start(config(
+        hub_toml,
+        nats.client_url(),
+        &dir.path().join("hub"),
+    )?)
+    .await?;
     let client = nats.connect().await?;
     let js = jetstream::new(client.clone());
     let publisher = Publisher::for_server(client);
@@ -197,7 +201,10 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("initial load into all three systems: {:?}", started.elapsed());
+    eprintln!(
+        "initial load into all three systems: {:?}",
+        started.elapsed()
+    );
 
     let (erp_keys, crm_keys, oa_keys) = (
         keys_by_email(&mut erp).await?,
@@ -205,7 +212,11 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
         keys_by_email(&mut oa).await?,
     );
     for (name, keys) in [("crm", &crm_keys), ("oa", &oa_keys)] {
-        anyhow::ensure!(keys.len() == CUSTOMERS, "{name} holds {} distinct customers", keys.len());
+        anyhow::ensure!(
+            keys.len() == CUSTOMERS,
+            "{name} holds {} distinct customers",
+            keys.len()
+        );
     }
     let (w_erp, w_crm, w_oa) = tokio::join!(
         write_for(&mut erp, &erp_keys, 1),
@@ -213,7 +224,10 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
         write_for(&mut oa, &oa_keys, 3),
     );
     let writers = [("erp", w_erp?), ("crm", w_crm?), ("oa", w_oa?)];
-    let edits: usize = writers.iter().map(|(_, w)| w.values().map(Vec::len).sum::<usize>()).sum();
+    let edits: usize = writers
+        .iter()
+        .map(|(_, w)| w.values().map(Vec::len).sum::<usize>())
+        .sum();
     let both = (0..CUSTOMERS)
         .filter(|c| writers.iter().filter(|(_, w)| w.contains_key(c)).count() > 1)
         .count();
@@ -259,15 +273,20 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
             break;
         }
         last_problem = format!("{} problems, first: {}", problems.len(), problems[0]);
-        anyhow::ensure!(Instant::now() < end, "not converged after {CONVERGE_DEADLINE:?}: {last_problem}");
+        anyhow::ensure!(
+            Instant::now() < end,
+            "not converged after {CONVERGE_DEADLINE:?}: {last_problem}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!("converged {:?} after the writers stopped", end - CONVERGE_DEADLINE);
+    eprintln!(
+        "converged {:?} after the writers stopped",
+        end - CONVERGE_DEADLINE
+    );
 
     // No ping-pong: the change events stop growing.
-    let count = || async {
-        anyhow::Ok(js.get_stream(IN_STREAM).await?.info().await?.state.messages)
-    };
+    let count =
+        || async { anyhow::Ok(js.get_stream(IN_STREAM).await?.info().await?.state.messages) };
     let mut before = count().await?;
     let end = Instant::now() + Duration::from_secs(60);
     loop {
@@ -276,7 +295,10 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
         if now == before {
             break;
         }
-        anyhow::ensure!(Instant::now() < end, "change events keep growing: {before} then {now}");
+        anyhow::ensure!(
+            Instant::now() < end,
+            "change events keep growing: {before} then {now}"
+        );
         before = now;
     }
 
@@ -291,8 +313,13 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
             continue;
         }
         let id = &erp_keys[&format!("customer{c}@example.org")];
-        let (_, golden) = golden_of("erp", id).ok_or_else(|| anyhow::anyhow!("customer {c} not linked"))?;
-        let city = golden.get("city").and_then(Value::as_str).unwrap_or_default().to_string();
+        let (_, golden) =
+            golden_of("erp", id).ok_or_else(|| anyhow::anyhow!("customer {c} not linked"))?;
+        let city = golden
+            .get("city")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         anyhow::ensure!(
             last.contains(&city),
             "customer {c}: golden city {city:?} is none of the writers' last writes {last:?}"
