@@ -84,6 +84,15 @@ impl fmt::Debug for NatsConnect {
     }
 }
 
+/// Makes aws-lc-rs rustls' process-wide crypto provider. The binary links
+/// rustls with two providers (async-nats asks for aws-lc-rs; reqwest and
+/// the PostgreSQL replication client for ring), and rustls then refuses to
+/// guess: a TLS connection to NATS would panic. Installing it twice is
+/// harmless (the second call is refused and ignored).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Why connecting failed. Names settings, files and variables; never a
 /// secret value.
 #[derive(Debug, thiserror::Error)]
@@ -275,6 +284,7 @@ impl NatsConnect {
         &self,
         client_name: &str,
     ) -> Result<(async_nats::ConnectOptions, Option<Secret>), ConnectError> {
+        install_crypto_provider();
         let problems = self.problems();
         if !problems.is_empty() {
             return Err(ConnectError::Invalid {

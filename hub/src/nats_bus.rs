@@ -106,9 +106,33 @@ pub fn ingest_consumer_config(name: &str, batch_size: usize, start_sequence: u64
     }
 }
 
+/// Tries of the stream setup before the start fails.
+const STREAM_SETUP_TRIES: u32 = 5;
+
 /// Creates or updates the hub's streams. Returns the publish mode the
-/// server supports (atomic batches on 2.12 and later).
+/// server supports (atomic batches on 2.12 and later). A cluster that is
+/// still electing its leaders (or one slow to answer) is given a few tries,
+/// a second apart and more: every step is safe to repeat.
 pub async fn ensure_streams(
+    client: &async_nats::Client,
+    config: &HubConfig,
+) -> Result<Mode, BusError> {
+    let mut wait = Duration::from_millis(500);
+    let mut tries = 1;
+    loop {
+        match ensure_streams_once(client, config).await {
+            Err(BusError::Nats(e)) if tries < STREAM_SETUP_TRIES => {
+                warn!("setting up the streams: {e}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn ensure_streams_once(
     client: &async_nats::Client,
     config: &HubConfig,
 ) -> Result<Mode, BusError> {
