@@ -44,6 +44,9 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
     let hub: SharedHub = Arc::new(RwLock::new(hub));
 
     let client = crate::nats_bus::connect(&nats, "mdhub-hub").await?;
+    // The streams exist before the API answers: a client that waits for
+    // /healthz may publish at once.
+    crate::nats_bus::ensure_streams(&client, &config).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
