@@ -321,10 +321,16 @@ impl Postgres {
     /// waits for the server process to be gone; kills it if the shutdown
     /// does not finish in time. No-op once stopped.
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.stop_in_mode("fast")
+    }
+
+    /// `pg_ctl stop -m <mode>`, then waits for the server process to be
+    /// gone; kills it if the shutdown does not finish in time.
+    fn stop_in_mode(&mut self, mode: &str) -> anyhow::Result<()> {
         let mut pg_ctl = self.command("pg_ctl");
         pg_ctl.arg("-D").arg(self.data_dir_path()).args([
             "-m",
-            "fast",
+            mode,
             "-w",
             "-t",
             &STOP_DEADLINE.as_secs().to_string(),
@@ -333,9 +339,8 @@ impl Postgres {
         let Some(process) = self.process.as_mut() else {
             return Ok(());
         };
-        process.stop(STOP_DEADLINE, |_| {
-            run_command(&mut pg_ctl, "pg_ctl stop").map(drop)
-        })
+        let what = format!("pg_ctl stop -m {mode}");
+        process.stop(STOP_DEADLINE, |_| run_command(&mut pg_ctl, &what).map(drop))
     }
 }
 
@@ -345,21 +350,7 @@ impl Postgres {
     /// each logical replication client to confirm all WAL sent to it.)
     /// No-op once stopped.
     pub fn stop_immediate(&mut self) -> anyhow::Result<()> {
-        let mut pg_ctl = self.command("pg_ctl");
-        pg_ctl.arg("-D").arg(self.data_dir_path()).args([
-            "-m",
-            "immediate",
-            "-w",
-            "-t",
-            &STOP_DEADLINE.as_secs().to_string(),
-            "stop",
-        ]);
-        let Some(process) = self.process.as_mut() else {
-            return Ok(());
-        };
-        process.stop(STOP_DEADLINE, |_| {
-            run_command(&mut pg_ctl, "pg_ctl stop -m immediate").map(drop)
-        })
+        self.stop_in_mode("immediate")
     }
 }
 
