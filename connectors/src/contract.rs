@@ -156,6 +156,16 @@ pub trait Source: Send {
     fn reads_ahead(&self) -> bool {
         true
     }
+
+    /// Whether the source hands over every transaction in commit order and
+    /// flags the connector's own write-back transactions
+    /// (`CapturedTx::own_write`). The runner then gives a written version
+    /// to the record's later changes only once that write's own
+    /// transaction has passed; a source that reads the current state says
+    /// no, and every write is in view of its next read.
+    fn marks_own_writes(&self) -> bool {
+        false
+    }
 }
 
 /// Write-back to one system.

@@ -136,6 +136,12 @@ impl MysqlSource {
 }
 
 impl Source for MysqlSource {
+    /// Write-back transactions carry the connector's mark, and the log hands
+    /// every transaction over in commit order.
+    fn marks_own_writes(&self) -> bool {
+        true
+    }
+
     async fn next(&mut self) -> Result<Option<CapturedTx>, ConnectorError> {
         loop {
             if let Some(item) = self.ready.pop_front() {

@@ -262,6 +262,12 @@ pub(crate) fn parse_cursor(cursor: &Cursor) -> Result<Lsn, ConnectorError> {
 }
 
 impl Source for PostgresSource {
+    /// Write-back transactions carry the connector's mark, and the log hands
+    /// every transaction over in commit order.
+    fn marks_own_writes(&self) -> bool {
+        true
+    }
+
     async fn next(&mut self) -> Result<Option<CapturedTx>, ConnectorError> {
         if matches!(self.state, State::Loading(_)) {
             if let Some(slice) = self.next_load_slice().await? {

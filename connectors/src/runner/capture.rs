@@ -4,6 +4,8 @@
 //! system or the broker being away is waited out with backoff; the source
 //! is opened again from the saved cursor, so nothing is skipped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mdhub_schema::validate::MAX_RECORD_ID_BYTES;
@@ -32,6 +34,10 @@ const MAX_GROUP_CHANGES: usize = 5_000;
 /// end of reading (nothing more, or an error).
 type Read = Result<Option<CapturedTx>, ConnectorError>;
 
+/// A read with the count of write-back writes noted when it began (see
+/// `echo`).
+type Stamped = (Read, u64);
+
 pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<(), RunError> {
     let mut backoff = Backoff::default();
     let mut bar = LoadBar::new(&shared.system);
@@ -59,8 +65,13 @@ pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<
             Err(e) => return Err(RunError::Source(e)),
         };
         M::set(&shared.metrics.source_up, 1);
+        let writes = {
+            let mut echoes = shared.echoes_lock();
+            echoes.set_marks_own_writes(source.marks_own_writes());
+            echoes.write_count()
+        };
         info!(system = %shared.system, "change capture connected");
-        let reader = Reader::spawn(source);
+        let reader = Reader::spawn(source, writes);
         let ended = publish_loop(shared, reader, &mut bar, &mut backoff).await;
         match ended {
             Ended::Stop => return Ok(()),
@@ -85,14 +96,14 @@ pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<
 /// every transaction read meanwhile. Confirmed cursors reach the source
 /// between two reads (`Source::next` need not be safe to cancel).
 struct Reader {
-    reads: mpsc::Receiver<Read>,
+    reads: mpsc::Receiver<Stamped>,
     confirm: watch::Sender<Option<Cursor>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Reader {
-    fn spawn<S: Source + 'static>(mut source: S) -> Self {
-        let (send, reads) = mpsc::channel::<Read>(READ_AHEAD);
+    fn spawn<S: Source + 'static>(mut source: S, writes: Arc<AtomicU64>) -> Self {
+        let (send, reads) = mpsc::channel::<Stamped>(READ_AHEAD);
         let (confirm, mut confirmed) = watch::channel::<Option<Cursor>>(None);
         let reads_ahead = source.reads_ahead();
         let task = tokio::spawn(async move {
@@ -108,17 +119,18 @@ impl Reader {
                     let cursor = confirmed.borrow_and_update().clone();
                     if let Some(cursor) = cursor {
                         if let Err(e) = source.confirm(&cursor).await {
-                            let _ = send.send(Err(e)).await;
+                            let _ = send.send((Err(e), 0)).await;
                             return;
                         }
                     }
                 }
+                let began = writes.load(Ordering::SeqCst);
                 let read = source.next().await;
                 if !reads_ahead {
                     unconfirmed = matches!(&read, Ok(Some(tx)) if tx.cursor.is_some());
                 }
                 let goes_on = matches!(read, Ok(Some(_)) | Err(ConnectorError::Record { .. }));
-                if send.send(read).await.is_err() || !goes_on {
+                if send.send((read, began)).await.is_err() || !goes_on {
                     return;
                 }
             }
@@ -163,11 +175,11 @@ async fn publish_loop(
         let mut changes = 0;
         let mut end = None;
         let mut next = Some(first);
-        while let Some(read) = next.take() {
+        while let Some((read, began)) = next.take() {
             match read {
                 Ok(Some(tx)) => {
                     changes += tx.changes.len();
-                    group.push(tx);
+                    group.push((tx, began));
                 }
                 Ok(None) => end = Some(Ended::Done),
                 Err(ConnectorError::Record { record_id, reason }) => {
@@ -199,13 +211,14 @@ async fn publish_loop(
 async fn publish_group(
     shared: &Shared,
     reader: &Reader,
-    group: Vec<CapturedTx>,
+    group: Vec<(CapturedTx, u64)>,
     bar: &mut LoadBar,
 ) -> Result<Stop, String> {
     let mut events = Vec::new();
-    for tx in &group {
-        events.extend(events_of(shared, tx));
+    for (tx, began) in &group {
+        events.extend(events_of(shared, tx, *began));
     }
+    let group: Vec<CapturedTx> = group.into_iter().map(|(tx, _)| tx).collect();
     let published = events.len() as u64;
     if publish_events(shared, events).await == Stop::Now {
         return Ok(Stop::Now);
@@ -243,15 +256,25 @@ async fn publish_group(
 }
 
 /// The transaction's changes as change events: mapped, with echoes of the
-/// connector's own writes dropped and `base` set.
-fn events_of(shared: &Shared, tx: &CapturedTx) -> Vec<ChangeEvent> {
-    if tx.own_write {
-        M::add(&shared.metrics.echoes_suppressed, tx.changes.len() as u64);
-        return Vec::new();
-    }
-    let mut events = Vec::with_capacity(tx.changes.len());
-    let mut echoes = shared.echoes.lock().unwrap_or_else(|p| p.into_inner());
+/// connector's own writes dropped and `base` set. `read_began` stamps the
+/// read that brought the transaction (see `echo`).
+fn events_of(shared: &Shared, tx: &CapturedTx, read_began: u64) -> Vec<ChangeEvent> {
+    let mut echoes = shared.echoes_lock();
+    let mut events = Vec::new();
     for (index, change) in tx.changes.iter().enumerate() {
+        // The connector's own write (each write of a batch leaves one row
+        // change of its record): dropped, unless a real edit overtook it.
+        let own_base = if tx.own_write {
+            match echoes.own_captured(&change.record_id) {
+                Some(version) => Some(version),
+                None => {
+                    M::add(&shared.metrics.echoes_suppressed, 1);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         if change.record_id.trim().is_empty() || change.record_id.len() > MAX_RECORD_ID_BYTES {
             shared.reject(
                 Direction::Capture,
@@ -277,7 +300,13 @@ fn events_of(shared: &Shared, tx: &CapturedTx) -> Vec<ChangeEvent> {
             },
         };
         let image = (op == Op::Upsert).then_some(&fields);
-        let base = match echoes.captured(&change.record_id, image) {
+        let verdict = match own_base {
+            Some(version) => Verdict::Publish {
+                base: Some(version),
+            },
+            None => echoes.captured(&change.record_id, image, read_began),
+        };
+        let base = match verdict {
             Verdict::Echo => {
                 M::add(&shared.metrics.echoes_suppressed, 1);
                 continue;
