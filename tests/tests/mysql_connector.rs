@@ -465,6 +465,114 @@ async fn write_back_is_captured_as_own_write_and_reads_the_same_everywhere() -> 
     Ok(())
 }
 
+/// The server's count of `INSERT` statements so far.
+fn inserts_run(db: &MariaDb) -> anyhow::Result<u64> {
+    let out = db.query("SHOW GLOBAL STATUS LIKE 'Com_insert'")?;
+    Ok(out.split_whitespace().nth(1).unwrap_or("0").parse()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_upserts_takes_few_statements_and_a_refused_row_still_fails_alone(
+) -> anyhow::Result<()> {
+    let db = suitecrm()?;
+    db.query(
+        "INSERT INTO contacts (id, first_name, last_name, deleted) VALUES \
+         ('a', 'Ann', 'Old', 0), ('b', 'Bo', 'Old', 0)",
+    )?;
+    let config = contacts_config(&db);
+    let mut sink = config.open_sink().await?;
+    // Ids that collide in case and hurt in SQL, new and existing rows
+    // mixed, an e-mail set, changed and left as it is.
+    let mut writes: Vec<Write> = (0..300)
+        .map(|i| Write {
+            record_id: (i % 3 != 0).then(|| format!("n{i} 'q'%_😀")),
+            op: WriteOp::Upsert(row(&[
+                ("first_name", json!(format!("Zoë{i}"))),
+                ("last_name", json!(HOSTILE)),
+                (EMAIL_COLUMN, json!(format!("n{i}@example.org"))),
+            ])),
+        })
+        .collect();
+    writes.push(Write {
+        record_id: Some("a".into()),
+        op: WriteOp::Upsert(row(&[
+            ("last_name", json!("New")),
+            (EMAIL_COLUMN, json!("ann@example.org")),
+        ])),
+    });
+    writes.push(Write {
+        record_id: Some("b".into()),
+        op: WriteOp::Upsert(row(&[("title", json!("Dr"))])),
+    });
+    let before = inserts_run(&db)?;
+    let results = sink.apply(&writes).await?;
+    let inserts = inserts_run(&db)? - before;
+    assert!(
+        inserts <= 10,
+        "300 new rows with e-mails took {inserts} INSERT statements"
+    );
+    assert_eq!(results.len(), writes.len());
+    for (write, result) in writes.iter().zip(&results) {
+        let applied = result.clone()?;
+        if let Some(id) = &write.record_id {
+            assert_eq!(&applied.record_id, id);
+        }
+        let image = applied.image.clone().expect("image");
+        assert_eq!(
+            sink.fetch(&applied.record_id).await?,
+            Some(image.clone()),
+            "image == fetch for {}",
+            applied.record_id
+        );
+        let WriteOp::Upsert(sent) = &write.op else {
+            unreachable!()
+        };
+        for (column, value) in sent {
+            assert_eq!(
+                image.get(column),
+                Some(value),
+                "{column} of {}",
+                applied.record_id
+            );
+        }
+    }
+    assert_eq!(
+        db.query(
+            "SELECT first_name, last_name, title FROM contacts WHERE id IN ('a', 'b') ORDER BY id"
+        )?,
+        "Ann\tNew\tNULL\nBo\tOld\tDr"
+    );
+
+    // One refused row in a batch: the others are applied, it alone fails.
+    let mixed = vec![
+        Write {
+            record_id: Some("a".into()),
+            op: WriteOp::Upsert(row(&[("first_name", json!("Anna"))])),
+        },
+        Write {
+            record_id: Some("b".into()),
+            op: WriteOp::Upsert(row(&[("first_name", json!("x".repeat(101)))])),
+        },
+        Write {
+            record_id: Some("c".into()),
+            op: WriteOp::Upsert(row(&[("first_name", json!("Cy"))])),
+        },
+    ];
+    let results = sink.apply(&mixed).await?;
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(
+        matches!(&results[1], Err(ConnectorError::Record { record_id, reason })
+            if record_id == "b" && reason.contains("first_name") && !reason.contains("xxx")),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(
+        db.query("SELECT id, first_name FROM contacts WHERE id IN ('a', 'b', 'c') ORDER BY id")?,
+        "a\tAnna\nb\tBo\nc\tCy"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_column_type_reads_the_same_from_load_binlog_and_fetch() -> anyhow::Result<()> {
     let db = MariaDb::start()?;

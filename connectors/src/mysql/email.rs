@@ -84,6 +84,58 @@ pub(crate) async fn contacts_of_addresses(
     Ok(found)
 }
 
+/// Creates a primary address for each of `new` (contact, address), which
+/// have none: the address rows and their relations in one `INSERT` each.
+/// Runs inside the caller's transaction.
+pub(crate) async fn insert_primaries(
+    conn: &mut Conn,
+    database: &str,
+    new: &[(&str, &str)],
+) -> Result<(), mysql_async::Error> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let db = ident(database);
+    let (rel, addr) = (ident(REL_TABLE), ident(ADDRESS_TABLE));
+    let address_ids: Vec<String> = new
+        .iter()
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let rows = vec!["(?, ?, UPPER(?), 0, 0, UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0)"; new.len()];
+    let mut params: Vec<Sql> = Vec::with_capacity(new.len() * 3);
+    for ((_, address), id) in new.iter().zip(&address_ids) {
+        params.extend([id.as_str().into(), (*address).into(), (*address).into()]);
+    }
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {db}.{addr} (id, email_address, email_address_caps, \
+             invalid_email, opt_out, date_created, date_modified, deleted) VALUES {}",
+            rows.join(", ")
+        ),
+        params,
+    )
+    .await?;
+    let rows = vec!["(?, ?, ?, ?, 1, 0, UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0)"; new.len()];
+    let mut params: Vec<Sql> = Vec::with_capacity(new.len() * 4);
+    for ((contact, _), id) in new.iter().zip(&address_ids) {
+        params.extend([
+            uuid::Uuid::now_v7().to_string().into(),
+            id.as_str().into(),
+            (*contact).into(),
+            MODULE.into(),
+        ]);
+    }
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {db}.{rel} (id, email_address_id, bean_id, bean_module, \
+             primary_address, reply_to_address, date_created, date_modified, deleted) VALUES {}",
+            rows.join(", ")
+        ),
+        params,
+    )
+    .await
+}
+
 /// Sets `contact`'s primary address: updates the address row of its primary
 /// relation, or creates an address row and a primary relation when it has
 /// none; `None` removes the primary relation (SuiteCRM's soft delete).

@@ -2,7 +2,7 @@
 //! [`Row`]s, keyed by record id, with the primary e-mail address added when
 //! the SuiteCRM relation is on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row as SqlRow, Value as Sql};
@@ -135,4 +135,49 @@ pub(crate) async fn fetch(
     let mut read = decode(s, table, first)?;
     add_emails(conn, s, [(read.record_id.as_str(), &mut read.row)]).await?;
     Ok(Some(read.row))
+}
+
+/// The rows of `record_ids` as they are now (inside the caller's
+/// transaction), by record id; absent ones are left out.
+pub(crate) async fn fetch_many(
+    conn: &mut Conn,
+    s: &Settings,
+    table: &Table,
+    record_ids: &[&str],
+) -> Result<BTreeMap<String, Row>, ConnectorError> {
+    let mut found = BTreeMap::new();
+    for chunk in record_ids.chunks(500) {
+        let mut params = Vec::with_capacity(chunk.len());
+        for id in chunk {
+            params.push(
+                super::value::key_param(&table.key().kind, id).map_err(|reason| {
+                    ConnectorError::Record {
+                        record_id: id.to_string(),
+                        reason: format!("table {} column {}: {reason}", s.table, table.key().name),
+                    }
+                })?,
+            );
+        }
+        let sql = format!(
+            "{} WHERE {} IN ({})",
+            select_sql(s, table),
+            ident(&table.key().name),
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let rows: Vec<SqlRow> = conn
+            .exec(sql, params)
+            .await
+            .map_err(|e| super::error::classify(&e, &format!("reading table {}", s.table)))?;
+        for r in rows {
+            let read = decode(s, table, r)?;
+            found.insert(read.record_id, read.row);
+        }
+    }
+    add_emails(
+        conn,
+        s,
+        found.iter_mut().map(|(id, row)| (id.as_str(), row)),
+    )
+    .await?;
+    Ok(found)
 }

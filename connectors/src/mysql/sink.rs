@@ -1,5 +1,7 @@
-//! Write-back: a batch of writes in one transaction, a savepoint per write
-//! so that a refused row is rolled back alone and the others commit. The
+//! Write-back: a batch of writes in one transaction. A batch of upserts
+//! first takes the fast path (`batch`); when the server refuses a record,
+//! or for other batches, a savepoint per write lets a refused row roll
+//! back alone while the others commit. The
 //! session sets `skip_replication`, so the binary log marks these
 //! transactions as the connector's own and capture reports them with
 //! `own_write`.
@@ -16,6 +18,8 @@ use super::schema::{ident, Table};
 use super::value::{key_param, to_param, Kind};
 use super::{email, rows};
 use crate::contract::{Applied, ConnectorError, Row, Sink, Write, WriteOp};
+
+mod batch;
 
 /// The MariaDB sink of one table.
 pub struct MysqlSink {
@@ -318,6 +322,23 @@ impl Sink for MysqlSink {
         writes: &[Write],
     ) -> Result<Vec<Result<Applied, ConnectorError>>, ConnectorError> {
         self.statement("START TRANSACTION").await?;
+        if self.batchable(writes) {
+            self.statement("SAVEPOINT mdhub_batch").await?;
+            match self.apply_batch(writes).await {
+                Ok(applied) => {
+                    self.statement("COMMIT").await?;
+                    return Ok(applied.into_iter().map(Ok).collect());
+                }
+                // A record refused: row by row, to find it.
+                Err(Failure::Record(..)) => {
+                    self.statement("ROLLBACK TO SAVEPOINT mdhub_batch").await?;
+                }
+                Err(Failure::Batch(e)) => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                    return Err(e);
+                }
+            }
+        }
         let mut results = Vec::with_capacity(writes.len());
         for write in writes {
             self.statement("SAVEPOINT mdhub_write").await?;

@@ -370,6 +370,8 @@ fn record_results(
     results: Vec<Result<Applied, ConnectorError>>,
 ) -> Vec<ChangeEvent> {
     let mut links = Vec::new();
+    // Synced once for the batch, before its updates are acknowledged.
+    let mut inserted = Vec::new();
     let mut outcome: Vec<Option<Result<Applied, ConnectorError>>> =
         results.into_iter().map(Some).collect();
     for (update, i) in updates.iter().zip(write_of) {
@@ -410,21 +412,24 @@ fn record_results(
         }
         drop(echoes);
         if writes[i].record_id.is_none() {
-            if let Err(e) = shared
-                .inserts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .add(update.golden_id, &applied.record_id)
-            {
-                tracing::error!(
-                    system = %shared.system,
-                    "cannot record the insert of {} in the insert ledger: {e}",
-                    applied.record_id
-                );
-            }
+            inserted.push((update.golden_id, applied.record_id.clone()));
         }
         if update.record_id.is_none() && writes[i].op != WriteOp::Retire {
             links.push(link_event(shared, update, &applied.record_id, image));
+        }
+    }
+    if !inserted.is_empty() {
+        let added = shared
+            .inserts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add_all(&inserted);
+        if let Err(e) = added {
+            tracing::error!(
+                system = %shared.system,
+                "cannot record {} inserted records in the insert ledger: {e}",
+                inserted.len()
+            );
         }
     }
     links
