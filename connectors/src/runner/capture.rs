@@ -260,6 +260,7 @@ async fn publish_group(
 /// read that brought the transaction (see `echo`).
 fn events_of(shared: &Shared, tx: &CapturedTx, read_began: u64) -> Vec<ChangeEvent> {
     let mut echoes = shared.echoes_lock();
+    echoes.set_loading(tx.load.is_some());
     let mut events = Vec::new();
     for (index, change) in tx.changes.iter().enumerate() {
         // The connector's own write (each write of a batch leaves one row

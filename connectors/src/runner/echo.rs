@@ -5,15 +5,12 @@
 //! Two kinds of source:
 //! - A source that marks its own writes (PostgreSQL's replication origin,
 //!   MariaDB's `skip_replication`) hands every transaction over in commit
-//!   order, the connector's writes flagged. A written version becomes the
-//!   record's `base` only when that write's own transaction passes capture:
-//!   a real edit committed before the write but captured after it was made
-//!   without the written version in view, and must not claim it (the hub
-//!   would take its older values for edits on top of that version). The
-//!   write then overwrote that edit, so when a real edit was published
-//!   while the write waited for its capture, the write's own capture is
-//!   published too: the hub learns what the system holds and sends it the
-//!   golden values again if they differ.
+//!   order, the connector's writes flagged. An update is noted as pending
+//!   before it is applied; its version becomes the record's `base` only
+//!   when the write's own transaction passes capture. A real edit committed
+//!   before the write but captured after it was made without the written
+//!   version in view, and must not claim it (the hub would take its older
+//!   values for edits on top of that version).
 //! - A source that reads the current state (a REST poll, a CSV export) sees
 //!   every write committed before the read began. Each read is stamped with
 //!   the count of writes noted when it began; a read that began before the
@@ -21,8 +18,14 @@
 //!   version before that write as `base`.
 //!
 //! For both, a captured image equal to the one the system returned when the
-//! last write committed is an echo (nothing else changed) and is dropped;
-//! once a different image is captured, the same image later is a real edit.
+//! last write committed is an echo (nothing else changed) and is dropped.
+//! But a write the hub computed before it saw a real edit of the record may
+//! have replaced that edit in the system. The connector cannot see when the
+//! hub computed a write, so when a real edit of the record was published
+//! less than [`EDIT_WINDOW`] before the write was noted, or after, the
+//! write's capture is published, with the write's version as `base`: the
+//! hub learns what the system holds and sends the golden values again if
+//! they differ (at the cost of an event that changes nothing otherwise).
 //!
 //! Held in memory: after a restart the first echo of a write made before it
 //! goes to the hub, which recognizes it by its content against the golden
@@ -46,25 +49,20 @@ pub type Fields = BTreeMap<String, Value>;
 /// without this the record's `base` would stay behind for good.
 const OWN_CAPTURE_WAIT: Duration = Duration::from_secs(60);
 
-#[derive(Debug)]
-struct Pending {
-    version: Vec<String>,
-    at: Instant,
-    /// A real edit of the record was published while this write waited.
-    overtaken: bool,
-}
+/// How long after a real edit was published the hub may still compute a
+/// write without it (its lag behind the broker, with margin).
+const EDIT_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 struct Record {
     /// The version the system's next captured change was made with in view.
     base: Option<Vec<String>>,
-    /// Writes whose own transaction has not passed capture yet, oldest
-    /// first (sources that mark their own writes).
-    pending: VecDeque<Pending>,
-    /// Own transactions captured before the runner noted their write.
-    early: usize,
-    /// The base before the last write, and the write count when it was
-    /// noted (sources that read the current state).
+    /// Updates applied or being applied whose own transaction has not
+    /// passed capture yet, oldest first, with when they were noted
+    /// (sources that mark their own writes).
+    pending: VecDeque<(Vec<String>, Instant)>,
+    /// The base before the last write, its image, and the write count when
+    /// it was noted (sources that read the current state).
     base_before: Option<Vec<String>>,
     image_before: Option<u64>,
     written_at: u64,
@@ -72,16 +70,64 @@ struct Record {
     /// captured change differed from it.
     image: Option<u64>,
     retired: bool,
+    /// When the last write was noted (sources that read the current state).
+    noted_at: Option<Instant>,
+}
+
+/// Whether a write noted at `noted` may have replaced a real edit
+/// published at `edited` that the hub had not seen when it computed the
+/// write.
+fn may_have_replaced(edited: Option<&Instant>, noted: Option<Instant>) -> bool {
+    match (edited, noted) {
+        (Some(edit), Some(noted)) => noted.saturating_duration_since(*edit) < EDIT_WINDOW,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// When real edits were published, per record, for [`EDIT_WINDOW`]: older
+/// entries are dropped as the map grows.
+#[derive(Debug)]
+struct RecentEdits {
+    at: HashMap<String, Instant>,
+    prune_at: usize,
+}
+
+impl Default for RecentEdits {
+    fn default() -> Self {
+        RecentEdits {
+            at: HashMap::new(),
+            prune_at: 1024,
+        }
+    }
+}
+
+impl RecentEdits {
+    fn note(&mut self, record_id: &str, now: Instant, loading: bool) {
+        if loading {
+            return;
+        }
+        self.at.insert(record_id.to_string(), now);
+        if self.at.len() >= self.prune_at {
+            self.at
+                .retain(|_, t| now.saturating_duration_since(*t) < EDIT_WINDOW);
+            self.prune_at = (self.at.len() * 2).max(1024);
+        }
+    }
+
+    fn get(&self, record_id: &str) -> Option<&Instant> {
+        self.at.get(record_id)
+    }
 }
 
 impl Record {
     /// Pending writes that waited too long count as captured.
     fn expire(&mut self, now: Instant) {
-        while let Some(p) = self.pending.front() {
-            if now.duration_since(p.at) < OWN_CAPTURE_WAIT {
+        while let Some((_, at)) = self.pending.front() {
+            if now.duration_since(*at) < OWN_CAPTURE_WAIT {
                 break;
             }
-            self.base = self.pending.pop_front().map(|p| p.version);
+            self.base = self.pending.pop_front().map(|(v, _)| v);
         }
     }
 }
@@ -103,6 +149,10 @@ pub struct EchoStore {
     marks_own_writes: bool,
     /// Writes noted so far; reads are stamped with it when they begin.
     writes: Arc<AtomicU64>,
+    recent_edits: RecentEdits,
+    /// Changes come from the initial load: not noted as recent edits (a
+    /// load of millions of rows would fill the map).
+    loading: bool,
 }
 
 fn hash(fields: &Fields) -> u64 {
@@ -121,29 +171,44 @@ impl EchoStore {
         self.marks_own_writes = marks;
     }
 
+    /// Whether the changes captured next come from the initial load.
+    pub fn set_loading(&mut self, loading: bool) {
+        self.loading = loading;
+    }
+
     /// The count of writes noted, for stamping reads as they begin.
     pub fn write_count(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.writes)
     }
 
+    /// The connector is about to write `version` to an existing record.
+    pub fn will_write(&mut self, record_id: &str, version: &[String]) {
+        if self.marks_own_writes {
+            let r = self.records.entry(record_id.to_string()).or_default();
+            r.pending.push_back((version.to_vec(), Instant::now()));
+        }
+    }
+
+    /// The write of `version` to the record was refused: it left nothing.
+    pub fn write_failed(&mut self, record_id: &str, version: &[String]) {
+        if let Some(r) = self.records.get_mut(record_id) {
+            if let Some(i) = r.pending.iter().rposition(|(v, _)| v == version) {
+                r.pending.remove(i);
+            }
+        }
+    }
+
     /// The connector wrote `version` to the record, which now reads `image`.
     pub fn wrote(&mut self, record_id: &str, image: &Fields, version: &[String]) {
-        self.applied(record_id, Some(hash(image)), false, version, Instant::now());
+        self.applied(record_id, Some(hash(image)), false, version);
     }
 
     /// The connector deleted or archived the record for `version`.
     pub fn retired(&mut self, record_id: &str, version: &[String]) {
-        self.applied(record_id, None, true, version, Instant::now());
+        self.applied(record_id, None, true, version);
     }
 
-    fn applied(
-        &mut self,
-        record_id: &str,
-        image: Option<u64>,
-        retired: bool,
-        version: &[String],
-        now: Instant,
-    ) {
+    fn applied(&mut self, record_id: &str, image: Option<u64>, retired: bool, version: &[String]) {
         let count = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let r = self.records.entry(record_id.to_string()).or_default();
         let image_before = std::mem::replace(&mut r.image, image);
@@ -152,16 +217,11 @@ impl EchoStore {
             r.image_before = image_before;
             r.base_before = r.base.replace(version.to_vec());
             r.written_at = count;
-        } else if r.early > 0 {
-            // Its own transaction already passed capture.
-            r.early -= 1;
+            r.noted_at = Some(Instant::now());
+        } else if !r.pending.iter().any(|(v, _)| v == version) && r.base.is_none() {
+            // A record the connector inserted: nothing was edited before
+            // it existed.
             r.base = Some(version.to_vec());
-        } else {
-            r.pending.push_back(Pending {
-                version: version.to_vec(),
-                at: now,
-                overtaken: false,
-            });
         }
     }
 
@@ -172,27 +232,25 @@ impl EchoStore {
     pub fn saw_version(&mut self, record_id: &str, version: &[String]) {
         let r = self.records.entry(record_id.to_string()).or_default();
         match r.pending.back_mut() {
-            Some(p) => p.version = version.to_vec(),
+            Some((pending, _)) => *pending = version.to_vec(),
             None => r.base = Some(version.to_vec()),
         }
     }
 
     /// A transaction of the connector's own writes passed capture with a
     /// change of the record: the oldest pending write is now in view.
-    /// Returns that write's version when a real edit overtook it: the
-    /// change is then published with it as `base`, since the write replaced
-    /// what the hub was last told.
+    /// Returns that write's version when it may have replaced a real edit:
+    /// the change is then published with it as `base`.
     pub fn own_captured(&mut self, record_id: &str) -> Option<Vec<String>> {
         let r = self.records.entry(record_id.to_string()).or_default();
-        match r.pending.pop_front() {
-            Some(p) => {
-                r.base = Some(p.version.clone());
-                p.overtaken.then_some(p.version)
-            }
-            None => {
-                r.early += 1;
-                None
-            }
+        let noted = r.pending.pop_front().map(|(version, at)| {
+            r.base = Some(version);
+            at
+        });
+        if may_have_replaced(self.recent_edits.get(record_id), noted) {
+            r.base.clone()
+        } else {
+            None
         }
     }
 
@@ -216,25 +274,34 @@ impl EchoStore {
         now: Instant,
     ) -> Verdict {
         let Some(r) = self.records.get_mut(record_id) else {
+            self.recent_edits.note(record_id, now, self.loading);
             return Verdict::Publish { base: None };
         };
-        let echo = match image {
+        let hashed = image.map(hash);
+        let echo = match hashed {
             None => r.retired,
-            Some(fields) => r.image == Some(hash(fields)),
+            Some(h) => r.image == Some(h),
         };
         if echo {
+            if may_have_replaced(self.recent_edits.get(record_id), r.noted_at) {
+                // Once: the same image again is the system standing still.
+                r.noted_at = None;
+                self.recent_edits.at.remove(record_id);
+                return Verdict::Publish {
+                    base: r.base.clone(),
+                };
+            }
             return Verdict::Echo;
         }
         if !self.marks_own_writes && read_began < r.written_at {
-            // The read may predate the last write. The echo of the write
-            // before it is dropped; another change was made with the
-            // version before the last write in view, and that write
-            // replaced it: its echo is published, so that the hub learns
-            // what the system holds.
-            if image.is_some_and(|f| r.image_before == Some(hash(f))) {
+            // The read may predate the last write, whose echo is still to
+            // come. The echo of the write before it is dropped; another
+            // change was made with the version before the last write in
+            // view.
+            if hashed.is_some() && hashed == r.image_before {
                 return Verdict::Echo;
             }
-            r.image = None;
+            self.recent_edits.note(record_id, now, self.loading);
             return Verdict::Publish {
                 base: r.base_before.clone(),
             };
@@ -243,10 +310,8 @@ impl EchoStore {
         // captured again later is not an echo.
         r.image = None;
         r.retired = false;
+        self.recent_edits.note(record_id, now, self.loading);
         r.expire(now);
-        for p in &mut r.pending {
-            p.overtaken = true;
-        }
         Verdict::Publish {
             base: r.base.clone(),
         }
@@ -332,25 +397,28 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_committed_before_a_write_but_captured_after_it_keeps_the_older_base() {
+    fn an_edit_committed_before_a_write_keeps_the_older_base_and_the_write_is_published() {
         let mut store = log_source();
         let v1 = vec!["v1".to_string()];
         let v2 = vec!["v2".to_string()];
+        store.will_write("r", &v1);
         store.wrote("r", &fields(&[("city", json!("Berlin"))]), &v1);
-        store.own_captured("r");
-        store.wrote("r", &fields(&[("city", json!("Bonn"))]), &v2);
-        // The edit was committed before the write of v2: it saw v1.
+        assert_eq!(store.own_captured("r"), None, "nothing edited: dropped");
+        store.will_write("r", &v2);
+        // The edit was committed before the write of v2: it saw v1. It is
+        // handled before the runner noted the write as applied.
         let edit = fields(&[("city", json!("Potsdam"))]);
         assert_eq!(
-            store.captured("r", Some(&edit), u64::MAX),
+            store.captured("r", Some(&edit), 0),
             Verdict::Publish {
                 base: Some(v1.clone())
             }
         );
-        // The write's own transaction passes: v2 is in view from now on.
-        store.own_captured("r");
+        store.wrote("r", &fields(&[("city", json!("Bonn"))]), &v2);
+        // The write replaced the edit: its own capture goes to the hub.
+        assert_eq!(store.own_captured("r"), Some(v2.clone()));
         assert_eq!(
-            store.captured("r", Some(&edit), u64::MAX),
+            store.captured("r", Some(&edit), 0),
             Verdict::Publish { base: Some(v2) }
         );
     }
@@ -359,11 +427,26 @@ mod tests {
     fn an_own_transaction_captured_before_its_write_was_noted_still_moves_the_base() {
         let mut store = log_source();
         let v = vec!["v".to_string()];
-        store.own_captured("r");
+        store.will_write("r", &v);
+        assert_eq!(store.own_captured("r"), None);
         store.wrote("r", &fields(&[("city", json!("Berlin"))]), &v);
         assert_eq!(
-            store.captured("r", Some(&fields(&[("city", json!("Ulm"))])), u64::MAX),
+            store.captured("r", Some(&fields(&[("city", json!("Ulm"))])), 0),
             Verdict::Publish { base: Some(v) }
+        );
+    }
+
+    #[test]
+    fn an_insert_is_in_view_at_once_and_a_refused_write_never_is() {
+        let mut store = log_source();
+        let (v1, v2) = (vec!["v1".to_string()], vec!["v2".to_string()]);
+        store.wrote("new", &fields(&[("city", json!("Berlin"))]), &v1);
+        store.will_write("new", &v2);
+        store.write_failed("new", &v2);
+        let later = Instant::now() + OWN_CAPTURE_WAIT + Duration::from_secs(1);
+        assert_eq!(
+            store.captured_at("new", Some(&fields(&[("city", json!("Ulm"))])), 0, later),
+            Verdict::Publish { base: Some(v1) }
         );
     }
 
@@ -371,16 +454,17 @@ mod tests {
     fn a_write_whose_own_capture_never_comes_counts_as_seen_after_the_wait() {
         let mut store = log_source();
         let v = vec!["v".to_string()];
+        store.will_write("r", &v);
         store.wrote("r", &fields(&[("city", json!("Berlin"))]), &v);
         let edit = fields(&[("city", json!("Ulm"))]);
         let soon = Instant::now();
         assert_eq!(
-            store.captured_at("r", Some(&edit), u64::MAX, soon),
+            store.captured_at("r", Some(&edit), 0, soon),
             Verdict::Publish { base: None }
         );
         let later = soon + OWN_CAPTURE_WAIT + Duration::from_secs(1);
         assert_eq!(
-            store.captured_at("r", Some(&edit), u64::MAX, later),
+            store.captured_at("r", Some(&edit), 0, later),
             Verdict::Publish { base: Some(v) }
         );
     }
@@ -389,28 +473,14 @@ mod tests {
     fn a_version_seen_without_writing_follows_the_pending_write() {
         let mut store = log_source();
         let (v1, v2) = (vec!["v1".to_string()], vec!["v2".to_string()]);
+        store.will_write("r", &v1);
         store.wrote("r", &fields(&[("city", json!("Berlin"))]), &v1);
         store.saw_version("r", &v2);
-        store.own_captured("r");
+        assert_eq!(store.own_captured("r"), None);
         assert_eq!(
-            store.captured("r", Some(&fields(&[("city", json!("Ulm"))])), u64::MAX),
+            store.captured("r", Some(&fields(&[("city", json!("Ulm"))])), 0),
             Verdict::Publish { base: Some(v2) }
         );
-    }
-
-    #[test]
-    fn the_own_capture_of_a_write_overtaken_by_a_real_edit_is_published_with_its_version() {
-        let mut store = log_source();
-        let v = vec!["v".to_string()];
-        store.wrote("r", &fields(&[("city", json!("Berlin"))]), &v);
-        store.wrote("s", &fields(&[("city", json!("Bonn"))]), &v);
-        // An edit of r committed before the write, captured before it.
-        assert_eq!(
-            store.captured("r", Some(&fields(&[("city", json!("Ulm"))])), u64::MAX),
-            Verdict::Publish { base: None }
-        );
-        assert_eq!(store.own_captured("r"), Some(v.clone()));
-        assert_eq!(store.own_captured("s"), None);
     }
 
     #[test]
@@ -437,5 +507,33 @@ mod tests {
             store.captured("r", Some(&fields(&[("city", json!("Bonn"))])), now),
             Verdict::Publish { base: Some(v2) }
         );
+    }
+
+    #[test]
+    fn a_write_soon_after_a_published_edit_comes_back_to_the_hub_once() {
+        let mut store = EchoStore::default();
+        let v = vec!["v".to_string()];
+        let edit = fields(&[("city", json!("Ulm"))]);
+        assert_eq!(
+            store.captured("r", Some(&edit), 0),
+            Verdict::Publish { base: None }
+        );
+        store.wrote("r", &edit, &[]);
+        let bonn = fields(&[("city", json!("Bonn"))]);
+        let now = store.write_count().load(Ordering::SeqCst);
+        assert_eq!(
+            store.captured("r", Some(&bonn), now),
+            Verdict::Publish { base: Some(vec![]) }
+        );
+        store.wrote("r", &bonn, &v);
+        let now = store.write_count().load(Ordering::SeqCst);
+        assert_eq!(
+            store.captured("r", Some(&bonn), now),
+            Verdict::Publish {
+                base: Some(v.clone())
+            },
+            "the write may have replaced the edit"
+        );
+        assert_eq!(store.captured("r", Some(&bonn), now), Verdict::Echo);
     }
 }

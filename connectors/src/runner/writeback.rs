@@ -141,14 +141,38 @@ async fn apply_batch<C: Connector>(
             }
         }
     };
+    // Writes to existing records, noted before they are applied so that
+    // capture can tell edits before them from edits after (see `echo`).
+    let to_existing: Vec<(&str, &[String])> = updates
+        .iter()
+        .zip(&write_of)
+        .filter_map(|(u, i)| {
+            Some((
+                writes[(*i)?].record_id.as_deref()?,
+                &u.as_ref()?.version[..],
+            ))
+        })
+        .collect();
     let results = if writes.is_empty() {
         Vec::new()
     } else {
         loop {
+            {
+                let mut echoes = shared.echoes_lock();
+                for (id, version) in &to_existing {
+                    echoes.will_write(id, version);
+                }
+            }
             let applied = match sink.as_mut() {
                 Some(s) => s.apply(&writes).await,
                 None => Err(ConnectorError::Unavailable("not connected".into())),
             };
+            if applied.is_err() {
+                let mut echoes = shared.echoes_lock();
+                for (id, version) in &to_existing {
+                    echoes.write_failed(id, version);
+                }
+            }
             match applied {
                 Ok(results) if results.len() == writes.len() => break results,
                 Ok(results) => {
@@ -384,6 +408,9 @@ fn record_results(
         let applied = match result {
             Ok(a) => a,
             Err(e) => {
+                if let Some(id) = &writes[i].record_id {
+                    shared.echoes_lock().write_failed(id, &update.version);
+                }
                 let (record_id, reason) = match e {
                     ConnectorError::Record { record_id, reason } => (Some(record_id), reason),
                     other => (update.record_id.clone(), other.to_string()),
