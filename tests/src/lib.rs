@@ -39,6 +39,7 @@ pub mod mariadb;
 pub mod nats;
 pub mod ports;
 pub mod postgres;
+pub mod public_sets;
 pub mod secure_nats;
 pub mod server_process;
 pub mod streams;

@@ -1,0 +1,590 @@
+//! Entity resolution on public person-data sets with ground truth, sent
+//! through the real pipeline, beside Splink on the same records.
+//!
+//! Run with `cargo bench -p mdhub-tests --bench public_sets`. For each set
+//! (FEBRL1, FEBRL2, RLdata500; `tests/src/public_sets.rs`):
+//!
+//! 1. mdhub: a fresh nats-server and the `mdhub serve` binary with the
+//!    default config (one system `crm`, no `[match]` section, an API token);
+//!    every record is published as one upsert on `mdhub.in.crm.customer`
+//!    (atomic batches, as a connector does); then the API is polled until
+//!    every event is logged and its updates published, every record answers
+//!    `GET /v1/sources/crm/{id}` and two full reads of the links agree. Wall
+//!    time runs from the first publish to the end of the first read that
+//!    gave the final links (so it includes one full read, N requests).
+//! 2. Splink: `scripts/splink_baseline.py` on the same set file, in a venv
+//!    under `~/.local/share/mdhub/splink-venv` (created with pip when
+//!    missing; the Splink column is skipped when pip cannot install it).
+//!    Its time is its own (reading the file to the clusters, no imports).
+//!
+//! Both clusterings are scored by `er_generator::pairwise_f1`. Environment:
+//! `MDHUB_ER_SETS` (comma-separated set names, default all),
+//! `MDHUB_ER_SETS_DIR` (default `~/.local/share/mdhub/er-sets`),
+//! `MDHUB_BIN` (the `mdhub` binary; default the one in this target
+//! directory, release if built, else debug), `MDHUB_ER_NO_SPLINK=1` skips
+//! Splink. Progress goes to stderr, the table to stdout.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use async_nats::jetstream;
+use futures::StreamExt;
+use mdhub_hub::config::token_hash;
+use mdhub_hub::nats_bus::{DLQ_STREAM, REJECT_CODE, REJECT_REASON};
+use mdhub_tests::er_generator::{pairwise_f1, PairwiseScore};
+use mdhub_tests::hub_runner::publish_events;
+use mdhub_tests::nats::{http_get, NatsServer};
+use mdhub_tests::ports::free_port;
+use mdhub_tests::public_sets::{self, clusters_from_labels, PublicSet, SetSpec, SETS, SYSTEM};
+use mdhub_tests::server_process::{signal, ServerProcess};
+use mdhub_tests::streams::read_all;
+use mdhub_tests::wait::{wait_for, POLL_INTERVAL};
+use uuid::Uuid;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const READER: &str = "public-sets-reader";
+const STEWARD: &str = "public-sets-steward";
+/// How long one set may take to settle in the hub.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(600);
+/// Link reads in flight at once.
+const READ_CONCURRENCY: usize = 8;
+/// What pip installs into the venv.
+const SPLINK_REQUIREMENT: &str = "splink>=4,<6";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate is inside the workspace")
+        .to_path_buf()
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+}
+
+/// The default config: nothing but the system and the API tokens.
+fn hub_toml() -> String {
+    format!(
+        "[system.{SYSTEM}]\n\
+         [[token]]\nname = \"bench\"\nrole = \"reader\"\nsha256 = \"{}\"\n\
+         [[token]]\nname = \"bench-steward\"\nrole = \"steward\"\nsha256 = \"{}\"\n",
+        token_hash(READER),
+        token_hash(STEWARD)
+    )
+}
+
+/// The `mdhub` binary: `MDHUB_BIN`, else this target directory's release
+/// build, else its debug build (`cargo build -p mdhub-hub`).
+fn mdhub_bin() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("MDHUB_BIN").filter(|v| !v.is_empty()) {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("MDHUB_BIN={}: no such file", bin.display());
+        }
+        return Ok(bin);
+    }
+    let exe = std::env::current_exe()?;
+    // target/release/deps/public_sets-… → target/
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .context("the bench executable has no target directory")?;
+    for profile in ["release", "debug"] {
+        let bin = target.join(profile).join("mdhub");
+        if bin.is_file() {
+            return Ok(bin);
+        }
+    }
+    bail!(
+        "no mdhub binary in {}/{{release,debug}}: run `cargo build -p mdhub-hub \
+         --features mdhub-hub/failpoints` (or set MDHUB_BIN)",
+        target.display()
+    )
+}
+
+/// `mdhub serve` as a child process of this bench (the harness's
+/// `HubProcess` runs the binary next to the test executables only).
+struct Hub {
+    process: ServerProcess,
+    api_port: u16,
+    log: PathBuf,
+}
+
+impl Hub {
+    fn start(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Hub> {
+        let config = dir.join("hub.toml");
+        std::fs::write(&config, hub_toml())?;
+        let log = dir.join("hub.log");
+        let api_port = free_port();
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .args(["--nats", nats_url, "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--listen", &format!("127.0.0.1:{api_port}")])
+            .env("RUST_LOG", "info");
+        let mut process = ServerProcess::spawn(format!("mdhub serve on :{api_port}"), cmd, &log)?;
+        process.wait_ready(
+            "mdhub serve to answer /healthz",
+            Duration::from_secs(60),
+            || Ok(http_get(api_port, "/healthz").is_ok_and(|(status, _)| status == 200)),
+        )?;
+        Ok(Hub {
+            process,
+            api_port,
+            log,
+        })
+    }
+
+    fn health(&self) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_get(self.api_port, "/healthz")?;
+        if status != 200 {
+            bail!("/healthz answered {status}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- last lines of {} ---\n{}",
+            self.log.display(),
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        )
+    }
+
+    /// SIGTERM, and a kill if it has not exited within 30 s.
+    fn stop(mut self) -> anyhow::Result<()> {
+        self.process
+            .stop(Duration::from_secs(30), |pid| signal(pid, "TERM"))
+    }
+}
+
+/// What one clustering scored, and how long it took.
+struct Outcome {
+    score: PairwiseScore,
+    seconds: f64,
+}
+
+/// The hub's figures beside the score.
+struct HubOutcome {
+    outcome: Outcome,
+    /// First publish until every event was logged and published (/healthz).
+    caught_up: f64,
+    golden_records: u64,
+    open_reviews: usize,
+}
+
+/// One GET with a bearer token: (status, JSON body).
+async fn get_json(
+    http: &reqwest::Client,
+    port: u16,
+    path: &str,
+    token: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let resp = http
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .json()
+        .await
+        .with_context(|| format!("GET {path}: body"))?;
+    Ok((status, body))
+}
+
+/// Every record's golden id as the API gives it (None: not linked yet).
+async fn read_links(
+    http: &reqwest::Client,
+    port: u16,
+    record_ids: &[String],
+) -> anyhow::Result<BTreeMap<String, Option<Uuid>>> {
+    futures::stream::iter(record_ids.iter().cloned())
+        .map(|id| async move {
+            let path = format!("/v1/sources/{SYSTEM}/{id}");
+            let (status, body) = get_json(http, port, &path, READER).await?;
+            let golden = match status {
+                200 => Some(
+                    body["golden_id"]
+                        .as_str()
+                        .and_then(|g| g.parse::<Uuid>().ok())
+                        .ok_or_else(|| anyhow!("GET {path}: no golden_id in {body}"))?,
+                ),
+                404 => None,
+                other => bail!("GET {path}: HTTP {other}: {body}"),
+            };
+            Ok((id, golden))
+        })
+        .buffer_unordered(READ_CONCURRENCY)
+        .collect::<Vec<anyhow::Result<_>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn dlq_messages(js: &jetstream::Context) -> anyhow::Result<u64> {
+    let mut stream = js.get_stream(DLQ_STREAM).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+async fn run_hub(set: &PublicSet, bin: &Path) -> anyhow::Result<HubOutcome> {
+    let n = set.events.len() as u64;
+    let nats = NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let hub = Hub::start(bin, nats.client_url(), dir.path())?;
+    let client = async_nats::connect(nats.client_url()).await?;
+    let js = jetstream::new(client.clone());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let record_ids: Vec<String> = set.events.iter().map(|e| e.record_id.clone()).collect();
+
+    let start = Instant::now();
+    publish_events(&client, &set.events).await?;
+    eprintln!(
+        "  [{}] {n} events published in {:.2} s",
+        set.spec.name,
+        start.elapsed().as_secs_f64()
+    );
+
+    // Every event logged (or refused: then we stop and say why) and its
+    // outbound updates published.
+    let what = format!("the hub to log and publish all {n} events");
+    let caught_up = wait_for(&what, SETTLE_DEADLINE, || async {
+        let h = hub.health()?;
+        let logged = h["log_seq"].as_u64().unwrap_or(0);
+        let published = h["published_seq"].as_u64().unwrap_or(0);
+        let refused = dlq_messages(&js).await?;
+        if refused > 0 {
+            return Ok(Some(Err(refused)));
+        }
+        Ok((logged >= n && published >= logged).then_some(Ok(start.elapsed())))
+    })
+    .await
+    .map_err(|e| e.context(hub.log_tail()))?;
+    let caught_up = match caught_up {
+        Ok(t) => t,
+        Err(refused) => {
+            let msgs = read_all(&js, DLQ_STREAM, ">").await?;
+            let reasons: Vec<String> = msgs
+                .iter()
+                .take(5)
+                .map(|m| {
+                    let h = m.headers.as_ref();
+                    let get = |k| {
+                        h.and_then(|h| h.get(k))
+                            .map(|v| v.as_str().to_string())
+                            .unwrap_or_default()
+                    };
+                    format!("{}: {}", get(REJECT_CODE), get(REJECT_REASON))
+                })
+                .collect();
+            bail!(
+                "the hub refused {refused} of the {} events (the mapping in \
+                 tests/src/public_sets.rs is wrong):\n  {}",
+                set.spec.name,
+                reasons.join("\n  ")
+            );
+        }
+    };
+
+    // Every record linked, and two full reads in a row agree.
+    let mut previous: Option<(BTreeMap<String, Option<Uuid>>, Duration)> = None;
+    let waiting = Instant::now();
+    let (links, settled) = loop {
+        let links = read_links(&http, hub.api_port, &record_ids).await?;
+        let read_at = start.elapsed();
+        let unlinked = links.values().filter(|g| g.is_none()).count();
+        if unlinked == 0 {
+            match previous.take() {
+                Some((before, at)) if before == links => break (links, at),
+                _ => previous = Some((links, read_at)),
+            }
+        } else {
+            previous = None;
+        }
+        if waiting.elapsed() > SETTLE_DEADLINE {
+            bail!(
+                "timed out after {SETTLE_DEADLINE:?} waiting for every record linked and the \
+                 links unchanged over two full reads ({unlinked} of {n} unlinked at the last \
+                 read)\n{}",
+                hub.log_tail()
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    };
+
+    let predicted: BTreeMap<(String, String), Uuid> = links
+        .into_iter()
+        .map(|(id, g)| ((SYSTEM.to_string(), id), g.expect("linked")))
+        .collect();
+    let health = hub.health()?;
+    let (status, reviews) = get_json(&http, hub.api_port, "/v1/reviews", STEWARD).await?;
+    if status != 200 {
+        bail!("GET /v1/reviews: HTTP {status}: {reviews}");
+    }
+    hub.stop()?;
+    Ok(HubOutcome {
+        outcome: Outcome {
+            score: pairwise_f1(&set.truth, &predicted),
+            seconds: settled.as_secs_f64(),
+        },
+        caught_up: caught_up.as_secs_f64(),
+        golden_records: health["golden_records"].as_u64().unwrap_or(0),
+        open_reviews: reviews["tasks"].as_array().map_or(0, Vec::len),
+    })
+}
+
+/// The venv's python with Splink importable, creating the venv when
+/// needed; None (said on stdout) when pip cannot install Splink.
+fn splink_python() -> Option<(PathBuf, String)> {
+    let venv = home().join(".local/share/mdhub/splink-venv");
+    let python = venv.join("bin/python");
+    let version = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import splink; print(splink.__version__)"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(v) = version(&python) {
+        return Some((python, v));
+    }
+    eprintln!(
+        "  creating {} and installing {SPLINK_REQUIREMENT} with pip",
+        venv.display()
+    );
+    let steps: [(&str, Command); 2] = [
+        ("python3 -m venv", {
+            let mut c = Command::new("python3");
+            c.args(["-m", "venv"]).arg(&venv);
+            c
+        }),
+        ("pip install", {
+            let mut c = Command::new(&python);
+            c.args(["-m", "pip", "install", "--quiet", SPLINK_REQUIREMENT]);
+            c
+        }),
+    ];
+    for (what, mut cmd) in steps {
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                println!(
+                    "Splink skipped: {what} failed ({}): {}",
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                return None;
+            }
+            Err(e) => {
+                println!("Splink skipped: {what} could not run: {e}");
+                return None;
+            }
+        }
+    }
+    match version(&python) {
+        Some(v) => Some((python, v)),
+        None => {
+            println!(
+                "Splink skipped: pip installed {SPLINK_REQUIREMENT} into {} but `import splink` fails",
+                venv.display()
+            );
+            None
+        }
+    }
+}
+
+fn run_splink(set: &PublicSet, python: &Path) -> anyhow::Result<Outcome> {
+    let script = repo_root().join("scripts/splink_baseline.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(set.spec.kind.splink_arg())
+        .arg(&set.records_path)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        bail!(
+            "{} failed ({}):\n{}",
+            script.display(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("{}: stdout is not JSON", script.display()))?;
+    let labels: BTreeMap<String, String> = serde_json::from_value(json["clusters"].clone())
+        .with_context(|| format!("{}: no clusters object", script.display()))?;
+    let predicted = clusters_from_labels(&labels);
+    // Splink must have clustered exactly the records the hub was sent.
+    if predicted.len() != set.truth.len() || predicted.keys().ne(set.truth.keys()) {
+        bail!(
+            "{} clustered {} records, the set has {} (or other ids)",
+            script.display(),
+            predicted.len(),
+            set.truth.len()
+        );
+    }
+    Ok(Outcome {
+        score: pairwise_f1(&set.truth, &predicted),
+        seconds: json["seconds"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+fn cells(o: Option<&Outcome>) -> String {
+    match o {
+        Some(o) => format!(
+            "{:>6.4} {:>6.4} {:>6.4} {:>7.2}",
+            o.score.precision, o.score.recall, o.score.f1, o.seconds
+        ),
+        None => format!("{:>6} {:>6} {:>6} {:>7}", "-", "-", "-", "-"),
+    }
+}
+
+fn fetch_sets(dir: &Path) -> anyhow::Result<()> {
+    let script = repo_root().join("scripts/fetch-er-sets.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        bail!("{} {} failed ({status})", script.display(), dir.display());
+    }
+    Ok(())
+}
+
+fn selected_sets() -> anyhow::Result<Vec<&'static SetSpec>> {
+    let Ok(list) = std::env::var("MDHUB_ER_SETS") else {
+        return Ok(SETS.iter().collect());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            public_sets::spec(name).ok_or_else(|| {
+                anyhow!(
+                    "MDHUB_ER_SETS: no set {name:?} (sets: {})",
+                    SETS.map(|s| s.name).join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let sets = selected_sets()?;
+    let dir = std::env::var_os("MDHUB_ER_SETS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(public_sets::default_dir);
+    fetch_sets(&dir)?;
+    let bin = mdhub_bin()?;
+    let splink = if std::env::var("MDHUB_ER_NO_SPLINK").is_ok_and(|v| v == "1") {
+        println!("Splink skipped: MDHUB_ER_NO_SPLINK=1");
+        None
+    } else {
+        splink_python()
+    };
+
+    println!("== entity resolution on public sets: mdhub end to end vs Splink ==");
+    println!(
+        "mdhub: {} serve, default config (one system {SYSTEM}, default [match]), \
+         nats-server, events over JetStream, links read from /v1/sources",
+        bin.display()
+    );
+    match &splink {
+        Some((python, version)) => println!(
+            "Splink {version} ({}): DuckDB, unsupervised (u by random sampling, m by EM, \
+             prior from deterministic rules), clusters at match probability 0.9",
+            python.display()
+        ),
+        None => println!("Splink: not run"),
+    }
+    println!(
+        "pairwise precision / recall / F1; wall s: mdhub first publish -> links settled, \
+         Splink file read -> clusters; {} CPUs",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let header = format!(
+        "{:<10} {:>7} {:>6} | {:>6} {:>6} {:>6} {:>7} | {:>6} {:>6} {:>6} {:>7}",
+        "set", "records", "pairs", "P", "R", "F1", "wall s", "P", "R", "F1", "wall s"
+    );
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for spec in sets {
+        let set = public_sets::load(spec, &dir)?;
+        eprintln!("[{}] {} records", spec.name, set.events.len());
+        let hub = run_hub(&set, &bin)
+            .await
+            .with_context(|| format!("set {}: mdhub", spec.name))?;
+        eprintln!("[{}] mdhub done; running Splink", spec.name);
+        let sp = match &splink {
+            Some((python, _)) => match run_splink(&set, python) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    println!("Splink skipped for {}: {e:#}", spec.name);
+                    None
+                }
+            },
+            None => None,
+        };
+        let row = format!(
+            "{:<10} {:>7} {:>6} | {} | {}",
+            spec.name,
+            set.events.len(),
+            hub.outcome.score.true_pairs,
+            cells(Some(&hub.outcome)),
+            cells(sp.as_ref())
+        );
+        println!("{row}");
+        rows.push(row);
+        let s = &hub.outcome.score;
+        notes.push(format!(
+            "{}: mdhub {} golden records, {} open review tasks, {} predicted pairs ({} correct), \
+             caught up (all logged and published) {:.2} s after the first publish{}",
+            spec.name,
+            hub.golden_records,
+            hub.open_reviews,
+            s.predicted_pairs,
+            s.correct_pairs,
+            hub.caught_up,
+            sp.as_ref()
+                .map(|o| format!(
+                    "; Splink {} predicted pairs ({} correct)",
+                    o.score.predicted_pairs, o.score.correct_pairs
+                ))
+                .unwrap_or_default()
+        ));
+    }
+    println!();
+    println!("{:<26}| {:<29} | Splink", "", "mdhub");
+    println!("{header}");
+    for row in &rows {
+        println!("{row}");
+    }
+    for note in &notes {
+        println!("  {note}");
+    }
+    Ok(())
+}
