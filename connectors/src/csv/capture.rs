@@ -23,7 +23,9 @@ use super::connector::SnapshotCopy;
 use super::diff::{diff, Change, Snapshot};
 use super::inbox::{self, ExportFile};
 use super::read::{read_export, Export, Row};
-use crate::contract::{Captured, CapturedTx, ConnectorError, Cursor, RowChange, Source};
+use crate::contract::{
+    Captured, CapturedTx, ConnectorError, Cursor, LoadProgress, RowChange, Source,
+};
 
 /// The cursor as saved: the snapshot after `file`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,7 +169,7 @@ impl CsvFileSource {
             );
         }
         let rows: HashMap<&str, &Row> = export.rows.iter().map(|r| (r.key.as_str(), r)).collect();
-        let changes = d
+        let changes: Vec<Captured> = d
             .changes
             .iter()
             .map(|change| match change {
@@ -191,6 +193,9 @@ impl CsvFileSource {
                 },
             })
             .collect();
+        // The first file into an empty snapshot is the initial load.
+        let first_import = previous.rows.is_empty();
+        let rows_in_file = changes.len() as u64;
         let before = serde_json::to_vec(&**previous)
             .map_err(|e| ConnectorError::Fatal(format!("the snapshot does not serialize: {e}")))?;
         // The snapshot before is part of the position: the same file dropped
@@ -219,7 +224,10 @@ impl CsvFileSource {
             // event ids, which must not change when the file is read again.
             committed_at: Some(file.modified),
             own_write: false,
-            load: None,
+            load: first_import.then_some(LoadProgress {
+                done: rows_in_file,
+                total: Some(rows_in_file),
+            }),
         })
     }
 

@@ -232,15 +232,17 @@ async fn publish_group(
         );
     }
     if let Some(last) = group.last() {
-        match last.load {
-            Some(progress) => {
-                M::set(&shared.metrics.load_rows, progress.done);
-                bar.update(progress);
-            }
-            None => {
-                bar.finish();
-                M::set(&shared.metrics.load_done, 1);
-            }
+        if let Some(progress) = last.load {
+            M::set(&shared.metrics.load_rows, progress.done);
+            bar.update(progress);
+        }
+        // A load's last slice may say so by its count.
+        let loaded = last
+            .load
+            .is_none_or(|p| p.total.is_some_and(|t| p.done >= t));
+        if loaded {
+            bar.finish();
+            M::set(&shared.metrics.load_done, 1);
         }
     }
     if let Some(cursor) = group.iter().rev().find_map(|tx| tx.cursor.as_ref()) {

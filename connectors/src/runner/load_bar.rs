@@ -29,6 +29,9 @@ impl LoadBar {
     }
 
     pub(super) fn update(&mut self, p: LoadProgress) {
+        if self.done {
+            return;
+        }
         let now = Instant::now();
         let started = *self.started.get_or_insert(now);
         let bar = self.bar.get_or_insert_with(|| {

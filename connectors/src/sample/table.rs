@@ -156,7 +156,7 @@ impl Source for SampleSource {
                 position,
                 committed_at: None,
                 own_write: false,
-                load: (!finished).then_some(progress),
+                load: Some(progress),
             }));
         }
         loop {
