@@ -111,6 +111,20 @@ enum MatchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
     },
+    /// Estimate u from random pairs and m and the prior by EM over the
+    /// candidate pairs (records sharing a block key) of the logged source
+    /// records; prints `[match.weights.*]` sections with both, and the link
+    /// thresholds the prior implies. Run it on a copy or with the hub
+    /// stopped.
+    Estimate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Random pairs to draw for u.
+        #[arg(long, default_value_t = 1_000_000)]
+        pairs: u64,
+    },
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<(HubConfig, String)> {
@@ -207,6 +221,30 @@ async fn main() -> anyhow::Result<()> {
             print!(
                 "{}",
                 mdhub_hub::resolve::estimate::as_config(&estimates, &rules.matching)
+            );
+            Ok(())
+        }
+        Command::Match {
+            command:
+                MatchCommand::Estimate {
+                    config,
+                    data_dir,
+                    pairs,
+                },
+        } => {
+            let (cfg, path) = load_config(config.as_deref())?;
+            let rules = serve::rules(&cfg, &path)?;
+            eprintln!(
+                "deriving the state from the log in {} ...",
+                data_dir.display()
+            );
+            let state = hub::state_of(&data_dir, Arc::clone(&rules))
+                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            eprintln!("drawing {pairs} random pairs, then EM over the candidate pairs ...");
+            let (u, em) = state.resolver().estimate_m_u(pairs);
+            print!(
+                "{}",
+                mdhub_hub::resolve::estimate::as_config_em(&u, &em, &rules.matching)
             );
             Ok(())
         }

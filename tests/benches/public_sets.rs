@@ -22,7 +22,11 @@
 //! `MDHUB_ER_SETS_DIR` (default `~/.local/share/mdhub/er-sets`),
 //! `MDHUB_BIN` (the `mdhub` binary; default the one in this target
 //! directory, release if built, else debug), `MDHUB_ER_NO_SPLINK=1` skips
-//! Splink. Progress goes to stderr, the table to stdout.
+//! Splink, `MDHUB_ER_CONFIG=path` appends the file to the hub config (a
+//! `{set}` in the path becomes the set name: weights per set), and
+//! `MDHUB_ER_KEEP=dir` keeps each hub's directory as `dir/<set>` (for
+//! `mdhub match estimate --data-dir dir/<set>/data`). Progress goes to
+//! stderr, the table to stdout.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,15 +71,23 @@ fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
 }
 
-/// The default config: nothing but the system and the API tokens.
-fn hub_toml() -> String {
-    format!(
+/// The default config: nothing but the system and the API tokens; then
+/// the file `MDHUB_ER_CONFIG` names, if any.
+fn hub_toml(set: &str) -> anyhow::Result<String> {
+    let extra = match std::env::var("MDHUB_ER_CONFIG") {
+        Ok(path) if !path.is_empty() => {
+            let path = path.replace("{set}", set);
+            std::fs::read_to_string(&path).with_context(|| format!("MDHUB_ER_CONFIG: {path}"))?
+        }
+        _ => String::new(),
+    };
+    Ok(format!(
         "[system.{SYSTEM}]\n\
          [[token]]\nname = \"bench\"\nrole = \"reader\"\nsha256 = \"{}\"\n\
          [[token]]\nname = \"bench-steward\"\nrole = \"steward\"\nsha256 = \"{}\"\n",
         token_hash(READER),
         token_hash(STEWARD)
-    )
+    ) + &extra)
 }
 
 /// The `mdhub` binary: `MDHUB_BIN`, else this target directory's release
@@ -117,9 +129,9 @@ struct Hub {
 }
 
 impl Hub {
-    fn start(bin: &Path, nats_url: &str, dir: &Path) -> anyhow::Result<Hub> {
+    fn start(bin: &Path, nats_url: &str, dir: &Path, set: &str) -> anyhow::Result<Hub> {
         let config = dir.join("hub.toml");
-        std::fs::write(&config, hub_toml())?;
+        std::fs::write(&config, hub_toml(set)?)?;
         let log = dir.join("hub.log");
         let api_port = free_port();
         let mut cmd = Command::new(bin);
@@ -240,8 +252,19 @@ async fn dlq_messages(js: &jetstream::Context) -> anyhow::Result<u64> {
 async fn run_hub(set: &PublicSet, bin: &Path) -> anyhow::Result<HubOutcome> {
     let n = set.events.len() as u64;
     let nats = NatsServer::start()?;
-    let dir = tempfile::tempdir()?;
-    let hub = Hub::start(bin, nats.client_url(), dir.path())?;
+    let tmp = tempfile::tempdir()?;
+    let dir = match std::env::var_os("MDHUB_ER_KEEP").filter(|v| !v.is_empty()) {
+        Some(keep) => {
+            let dir = PathBuf::from(keep).join(set.spec.name);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    let hub = Hub::start(bin, nats.client_url(), &dir, set.spec.name)?;
     let client = async_nats::connect(nats.client_url()).await?;
     let js = jetstream::new(client.clone());
     let http = reqwest::Client::builder()
@@ -508,9 +531,14 @@ async fn main() -> anyhow::Result<()> {
 
     println!("== entity resolution on public sets: mdhub end to end vs Splink ==");
     println!(
-        "mdhub: {} serve, default config (one system {SYSTEM}, default [match]), \
+        "mdhub: {} serve, default config (one system {SYSTEM}, default [match]{}), \
          nats-server, events over JetStream, links read from /v1/sources",
-        bin.display()
+        bin.display(),
+        std::env::var("MDHUB_ER_CONFIG")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(|p| format!(" + {p}"))
+            .unwrap_or_default()
     );
     match &splink {
         Some((python, version)) => println!(

@@ -419,6 +419,19 @@ impl Resolver {
         estimate::estimate_u(&profiles, pairs, 0x6d64_6875_6275)
     }
 
+    /// u from `pairs` random pairs as `estimate_u`, then m and the prior by
+    /// EM over the candidate pairs of the linked source records.
+    pub fn estimate_m_u(&self, pairs: u64) -> (Vec<estimate::UEstimate>, estimate::EmEstimate) {
+        let profiles: Vec<&Profile> = (0..self.sources.len() as u64)
+            .filter(|&no| self.sources[no as usize].linked)
+            .filter_map(|no| self.index.profile(no))
+            .collect();
+        let u = estimate::estimate_u(&profiles, pairs, 0x6d64_6875_6275);
+        let patterns = estimate::candidate_patterns(&profiles, self.rules.max_block);
+        let em = estimate::estimate_m(&patterns, &u, &self.rules, 0.1, estimate::EM_MAX_ITERATIONS);
+        (u, em)
+    }
+
     /// For the state hash: links, merges, decisions and tasks.
     pub fn hash_into(&self, h: &mut sha2::Sha256) {
         use sha2::Digest;

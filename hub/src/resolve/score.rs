@@ -8,7 +8,7 @@ use super::profile::Profile;
 use super::rules::{Comparison, MatchRules};
 
 /// How one comparison came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Agree,
