@@ -113,6 +113,9 @@ pub struct Applied {
     /// written columns), so that the runner recognizes the echo of this
     /// write by content; `None` after a delete.
     pub image: Option<Row>,
+    /// The write left the row as it was (an update to equal values) and
+    /// the system logs nothing for it (MariaDB): no capture of it comes.
+    pub unchanged: bool,
 }
 
 /// Why a connector call failed, and so what the runner does next.

@@ -386,7 +386,8 @@ async fn sink_updates_inserts_retires_and_reports_a_missing_record() -> anyhow::
         results[3],
         Ok(Applied {
             record_id: "s2".into(),
-            image: None
+            image: None,
+            unchanged: false,
         })
     );
     assert_eq!(sink.fetch("s2").await?, None);

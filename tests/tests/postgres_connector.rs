@@ -389,6 +389,7 @@ async fn sink_writes_come_back_as_own_writes_with_the_image_capture_and_fetch_gi
     let Ok(Applied {
         record_id,
         image: Some(image),
+        ..
     }) = &applied[0]
     else {
         panic!("{applied:?}")

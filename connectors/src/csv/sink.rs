@@ -300,6 +300,7 @@ impl Sink for CsvSink {
             results.push(Ok(Applied {
                 record_id: plan.key,
                 image,
+                unchanged: false,
             }));
         }
         Ok(results)

@@ -68,6 +68,7 @@ impl HttpSink {
         Ok(Applied {
             record_id,
             image: Some(to_row(record)),
+            unchanged: false,
         })
     }
 
@@ -93,6 +94,7 @@ impl HttpSink {
             Answer::Done(record) => Ok(Applied {
                 record_id: id.to_string(),
                 image: Some(to_row(record)),
+                unchanged: false,
             }),
             Answer::NotFound => {
                 Err(self
@@ -121,6 +123,7 @@ impl HttpSink {
         Ok(Applied {
             record_id: id.to_string(),
             image,
+            unchanged: false,
         })
     }
 }

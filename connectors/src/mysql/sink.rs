@@ -111,9 +111,11 @@ impl MysqlSink {
             .exec_drop(sql, vec![key])
             .await
             .map_err(|e| self.record(id, &e))?;
+        let changed = self.conn.affected_rows() > 0;
         Ok(Applied {
             record_id: id.to_string(),
             image: None,
+            unchanged: !changed,
         })
     }
 
@@ -181,8 +183,11 @@ impl MysqlSink {
             }
             None => false,
         };
+        // MariaDB logs no row for an update to equal values.
+        let mut changed = true;
         let record_id = if exists {
             let id = id.unwrap_or_default().to_string();
+            changed = false;
             let mut parts: Vec<String> = sets
                 .iter()
                 .map(|(c, _)| format!("{} = ?", ident(c)))
@@ -205,6 +210,7 @@ impl MysqlSink {
                     .exec_drop(sql, params)
                     .await
                     .map_err(|e| self.record(&id, &e))?;
+                changed = self.conn.affected_rows() > 0;
             }
             id
         } else {
@@ -230,6 +236,7 @@ impl MysqlSink {
             Some(image) => Ok(Applied {
                 record_id,
                 image: Some(image),
+                unchanged: !changed,
             }),
             None => Err(Failure::Record(
                 record_id,

@@ -213,6 +213,7 @@ impl PostgresSink {
                 Ok(_) => Ok(Applied {
                     record_id: w.record_id.clone().unwrap_or_default(),
                     image: None,
+                    unchanged: false,
                 }),
                 Err(e) => Err((Failure::Db(e), Some(st))),
             };
@@ -234,6 +235,7 @@ impl PostgresSink {
             Ok(Some((record_id, image))) => Ok(Applied {
                 record_id,
                 image: Some(image),
+                unchanged: false,
             }),
             Ok(None) => Err((Failure::Refused("the written row has no key".into()), None)),
             Err(e) => Err((Failure::Refused(e.to_string()), None)),

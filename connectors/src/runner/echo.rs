@@ -198,6 +198,26 @@ impl EchoStore {
         }
     }
 
+    /// The write of `version` left the record as it was, and the system
+    /// logs nothing for it: it is in view as soon as the writes before it
+    /// are.
+    pub fn unchanged(&mut self, record_id: &str, version: &[String]) {
+        let Some(r) = self.records.get_mut(record_id) else {
+            return;
+        };
+        let Some(i) = r.pending.iter().rposition(|(v, _)| v == version) else {
+            return;
+        };
+        r.pending.remove(i);
+        match i
+            .checked_sub(1)
+            .and_then(|before| r.pending.get_mut(before))
+        {
+            Some((pending, _)) => *pending = version.to_vec(),
+            None => r.base = Some(version.to_vec()),
+        }
+    }
+
     /// The connector wrote `version` to the record, which now reads `image`.
     pub fn wrote(&mut self, record_id: &str, image: &Fields, version: &[String]) {
         self.applied(record_id, Some(hash(image)), false, version);
@@ -218,7 +238,7 @@ impl EchoStore {
             r.base_before = r.base.replace(version.to_vec());
             r.written_at = count;
             r.noted_at = Some(Instant::now());
-        } else if !r.pending.iter().any(|(v, _)| v == version) && r.base.is_none() {
+        } else if r.pending.is_empty() && r.base.is_none() {
             // A record the connector inserted: nothing was edited before
             // it existed.
             r.base = Some(version.to_vec());
@@ -535,5 +555,36 @@ mod tests {
             "the write may have replaced the edit"
         );
         assert_eq!(store.captured("r", Some(&bonn), now), Verdict::Echo);
+    }
+
+    #[test]
+    fn a_write_that_changed_nothing_is_in_view_once_the_writes_before_it_are() {
+        let mut store = log_source();
+        let (v1, v2, v3) = (
+            vec!["v1".to_string()],
+            vec!["v2".to_string()],
+            vec!["v3".to_string()],
+        );
+        let berlin = fields(&[("city", json!("Berlin"))]);
+        store.will_write("r", &v1);
+        store.will_write("r", &v2);
+        store.wrote("r", &berlin, &v1);
+        store.unchanged("r", &v2);
+        store.wrote("r", &berlin, &v2);
+        // The capture of v1 passes: v2, which logged nothing, is in view.
+        assert_eq!(store.own_captured("r"), None);
+        let edit = fields(&[("city", json!("Ulm"))]);
+        assert_eq!(
+            store.captured("r", Some(&edit), 0),
+            Verdict::Publish { base: Some(v2) }
+        );
+        // Alone in the queue, at once; and the next own capture is the
+        // next write's.
+        store.will_write("r", &v3);
+        store.unchanged("r", &v3);
+        assert_eq!(
+            store.captured("r", Some(&fields(&[("city", json!("Bonn"))])), 0),
+            Verdict::Publish { base: Some(v3) }
+        );
     }
 }

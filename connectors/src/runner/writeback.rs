@@ -430,6 +430,9 @@ fn record_results(
             .as_ref()
             .and_then(|row: &Row| shared.mapping.to_canonical(row).ok());
         let mut echoes = shared.echoes_lock();
+        if applied.unchanged {
+            echoes.unchanged(&applied.record_id, &update.version);
+        }
         match (&writes[i].op, &image) {
             (WriteOp::Retire, _) => echoes.retired(&applied.record_id, &update.version),
             (WriteOp::Upsert(_), Some(fields)) => {

@@ -218,6 +218,7 @@ impl Sink for SampleSink {
                     results.push(Ok(Applied {
                         record_id,
                         image: Some(row),
+                        unchanged: false,
                     }));
                 }
                 WriteOp::Retire => {
@@ -232,6 +233,7 @@ impl Sink for SampleSink {
                     results.push(Ok(Applied {
                         record_id,
                         image: None,
+                        unchanged: false,
                     }));
                 }
             }

@@ -71,8 +71,12 @@ impl MysqlSink {
             .iter()
             .partition(|p| existing.contains(&p.record_id));
         self.insert_rows(&inserts).await?;
+        // MariaDB logs no row for an update to equal values.
+        let mut unchanged = BTreeSet::new();
         for p in &updates {
-            self.update_row(p).await?;
+            if !self.update_row(p).await? {
+                unchanged.insert(p.record_id.clone());
+            }
         }
         self.write_emails(&inserts, &updates).await?;
 
@@ -83,6 +87,7 @@ impl MysqlSink {
             .into_iter()
             .map(|p| match images.remove(&p.record_id) {
                 Some(image) => Ok(Applied {
+                    unchanged: unchanged.contains(&p.record_id),
                     record_id: p.record_id,
                     image: Some(image),
                 }),
@@ -180,7 +185,8 @@ impl MysqlSink {
         Ok(())
     }
 
-    async fn update_row(&mut self, p: &Prepared) -> Result<(), Failure> {
+    /// Whether the row changed.
+    async fn update_row(&mut self, p: &Prepared) -> Result<bool, Failure> {
         let mut parts: Vec<String> = p
             .sets
             .iter()
@@ -192,7 +198,7 @@ impl MysqlSink {
                 .map(|m| format!("{} = UTC_TIMESTAMP()", ident(&m.name))),
         );
         if parts.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let sql = format!(
             "UPDATE {} SET {} WHERE {} = ?",
@@ -205,7 +211,8 @@ impl MysqlSink {
         self.conn
             .exec_drop(sql, params)
             .await
-            .map_err(|e| self.record(&p.record_id, &e))
+            .map_err(|e| self.record(&p.record_id, &e))?;
+        Ok(self.conn.affected_rows() > 0)
     }
 
     /// Primary addresses: new contacts' in two multi-row `INSERT`s, existing
