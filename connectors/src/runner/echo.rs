@@ -263,15 +263,11 @@ impl EchoStore {
     /// the change is then published with it as `base`.
     pub fn own_captured(&mut self, record_id: &str) -> Option<Vec<String>> {
         let r = self.records.entry(record_id.to_string()).or_default();
-        let noted = r.pending.pop_front().map(|(version, at)| {
-            r.base = Some(version);
-            at
-        });
-        if may_have_replaced(self.recent_edits.get(record_id), noted) {
-            r.base.clone()
-        } else {
-            None
-        }
+        // Without a pending write, the base is not this write's version and
+        // publishing the change with it would claim an older view.
+        let (version, noted) = r.pending.pop_front()?;
+        r.base = Some(version.clone());
+        may_have_replaced(self.recent_edits.get(record_id), Some(noted)).then_some(version)
     }
 
     /// A captured change of the record made by someone else (as far as
