@@ -35,7 +35,7 @@ use futures::StreamExt;
 use mdhub_connectors::publish::{mode_for_server, Mode, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::entry::LogPayload;
-use mdhub_hub::golden::{survivorship, Candidate, GoldenRecord};
+use mdhub_hub::golden::{survivorship, Candidate, GoldenRecord, SourceKey};
 use mdhub_hub::hub::SharedHub;
 use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, OUT_STREAM};
 use mdhub_hub::serve::rules;
@@ -422,18 +422,15 @@ fn automerge_step(events: &[ChangeEvent]) -> anyhow::Result<AutomergeFigures> {
             .into_iter()
             .collect();
         let plain = heads == deps;
+        let source = SourceKey {
+            system: p.system.clone(),
+            record_id: p.record.to_string(),
+        };
 
         let priority = &rules.source_priority;
         let pick = |field: &str, c: &[Candidate]| survivorship::pick(policy(field), priority, c);
         let t = Instant::now();
-        let touched = record.write(
-            &p.system,
-            None,
-            &p.writes,
-            p.event_id,
-            p.observed_at_ns,
-            pick,
-        );
+        let touched = record.write(&source, None, &p.writes, p.event_id, p.observed_at_ns, pick);
         for field in &touched {
             record.resolve(field, |c| pick(field, c));
         }

@@ -15,6 +15,8 @@ use mdhub_schema::{ChangeEvent, Op, SCHEMA_VERSION};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::er_generator::rng::Rng;
+
 /// Systems in order of trust (the hub config below lists them so).
 pub const SYSTEMS: [&str; 3] = ["erp", "crm", "oa"];
 
@@ -29,22 +31,6 @@ pub struct Workload {
     pub expected: BTreeMap<String, BTreeMap<String, Value>>,
     /// email → expected links (system, record_id).
     pub links: BTreeMap<String, Vec<(String, String)>>,
-}
-
-/// splitmix64: small, fast, and the same on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 const CITIES: [&str; 8] = [
@@ -116,7 +102,7 @@ fn context(c: usize) -> BTreeMap<String, Value> {
 /// `customers` customers, `total` events in all (at least one per holder
 /// per customer), generated from `seed`.
 pub fn workload(customers: usize, total: usize, seed: u64) -> Workload {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let t0 = time::macros::datetime!(2026-01-01 00:00 UTC);
     let mut tick = 0i64;
     let mut events = Vec::with_capacity(total);
@@ -203,23 +189,23 @@ pub fn workload(customers: usize, total: usize, seed: u64) -> Workload {
         }
     }
     while events.len() < total {
-        let c = rng.below(customers as u64) as usize;
+        let c = rng.below(customers);
         let hs = holders(c);
-        let h = hs[rng.below(hs.len() as u64) as usize];
+        let h = hs[rng.below(hs.len())];
         tick += 1;
         let (field, value) = match rng.below(3) {
             0 => {
-                let phone = phone_canonical(c, 3 + rng.below(1000));
+                let phone = phone_canonical(c, 3 + rng.below(1000) as u64);
                 note(c, "phone", h, &phone, tick);
                 ("phone", phone_formatted(h, &phone))
             }
             1 => {
-                let title = TITLES[rng.below(TITLES.len() as u64) as usize].to_string();
+                let title = rng.pick(&TITLES).to_string();
                 note(c, "job_title", h, &title, tick);
                 ("job_title", title)
             }
             _ => {
-                let city = CITIES[rng.below(CITIES.len() as u64) as usize].to_string();
+                let city = rng.pick(&CITIES).to_string();
                 city_by_system.insert((c, h), city.clone());
                 ("city", city)
             }

@@ -23,9 +23,10 @@ use mdhub_connectors::publish::Publisher;
 use mdhub_connectors::runner::metrics::ConnectorMetrics;
 use mdhub_connectors::runner::{self, RunContext, RunError};
 use mdhub_hub::golden::SourceKey;
-use mdhub_hub::nats_bus::IN_STREAM;
+use mdhub_hub::nats_bus::{IN_STREAM, OUT_STREAM};
 use mdhub_schema::Model;
 use mdhub_tests::compliance::{Fields, SystemUnderTest};
+use mdhub_tests::er_generator::rng::Rng;
 use mdhub_tests::hub_runner::{config, InProcessHub};
 use mdhub_tests::nats::NatsServer;
 use mdhub_tests::systems::odoo::Odoo;
@@ -33,6 +34,7 @@ use mdhub_tests::systems::rest::RestApi;
 use mdhub_tests::systems::suitecrm::SuiteCrm;
 use mdhub_tests::systems::UserEdits;
 use serde_json::{json, Value};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 const CUSTOMERS: usize = 2_000;
@@ -43,20 +45,6 @@ const WRITING: Duration = Duration::from_secs(8);
 const HOT: usize = 10;
 const LOAD_DEADLINE: Duration = Duration::from_secs(240);
 const CONVERGE_DEADLINE: Duration = Duration::from_secs(180);
-
-/// A small deterministic generator: the test's choices are the same on
-/// every run.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
-    }
-}
 
 fn customer(n: usize) -> Fields {
     [
@@ -113,15 +101,16 @@ async fn keys_by_email<S: UserEdits>(sys: &mut S) -> anyhow::Result<BTreeMap<Str
         .collect())
 }
 
-/// One writer's record of what it wrote: customer number → values in order.
-type Written = BTreeMap<usize, Vec<String>>;
+/// One writer's record of what it wrote: customer number → values in
+/// order, each with when it was written (to explain a failure).
+type Written = BTreeMap<usize, Vec<(String, OffsetDateTime)>>;
 
 async fn write_for<S: UserEdits>(
     sys: &mut S,
     keys: &BTreeMap<String, String>,
     seed: u64,
 ) -> anyhow::Result<Written> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let mut written = Written::new();
     let name = sys.name().to_string();
     let end = Instant::now() + WRITING;
@@ -137,7 +126,10 @@ async fn write_for<S: UserEdits>(
         let value = format!("{name}-{n}");
         let fields: Fields = [("city".to_string(), Value::String(value.clone()))].into();
         sys.set_fields(key, &fields).await?;
-        written.entry(c).or_default().push(value);
+        written
+            .entry(c)
+            .or_default()
+            .push((value, OffsetDateTime::now_utc()));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(written)
@@ -157,9 +149,91 @@ fn differences(golden: &BTreeMap<String, Value>, record: &Fields) -> Vec<String>
         .collect()
 }
 
+/// What happened to customer `c`, in time order, to explain a failure:
+/// each writer's writes, each change event of its records (with its base)
+/// and each golden update sent to them (with its version).
+async fn trace(
+    js: &jetstream::Context,
+    c: usize,
+    records: &[(&str, String)],
+    writers: &[(&str, Written)],
+) -> anyhow::Result<String> {
+    let short = |v: &[String]| {
+        v.iter()
+            .map(|h| h.get(..6).unwrap_or(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut lines: Vec<(OffsetDateTime, String)> = Vec::new();
+    for (system, written) in writers {
+        for (value, at) in written.get(&c).into_iter().flatten() {
+            lines.push((*at, format!("{system} writer wrote {value}")));
+        }
+    }
+    let ours = |system: &str, id: &str| records.iter().any(|(s, r)| *s == system && r == id);
+    for stream in [IN_STREAM, OUT_STREAM] {
+        let last = js
+            .get_stream(stream)
+            .await?
+            .info()
+            .await?
+            .state
+            .last_sequence;
+        let s = js.get_stream(stream).await?;
+        for seq in 1..=last {
+            let Ok(m) = s.get_raw_message(seq).await else {
+                continue;
+            };
+            if stream == IN_STREAM {
+                let Ok(e) = serde_json::from_slice::<mdhub_schema::ChangeEvent>(&m.payload) else {
+                    continue;
+                };
+                if ours(&e.system, &e.record_id) {
+                    lines.push((
+                        m.time,
+                        format!(
+                            "IN  {} event {} city={} base=[{}] caused_by={:?}",
+                            e.system,
+                            &e.event_id.to_string()[..8],
+                            e.fields.get("city").unwrap_or(&Value::Null),
+                            e.base.as_deref().map(short).unwrap_or_default(),
+                            e.caused_by.map(|u| u.to_string()[..8].to_string()),
+                        ),
+                    ));
+                }
+            } else {
+                let Ok(u) = serde_json::from_slice::<mdhub_schema::GoldenUpdate>(&m.payload) else {
+                    continue;
+                };
+                if u.record_id.as_deref().is_some_and(|id| ours(&u.system, id)) {
+                    lines.push((
+                        m.time,
+                        format!(
+                            "OUT {} city={} version=[{}] log_seq={} caused_by={}",
+                            u.system,
+                            u.fields.get("city").unwrap_or(&Value::Null),
+                            short(&u.version),
+                            u.log_seq,
+                            &u.caused_by.to_string()[..8],
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    let start = lines.first().map(|(t, _)| *t);
+    Ok(lines
+        .into_iter()
+        .map(|(t, l)| {
+            let ms = start.map_or(0, |s| (t - s).whole_milliseconds());
+            format!("  +{ms:>6} ms  {l}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "flaky under CPU contention: now and then a customer's golden value is an older write \
-            of one writer, though every system converges on it; see the note on issue 14"]
 async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
@@ -307,7 +381,7 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
     for c in 0..CUSTOMERS {
         let last: BTreeSet<&String> = writers
             .iter()
-            .filter_map(|(_, w)| w.get(&c).and_then(|v| v.last()))
+            .filter_map(|(_, w)| w.get(&c).and_then(|v| v.last()).map(|(v, _)| v))
             .collect();
         if last.is_empty() {
             continue;
@@ -320,10 +394,15 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        anyhow::ensure!(
-            last.contains(&city),
-            "customer {c}: golden city {city:?} is none of the writers' last writes {last:?}"
-        );
+        if !last.contains(&city) {
+            let records = [("erp", &erp_keys), ("crm", &crm_keys), ("oa", &oa_keys)]
+                .map(|(s, keys)| (s, keys[&format!("customer{c}@example.org")].clone()));
+            let story = trace(&js, c, &records, &writers).await?;
+            anyhow::bail!(
+                "customer {c}: golden city {city:?} is none of the writers' last writes \
+                 {last:?}; what happened to it:\n{story}"
+            );
+        }
     }
     for r in running {
         stop(r).await?;

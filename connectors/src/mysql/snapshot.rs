@@ -164,7 +164,7 @@ impl Load {
                 observed_at: observed
                     .as_ref()
                     .and_then(|m| r.row.get(m))
-                    .and_then(super::value::utc_datetime),
+                    .and_then(super::value::change_time),
                 record_id: r.record_id,
                 change: RowChange::Upsert(r.row),
             })

@@ -18,7 +18,7 @@ use super::error::classify;
 use super::schema::{self, Table};
 use super::snapshot::Load;
 use super::stream::{Image, RawTx, Stream, Watched};
-use super::value::{record_id, to_json, utc_datetime, Origin};
+use super::value::{change_time, record_id, to_json, Origin};
 use super::BinlogPos;
 use crate::contract::{
     Captured, CapturedTx, ConnectorError, Cursor, LoadProgress, Row, RowChange, Source,
@@ -205,7 +205,7 @@ fn change_of(table: &Table, id: String, row: Row) -> Captured {
     let observed_at = table
         .modified()
         .and_then(|m| row.get(&m.name))
-        .and_then(utc_datetime);
+        .and_then(change_time);
     let archived = table
         .archive()
         .and_then(|a| row.get(&a.name))

@@ -138,7 +138,9 @@ impl Stream {
             file,
             pos: u64::from(header.log_pos()),
         };
-        tx.committed_at = OffsetDateTime::from_unix_timestamp(i64::from(header.timestamp())).ok();
+        tx.committed_at = OffsetDateTime::from_unix_timestamp(i64::from(header.timestamp()))
+            .ok()
+            .map(|at| super::value::within_second(at, OffsetDateTime::now_utc()));
         tx.own_write |= header.flags_raw() & SKIP_REPLICATION_FLAG != 0;
         tx
     }

@@ -294,9 +294,50 @@ pub(crate) fn utc_datetime(value: &Json) -> Option<OffsetDateTime> {
         .map(time::PrimitiveDateTime::assume_utc)
 }
 
+/// A time the server keeps to the second (a binary-log event's header, a
+/// DATETIME column) names a moment somewhere in that second. A change
+/// captured while the second still runs is placed at the capture instant;
+/// one captured later at the second's end, the latest it can have been.
+/// Truncated to the second's start, an edit made late in a second would
+/// lose a most-recent conflict to one made earlier in it elsewhere. A time
+/// with a fraction is precise and kept.
+pub(crate) fn within_second(at: OffsetDateTime, now: OffsetDateTime) -> OffsetDateTime {
+    if at.nanosecond() != 0 {
+        return at;
+    }
+    let end = at + time::Duration::nanoseconds(999_999_999);
+    now.clamp(at, end)
+}
+
+/// The change time in a DATETIME column's value, placed in its second.
+pub(crate) fn change_time(value: &Json) -> Option<OffsetDateTime> {
+    utc_datetime(value).map(|at| within_second(at, OffsetDateTime::now_utc()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_to_the_second_is_placed_in_its_second() {
+        let at = time::macros::datetime!(2026-03-01 10:00:05 UTC);
+        let during = at + time::Duration::milliseconds(300);
+        assert_eq!(within_second(at, during), during, "captured within it");
+        let later = at + time::Duration::seconds(7);
+        assert_eq!(
+            within_second(at, later),
+            at + time::Duration::nanoseconds(999_999_999),
+            "captured after it: its end"
+        );
+        let earlier = at - time::Duration::seconds(2);
+        assert_eq!(
+            within_second(at, earlier),
+            at,
+            "a clock behind the server's"
+        );
+        let precise = at + time::Duration::microseconds(250);
+        assert_eq!(within_second(precise, later), precise);
+    }
 
     fn both(kind: &Kind, query: Sql, binlog: Sql) -> Json {
         let a = to_json(kind, query, Origin::Query).unwrap().unwrap();

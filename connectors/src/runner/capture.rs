@@ -97,6 +97,9 @@ pub(super) async fn run<C: Connector>(connector: &C, shared: &Shared) -> Result<
 /// between two reads (`Source::next` need not be safe to cancel).
 struct Reader {
     reads: mpsc::Receiver<Stamped>,
+    /// The source reads the current state (it does not mark its own
+    /// writes): see `Shared::writes_in_flight`.
+    reads_state: bool,
     confirm: watch::Sender<Option<Cursor>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -106,6 +109,7 @@ impl Reader {
         let (send, reads) = mpsc::channel::<Stamped>(READ_AHEAD);
         let (confirm, mut confirmed) = watch::channel::<Option<Cursor>>(None);
         let reads_ahead = source.reads_ahead();
+        let reads_state = !source.marks_own_writes();
         let task = tokio::spawn(async move {
             // A cursor handed out and not confirmed yet, for a source that
             // does not read ahead.
@@ -137,6 +141,7 @@ impl Reader {
         });
         Reader {
             reads,
+            reads_state,
             confirm,
             task,
         }
@@ -215,8 +220,15 @@ async fn publish_group(
     bar: &mut LoadBar,
 ) -> Result<Stop, String> {
     let mut events = Vec::new();
-    for (tx, began) in &group {
-        events.extend(events_of(shared, tx, *began));
+    {
+        // A read may have overlapped a write that is not noted yet.
+        let _noted = match reader.reads_state {
+            true => Some(shared.writes_in_flight.write().await),
+            false => None,
+        };
+        for (tx, began) in &group {
+            events.extend(events_of(shared, tx, *began));
+        }
     }
     let group: Vec<CapturedTx> = group.into_iter().map(|(tx, _)| tx).collect();
     let published = events.len() as u64;

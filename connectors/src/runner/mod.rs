@@ -92,6 +92,12 @@ pub(crate) struct Shared {
     metrics: Arc<ConnectorMetrics>,
     shutdown: CancellationToken,
     echoes: Mutex<EchoStore>,
+    /// Held shared by the write-back from the start of a batch's writes
+    /// until they are noted in `echoes`; taken alone by the capture of a
+    /// source that reads the current state before it judges what it read.
+    /// A read that overlapped a write may return the written image before
+    /// the write is noted, and would be taken for an edit.
+    writes_in_flight: tokio::sync::RwLock<()>,
     inserts: Mutex<InsertLedger>,
     rejects: RejectLog,
     max_write_batch: usize,
@@ -139,6 +145,7 @@ pub async fn run<C: Connector>(connector: C, ctx: RunContext) -> Result<(), RunE
         metrics: ctx.metrics,
         shutdown: ctx.shutdown,
         echoes: Mutex::new(EchoStore::default()),
+        writes_in_flight: tokio::sync::RwLock::new(()),
         inserts: Mutex::new(inserts),
         max_write_batch: ctx.max_write_batch.max(1),
     };

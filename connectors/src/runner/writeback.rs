@@ -153,10 +153,13 @@ async fn apply_batch<C: Connector>(
             ))
         })
         .collect();
-    let results = if writes.is_empty() {
-        Vec::new()
+    let (results, writing) = if writes.is_empty() {
+        (Vec::new(), None)
     } else {
         loop {
+            // Until the writes are noted, capture of a source that reads
+            // the current state waits (see `Shared::writes_in_flight`).
+            let writing = shared.writes_in_flight.read().await;
             {
                 let mut echoes = shared.echoes_lock();
                 for (id, version) in &to_existing {
@@ -174,7 +177,7 @@ async fn apply_batch<C: Connector>(
                 }
             }
             match applied {
-                Ok(results) if results.len() == writes.len() => break results,
+                Ok(results) if results.len() == writes.len() => break (results, Some(writing)),
                 Ok(results) => {
                     return Err(RunError::Sink(ConnectorError::Fatal(format!(
                         "the sink returned {} results for {} writes",
@@ -183,6 +186,7 @@ async fn apply_batch<C: Connector>(
                     ))))
                 }
                 Err(ConnectorError::Unavailable(e)) => {
+                    drop(writing);
                     if reconnect(connector, shared, sink, &mut backoff, &msgs, Some(&e)).await?
                         == Stop::Now
                     {
@@ -194,6 +198,7 @@ async fn apply_batch<C: Connector>(
         }
     };
     let links = record_results(shared, &updates, &write_of, &writes, results);
+    drop(writing);
     if publish_events(shared, links).await == Stop::Now {
         return Ok(Stop::Now);
     }

@@ -12,7 +12,7 @@
 pub mod candidate;
 pub mod survivorship;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc, ScalarValue, ROOT};
@@ -65,6 +65,25 @@ pub struct GoldenRecord {
     /// The values each system last wrote, to skip re-statements of unchanged
     /// fields (full-image connectors send every field every time).
     written: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Per linked source record, the updates sent to it that none of its
+    /// changes has shown in view yet (its `base` does not cover their
+    /// version), oldest first, at most [`MAX_UNCONFIRMED`]. A change whose
+    /// base lags behind them and that carries a value one of them sent is
+    /// that update coming back, not an edit: a connector cannot always
+    /// tell which version a captured image was made with (a poll that
+    /// overlapped a write), and an old value must not come back as new.
+    unconfirmed: BTreeMap<SourceKey, VecDeque<SentUpdate>>,
+}
+
+/// The updates remembered per source record until one of its changes shows
+/// them in view; older ones are forgotten (their echoes have long come).
+const MAX_UNCONFIRMED: usize = 8;
+
+/// An update sent to a source record: the golden version and the values.
+#[derive(Debug, Clone)]
+struct SentUpdate {
+    version: Vec<ChangeHash>,
+    fields: BTreeMap<String, Value>,
 }
 
 impl GoldenRecord {
@@ -79,6 +98,7 @@ impl GoldenRecord {
             candidates: BTreeMap::new(),
             own_last: BTreeMap::new(),
             written: BTreeMap::new(),
+            unconfirmed: BTreeMap::new(),
             merged_into: None,
             source_values: BTreeMap::new(),
             quality: BTreeMap::new(),
@@ -93,20 +113,22 @@ impl GoldenRecord {
         heads
     }
 
-    /// Writes `fields` as `system`, on top of `base` (hex heads the system had
-    /// applied) and its own earlier writes. Fields whose value equals what
-    /// the system saw at that version are skipped: a full-image re-send or an
-    /// echo of an applied update changes nothing. `pick` is the field's
+    /// Writes `fields` as `source`'s system, on top of `base` (hex heads the
+    /// system had applied) and its own earlier writes. Fields whose value
+    /// equals what the system saw at that version, or what an update sent
+    /// to the record after it carried, are skipped: a full-image re-send or
+    /// an echo of an applied update changes nothing. `pick` is the field's
     /// survivorship. Returns the fields whose candidates changed.
     pub fn write<'a>(
         &mut self,
-        system: &str,
+        source: &SourceKey,
         base: Option<&[String]>,
         fields: impl IntoIterator<Item = (&'a String, &'a Value)>,
         event_id: Uuid,
         observed_at_ns: i64,
         pick: impl Fn(&str, &[Candidate]) -> usize,
     ) -> Vec<String> {
+        let system = source.system.as_str();
         // What the system had seen: its base (hashes this document knows;
         // an unknown hash can only come from another record's history) and
         // its own last change.
@@ -127,6 +149,12 @@ impl GoldenRecord {
         }
         deps.sort();
         deps.dedup();
+        // Only a change that names its base claims to have seen what came
+        // before it; without one, every value is the system's own.
+        self.forget_confirmed(source, &known_base);
+        let echoed = (!known_base.is_empty())
+            .then(|| self.unconfirmed.get(source))
+            .flatten();
 
         // Skip what the system merely re-states: the value it saw at its
         // base (an echo of an applied update, even a stale one), or without
@@ -135,7 +163,11 @@ impl GoldenRecord {
         let fields: Vec<(&String, &Value)> = fields
             .into_iter()
             .filter(|(field, value)| {
-                if known_base.is_empty() {
+                let sent_after_base = echoed
+                    .is_some_and(|sent| sent.iter().any(|u| u.fields.get(*field) == Some(*value)));
+                if sent_after_base {
+                    false
+                } else if known_base.is_empty() {
                     own_written.and_then(|m| m.get(*field)).unwrap_or(NULL) != *value
                 } else if known_base == heads {
                     self.values.get(*field).unwrap_or(NULL) != *value
@@ -215,6 +247,66 @@ impl GoldenRecord {
                 .expect("root map read cannot fail"),
         );
         (!cands.is_empty()).then(|| cands[pick(field, &cands)].value.clone())
+    }
+
+    /// Remembers an update sent to `target` at `version` (hex heads).
+    pub fn note_sent(
+        &mut self,
+        target: SourceKey,
+        version: &[String],
+        fields: &BTreeMap<String, Value>,
+    ) {
+        let version = version
+            .iter()
+            .filter_map(|h| h.parse::<ChangeHash>().ok())
+            .collect();
+        let sent = self.unconfirmed.entry(target).or_default();
+        if sent.len() == MAX_UNCONFIRMED {
+            sent.pop_front();
+        }
+        sent.push_back(SentUpdate {
+            version,
+            fields: fields.clone(),
+        });
+    }
+
+    /// Drops the updates sent to `source` that `base` has in view: the
+    /// record's changes from now on were made after them.
+    fn forget_confirmed(&mut self, source: &SourceKey, base: &[ChangeHash]) {
+        let Some(sent) = self.unconfirmed.get(source) else {
+            return;
+        };
+        if base.is_empty() {
+            return;
+        }
+        // The ancestors of `base` among the sent versions' hashes, walking
+        // back only until all of those are found.
+        let mut wanted: BTreeSet<ChangeHash> = sent
+            .iter()
+            .flat_map(|u| u.version.iter().copied())
+            .collect();
+        let mut seen: BTreeSet<ChangeHash> = BTreeSet::new();
+        let mut covered: BTreeSet<ChangeHash> = BTreeSet::new();
+        let mut stack: Vec<ChangeHash> = base.to_vec();
+        while let Some(h) = stack.pop() {
+            if wanted.is_empty() {
+                break;
+            }
+            if !seen.insert(h) {
+                continue;
+            }
+            if wanted.remove(&h) {
+                covered.insert(h);
+            }
+            if let Some(change) = self.doc.get_change_by_hash(&h) {
+                stack.extend(change.deps().iter().copied());
+            }
+        }
+        let sent = self.unconfirmed.get_mut(source).expect("checked above");
+        sent.retain(|u| !u.version.iter().all(|h| covered.contains(h)));
+        if sent.is_empty() {
+            self.unconfirmed.remove(source);
+        }
     }
 
     /// Updates the candidates of `field` after `candidate` (stored as
@@ -451,6 +543,13 @@ mod tests {
         BTreeMap::from([(field.to_string(), Value::String(v.into()))])
     }
 
+    fn src(system: &str) -> SourceKey {
+        SourceKey {
+            system: system.into(),
+            record_id: "1".into(),
+        }
+    }
+
     fn most_recent(c: &[Candidate]) -> usize {
         survivorship::pick(Survivorship::MostRecent, &[], c)
     }
@@ -462,8 +561,22 @@ mod tests {
     #[test]
     fn concurrent_writes_keep_both_candidates() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
-        g.write("erp", None, &w("phone", "2"), Uuid::from_u128(2), 5, pick);
+        g.write(
+            &src("crm"),
+            None,
+            &w("phone", "1"),
+            Uuid::from_u128(1),
+            10,
+            pick,
+        );
+        g.write(
+            &src("erp"),
+            None,
+            &w("phone", "2"),
+            Uuid::from_u128(2),
+            5,
+            pick,
+        );
         assert!(g.resolve("phone", most_recent));
         assert_eq!(g.candidates["phone"].len(), 2);
         assert_eq!(g.values["phone"], "1", "most recent wins");
@@ -472,10 +585,17 @@ mod tests {
     #[test]
     fn a_write_on_top_of_the_other_supersedes_it() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
+        g.write(
+            &src("crm"),
+            None,
+            &w("phone", "1"),
+            Uuid::from_u128(1),
+            10,
+            pick,
+        );
         let seen = g.version();
         g.write(
-            "erp",
+            &src("erp"),
             Some(&seen),
             &w("phone", "2"),
             Uuid::from_u128(2),
@@ -493,20 +613,41 @@ mod tests {
     #[test]
     fn own_writes_are_sequential_and_restatements_are_skipped() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, &w("phone", "1"), Uuid::from_u128(1), 10, pick);
         g.write(
-            "erp",
+            &src("crm"),
+            None,
+            &w("phone", "1"),
+            Uuid::from_u128(1),
+            10,
+            pick,
+        );
+        g.write(
+            &src("erp"),
             None,
             &w("city", "Bonn"),
             Uuid::from_u128(2),
             11,
             pick,
         );
-        g.write("crm", None, &w("phone", "3"), Uuid::from_u128(3), 12, pick);
+        g.write(
+            &src("crm"),
+            None,
+            &w("phone", "3"),
+            Uuid::from_u128(3),
+            12,
+            pick,
+        );
         assert_eq!(g.candidates["phone"].len(), 1);
         let v = g.version();
         assert!(g
-            .write("crm", None, &w("phone", "3"), Uuid::from_u128(4), 13, pick)
+            .write(
+                &src("crm"),
+                None,
+                &w("phone", "3"),
+                Uuid::from_u128(4),
+                13,
+                pick
+            )
             .is_empty());
         assert_eq!(g.version(), v, "unchanged re-statement writes nothing");
     }
@@ -514,10 +655,17 @@ mod tests {
     #[test]
     fn setting_a_value_back_after_seeing_another_is_a_change() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write("crm", None, &w("title", "A"), Uuid::from_u128(1), 10, pick);
+        g.write(
+            &src("crm"),
+            None,
+            &w("title", "A"),
+            Uuid::from_u128(1),
+            10,
+            pick,
+        );
         let v1 = g.version();
         g.write(
-            "erp",
+            &src("erp"),
             Some(&v1),
             &w("title", "B"),
             Uuid::from_u128(2),
@@ -529,7 +677,7 @@ mod tests {
         // The echo of B: seen at v2, so it changes nothing.
         assert!(g
             .write(
-                "crm",
+                &src("crm"),
                 Some(&v2),
                 &w("title", "B"),
                 Uuid::from_u128(3),
@@ -539,7 +687,7 @@ mod tests {
             .is_empty());
         // The user sets A again: crm last wrote A, but it had seen B since.
         let touched = g.write(
-            "crm",
+            &src("crm"),
             Some(&v2),
             &w("title", "A"),
             Uuid::from_u128(4),
@@ -570,7 +718,7 @@ mod tests {
             let base = (x >> 50).is_multiple_of(2).then_some(seen.as_slice());
             let value = format!("v{}", (x >> 24) % 5);
             g.write(
-                system,
+                &src(system),
                 base,
                 &w(field, &value),
                 Uuid::from_u128(i),
@@ -585,5 +733,97 @@ mod tests {
             versions.push(g.version());
         }
         assert!(g.candidates.values().any(|c| c.len() > 1), "some conflicts");
+    }
+
+    #[test]
+    fn an_update_coming_back_with_a_lagging_base_is_not_an_edit() {
+        // The OA record was sent "A" at v1; a poll that overlapped the
+        // write reports "A" with the base before it. Then the CRM writes
+        // "B" on top of its own history only.
+        let mut g = GoldenRecord::new(Uuid::nil(), "customer");
+        g.write(
+            &src("erp"),
+            None,
+            &w("city", "Start"),
+            Uuid::from_u128(1),
+            1,
+            pick,
+        );
+        let v0 = g.version();
+        g.write(
+            &src("crm"),
+            Some(&v0),
+            &w("city", "A"),
+            Uuid::from_u128(2),
+            2,
+            pick,
+        );
+        g.resolve("city", most_recent);
+        let v1 = g.version();
+        g.note_sent(src("oa"), &v1, &w("city", "A"));
+        assert!(
+            g.write(
+                &src("oa"),
+                Some(&v0),
+                &w("city", "A"),
+                Uuid::from_u128(3),
+                4,
+                pick
+            )
+            .is_empty(),
+            "the echo of the update sent at v1 is no edit"
+        );
+        g.write(
+            &src("crm"),
+            Some(&v0),
+            &w("city", "B"),
+            Uuid::from_u128(4),
+            3,
+            pick,
+        );
+        g.resolve("city", most_recent);
+        assert_eq!(g.values["city"], "B", "the later edit is not lost");
+        assert_eq!(g.candidates["city"].len(), 1);
+
+        // Once a change of the OA record shows v1 in view, a value equal to
+        // what was sent is an edit again (set back by a user).
+        let v2 = g.version();
+        g.note_sent(src("oa"), &v2, &w("city", "B"));
+        let touched = g.write(
+            &src("oa"),
+            Some(&v2),
+            &w("city", "A"),
+            Uuid::from_u128(5),
+            5,
+            pick,
+        );
+        assert_eq!(touched, vec!["city".to_string()]);
+        assert!(g.unconfirmed.is_empty(), "both updates confirmed");
+
+        // A change without a base claims nothing seen: a value the record
+        // was sent is an edit all the same.
+        g.resolve("city", most_recent);
+        let v3 = g.version();
+        g.note_sent(src("erp"), &v3, &w("city", "A"));
+        g.write(
+            &src("crm"),
+            None,
+            &w("city", "C"),
+            Uuid::from_u128(6),
+            6,
+            pick,
+        );
+        g.resolve("city", most_recent);
+        let touched = g.write(
+            &src("erp"),
+            None,
+            &w("city", "A"),
+            Uuid::from_u128(7),
+            7,
+            pick,
+        );
+        assert_eq!(touched, vec!["city".to_string()]);
+        g.resolve("city", most_recent);
+        assert_eq!(g.values["city"], "A");
     }
 }

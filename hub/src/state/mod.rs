@@ -232,7 +232,7 @@ impl State {
         self.applied_seq = seq;
         #[cfg(feature = "failpoints")]
         crate::failpoint::check_derive(payload);
-        match payload {
+        let applied = match payload {
             LogPayload::Change(e) => match e.op {
                 Op::Upsert => {
                     let cleansed = cleansed.or_else(|| cleanse_event(&self.rules, e));
@@ -245,6 +245,26 @@ impl State {
                 Op::Delete => self.apply_delete(seq, e),
             },
             LogPayload::Steward(a) => self.apply_steward(seq, a),
+        };
+        self.remember_sent(&applied.outbound);
+        applied
+    }
+
+    /// Notes each update to a linked record on its golden record, so that
+    /// the record's echo of it is known for one (see `GoldenRecord::write`).
+    fn remember_sent(&mut self, outbound: &[Outbound]) {
+        for o in outbound {
+            let Outbound::Update(u) = o else { continue };
+            let (Some(record_id), UpdateOp::Upsert) = (&u.record_id, u.op) else {
+                continue;
+            };
+            if let Some(record) = self.records.get_mut(&u.golden_id) {
+                let target = SourceKey {
+                    system: u.system.clone(),
+                    record_id: record_id.clone(),
+                };
+                record.note_sent(target, &u.version, &u.fields);
+            }
         }
     }
 
@@ -330,14 +350,8 @@ impl State {
         let pick = |field: &str, c: &[crate::golden::Candidate]| {
             survivorship::pick(rules.policy(model, field), &rules.source_priority, c)
         };
-        let mut touched = record.write(
-            &e.system,
-            e.base.as_deref(),
-            &sent,
-            e.event_id,
-            time_ns,
-            pick,
-        );
+        let mut touched =
+            record.write(&source, e.base.as_deref(), &sent, e.event_id, time_ns, pick);
         if !merge.is_empty() {
             touched = record
                 .candidates

@@ -144,7 +144,7 @@ impl State {
             Some(m) => survivorship::pick(rules.policy(m, field), &rules.source_priority, c),
             None => 0,
         };
-        for field in record.write(&source.system, None, &values, caused_by, time_ns, pick) {
+        for field in record.write(&source, None, &values, caused_by, time_ns, pick) {
             record.resolve(&field, |c| pick(&field, c));
         }
         self.records.insert(new_id, record);

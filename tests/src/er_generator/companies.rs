@@ -212,7 +212,7 @@ pub fn company(p: &Profile, e: u64) -> Company {
     let mut rng = Rng::keyed(p.seed, Stream::Company, e, 0);
     let country = country_of(&mut rng);
     let address = Address::random(country, &mut rng);
-    let code = base36(rng.next(), 3);
+    let code = base36(rng.next_u64(), 3);
     let (name, domain, mailboxes, tax_id) = match country.code {
         "CN" => {
             let trade = *rng.pick(CN_TRADE);
@@ -222,7 +222,7 @@ pub fn company(p: &Profile, e: u64) -> Company {
                 "91{:06}{:09}{}",
                 rng.digits(6),
                 rng.digits(9),
-                base36(rng.next(), 1).to_ascii_uppercase()
+                base36(rng.next_u64(), 1).to_ascii_uppercase()
             );
             let name = CompanyName::Chinese {
                 city: address.city,

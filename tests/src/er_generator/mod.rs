@@ -26,7 +26,7 @@ mod people;
 mod phone;
 mod places;
 mod render;
-mod rng;
+pub mod rng;
 mod stream;
 
 use std::collections::BTreeMap;

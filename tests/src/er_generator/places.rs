@@ -349,7 +349,7 @@ impl Address {
             city,
             street,
             number,
-            postcode: postcode(country, city, rng.next()),
+            postcode: postcode(country, city, rng.next_u64()),
         }
     }
 

@@ -28,6 +28,12 @@ pub enum Stream {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A plain stream from `seed` (no key): for a test's own sequence of
+    /// choices.
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     /// The stream `what` of item `index` (and `sub`, e.g. the system) under `seed`.
     pub fn keyed(seed: u64, what: Stream, index: u64, sub: u64) -> Rng {
         let mut h = mix(seed ^ 0x6D64_6875_625F_6572);
@@ -37,7 +43,7 @@ impl Rng {
         Rng(h)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix(self.0)
     }
@@ -45,12 +51,12 @@ impl Rng {
     /// Uniform in `0..n` (`n > 0`); the modulo bias is far below what any
     /// test could see.
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        (self.next_u64() % n as u64) as usize
     }
 
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
@@ -71,7 +77,7 @@ impl Rng {
 
     /// `n` decimal digits, as a number below 10^n.
     pub fn digits(&mut self, n: u32) -> u64 {
-        self.next() % 10u64.pow(n)
+        self.next_u64() % 10u64.pow(n)
     }
 }
 
@@ -94,7 +100,12 @@ impl Permutation {
         Permutation {
             n,
             half_bits,
-            keys: [rng.next(), rng.next(), rng.next(), rng.next()],
+            keys: [
+                rng.next_u64(),
+                rng.next_u64(),
+                rng.next_u64(),
+                rng.next_u64(),
+            ],
         }
     }
 
@@ -140,10 +151,10 @@ mod tests {
 
     #[test]
     fn keyed_streams_differ() {
-        let a = Rng::keyed(1, Stream::Person, 5, 0).next();
-        assert_ne!(a, Rng::keyed(1, Stream::Person, 6, 0).next());
-        assert_ne!(a, Rng::keyed(1, Stream::Company, 5, 0).next());
-        assert_ne!(a, Rng::keyed(2, Stream::Person, 5, 0).next());
-        assert_eq!(a, Rng::keyed(1, Stream::Person, 5, 0).next());
+        let a = Rng::keyed(1, Stream::Person, 5, 0).next_u64();
+        assert_ne!(a, Rng::keyed(1, Stream::Person, 6, 0).next_u64());
+        assert_ne!(a, Rng::keyed(1, Stream::Company, 5, 0).next_u64());
+        assert_ne!(a, Rng::keyed(2, Stream::Person, 5, 0).next_u64());
+        assert_eq!(a, Rng::keyed(1, Stream::Person, 5, 0).next_u64());
     }
 }

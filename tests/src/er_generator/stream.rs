@@ -94,8 +94,8 @@ impl Iterator for Records<'_> {
         let millis = self.position as i64 * 1000 + ids.below(1000) as i64;
         let observed_at = START + Duration::milliseconds(millis);
         let mut tail = [0u8; 10];
-        tail[..8].copy_from_slice(&ids.next().to_le_bytes());
-        tail[8..].copy_from_slice(&ids.next().to_le_bytes()[..2]);
+        tail[..8].copy_from_slice(&ids.next_u64().to_le_bytes());
+        tail[8..].copy_from_slice(&ids.next_u64().to_le_bytes()[..2]);
         let unix_millis = (observed_at.unix_timestamp_nanos() / 1_000_000) as u64;
         let event_id: Uuid = Builder::from_unix_timestamp_millis(unix_millis, &tail).into_uuid();
         self.position += 1;
