@@ -90,7 +90,7 @@ impl PostgresSource {
             }
             None => {
                 let from = load.consistent_point;
-                let stream = WalStream::start(&self.settings, from).await?;
+                let mut stream = WalStream::start(&self.settings, from).await?;
                 if let Some(lsn) = self.confirmed.take() {
                     stream.confirm(lsn);
                 }
@@ -315,7 +315,7 @@ impl Source for PostgresSource {
 
     async fn confirm(&mut self, cursor: &Cursor) -> Result<(), ConnectorError> {
         let lsn = parse_cursor(cursor)?;
-        match &self.state {
+        match &mut self.state {
             State::Streaming(stream) => stream.confirm(lsn),
             State::Loading(_) => self.confirmed = Some(lsn),
         }

@@ -116,6 +116,13 @@ pub(crate) async fn create_slot(s: &Settings) -> Result<NewSlot, ConnectorError>
 /// A running pgoutput stream from the slot.
 pub(crate) struct WalStream {
     client: ReplicationClient,
+    /// The end of the last transaction handed out (where the stream
+    /// started, before the first).
+    delivered: Lsn,
+    /// The position last reported as flushed.
+    confirmed: Lsn,
+    /// Between a `Begin` handed out and its `Commit`.
+    in_transaction: bool,
 }
 
 impl WalStream {
@@ -131,7 +138,12 @@ impl WalStream {
             .wait_started()
             .await
             .map_err(|e| errors::wal(&ctx, &e))?;
-        Ok(WalStream { client })
+        Ok(WalStream {
+            client,
+            delivered: from,
+            confirmed: from,
+            in_transaction: false,
+        })
     }
 
     /// The next event, waiting for one. Cancel-safe: an event is taken off
@@ -147,9 +159,10 @@ impl WalStream {
                 Some(ReplicationEvent::Begin {
                     commit_time_micros, ..
                 }) => {
+                    self.in_transaction = true;
                     return Ok(WalEvent::Begin {
                         committed_at: pg_time(commit_time_micros),
-                    })
+                    });
                 }
                 Some(ReplicationEvent::XLogData { data, .. }) => return Ok(WalEvent::Data(data)),
                 Some(ReplicationEvent::Commit {
@@ -157,15 +170,28 @@ impl WalStream {
                     end_lsn,
                     commit_time_micros,
                 }) => {
+                    self.in_transaction = false;
+                    self.delivered = self.delivered.max(Lsn(end_lsn.0));
                     return Ok(WalEvent::Commit {
                         lsn: Lsn(lsn.0),
                         end_lsn: Lsn(end_lsn.0),
                         committed_at: pg_time(commit_time_micros),
-                    })
+                    });
                 }
-                // Keepalives are answered by the transport; logical
-                // messages are not ours.
-                Some(ReplicationEvent::KeepAlive { .. } | ReplicationEvent::Message { .. }) => {}
+                // Keepalives are answered by the transport. The server
+                // has decoded up to `wal_end`: when every transaction it
+                // sent is confirmed, nothing before that position is ours,
+                // and the slot may move there. Otherwise a slot that sees no
+                // change of its tables (while the database writes others)
+                // would hold the server's WAL for good.
+                Some(ReplicationEvent::KeepAlive { wal_end, .. }) => {
+                    let idle = !self.in_transaction && self.confirmed >= self.delivered;
+                    if idle && Lsn(wal_end.0) > self.confirmed {
+                        self.confirm(Lsn(wal_end.0));
+                    }
+                }
+                // Logical messages are not ours.
+                Some(ReplicationEvent::Message { .. }) => {}
                 Some(ReplicationEvent::StoppedAt { .. }) | None => {
                     return Err(ConnectorError::Unavailable(
                         "the replication stream ended".to_string(),
@@ -177,8 +203,9 @@ impl WalStream {
 
     /// Reports everything up to `lsn` as flushed: the slot's confirmed
     /// position moves there within a second.
-    pub fn confirm(&self, lsn: Lsn) {
-        self.client.update_applied_lsn(WireLsn(lsn.0));
+    pub fn confirm(&mut self, lsn: Lsn) {
+        self.confirmed = self.confirmed.max(lsn);
+        self.client.update_applied_lsn(WireLsn(self.confirmed.0));
     }
 }
 
