@@ -93,9 +93,9 @@ pub fn as_config(estimates: &[UEstimate], rules: &MatchRules) -> String {
 pub type Pattern = Vec<(Comparison, Outcome)>;
 
 /// Candidate pairs of `profiles`: pairs that share a block key, each block
-/// read up to `max_block` members as the matcher reads it, each pair once.
-/// Returned as outcome patterns with their counts, in a fixed order.
-pub fn candidate_patterns(profiles: &[&Profile], max_block: usize) -> BTreeMap<Pattern, u64> {
+/// read up to `max_block` members as the matcher reads it, each pair once,
+/// as indices into `profiles` (smaller first), ascending.
+pub fn candidate_pairs(profiles: &[&Profile], max_block: usize) -> Vec<(usize, usize)> {
     let mut blocks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, p) in profiles.iter().enumerate() {
         for k in p.block_keys() {
@@ -115,8 +115,14 @@ pub fn candidate_patterns(profiles: &[&Profile], max_block: usize) -> BTreeMap<P
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
+    pairs
+}
+
+/// The outcome patterns of the candidate pairs of `profiles` (see
+/// `candidate_pairs`) with their counts, in a fixed order.
+pub fn candidate_patterns(profiles: &[&Profile], max_block: usize) -> BTreeMap<Pattern, u64> {
     let mut patterns: BTreeMap<Pattern, u64> = BTreeMap::new();
-    for (a, b) in pairs {
+    for (a, b) in candidate_pairs(profiles, max_block) {
         *patterns
             .entry(outcomes(profiles[a], profiles[b]))
             .or_default() += 1;

@@ -124,21 +124,45 @@ impl Profile {
         if let Some(key) = &self.company_key {
             keys.push(format!("company:{key}"));
         }
-        // Sound-alike names with the postcode, family and given name both, so
-        // that swapped given/family names still meet.
+        // Several keys per person, so that a pair with one damaged or
+        // missing value still shares one: sound-alike names with the
+        // postcode; both names' sounds together; a name's sound with the
+        // other name's initial or the birth year; the birth date with a
+        // name initial, and alone. Family and given name both take each
+        // role, so that swapped names still meet.
         let names: Vec<&String> = [&self.family, &self.given].into_iter().flatten().collect();
+        let sounds: Vec<String> = names
+            .iter()
+            .map(|n| compare::sound_key(n))
+            .filter(|s| !s.is_empty())
+            .collect();
         if let Some(pc) = &self.postcode {
-            for n in &names {
-                let s = compare::sound_key(n);
-                if !s.is_empty() {
-                    keys.push(format!("name:{s}|{pc}"));
+            for s in &sounds {
+                keys.push(format!("name:{s}|{pc}"));
+            }
+        }
+        if let [a, b] = sounds.as_slice() {
+            let (x, y) = if a <= b { (a, b) } else { (b, a) };
+            keys.push(format!("names:{x}|{y}"));
+        }
+        if let (Some(family), Some(given)) = (&self.family, &self.given) {
+            for (sound_of, initial_of) in [(family, given), (given, family)] {
+                let s = compare::sound_key(sound_of);
+                if let (false, Some(i)) = (s.is_empty(), initial(initial_of)) {
+                    keys.push(format!("initial:{s}|{i}"));
                 }
             }
         }
         if let Some(d) = &self.birth_date {
+            keys.push(format!("born:{d}"));
             for n in &names {
                 if let Some(i) = initial(n) {
                     keys.push(format!("born:{d}|{i}"));
+                }
+            }
+            if let Some(year) = d.get(..4) {
+                for s in &sounds {
+                    keys.push(format!("year:{year}|{s}"));
                 }
             }
         }
