@@ -1,11 +1,13 @@
 //! What the matcher knows of a source record: its cleansed, valid values of
-//! the fields that identify a customer, and the blocking keys they give.
+//! the fields that identify a customer, the blocking keys they give, and
+//! the values each comparison of the rules compares, prepared once.
 //! Values that failed cleansing never get here (they are flagged on the
 //! golden record instead), so a bad phone cannot link two customers.
 
 use serde_json::Value;
 
 use super::compare;
+use super::rules::{Comparator, MatchRules};
 
 /// The identifying values of one source record (customer model field names).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,15 +24,16 @@ pub struct Profile {
     pub company_key: Option<String>,
     pub birth_date: Option<String>,
     pub postcode: Option<String>,
-    pub city: Option<String>,
-    pub street: Option<String>,
     pub domain: Option<String>,
+    /// By comparison of the rules (same order): the values it compares,
+    /// prepared for its comparator; empty when the record has none.
+    pub values: Vec<Vec<String>>,
 }
 
 impl Profile {
-    /// The fields a profile is made of: a change of any other field leaves
-    /// it as it was.
-    pub const FIELDS: [&'static str; 14] = [
+    /// The fields blocking and the match key read, whatever the
+    /// comparisons (see `MatchRules::reads`).
+    pub const BLOCK_FIELDS: [&'static str; 12] = [
         "given_name",
         "family_name",
         "full_name",
@@ -43,19 +46,35 @@ impl Profile {
         "tax_id",
         "birth_date",
         "postal_code",
-        "city",
-        "street",
     ];
 
     /// From a record's cleansed valid values, looked up by field name (only
-    /// the [`Profile::FIELDS`]).
-    pub fn from_fields<'a>(value_of: impl Fn(&str) -> Option<&'a Value>) -> Profile {
-        let text = |f: &str| {
+    /// fields the rules read). A record with a full name and neither given
+    /// nor family name is compared on the parts of its full name.
+    pub fn from_fields<'a>(
+        rules: &MatchRules,
+        value_of: impl Fn(&str) -> Option<&'a Value>,
+    ) -> Profile {
+        let plain = |f: &str| {
             value_of(f)
-                .and_then(Value::as_str)
-                .map(str::trim)
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.trim().to_string()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
+        };
+        let (split_given, split_family) = match (plain("given_name"), plain("family_name")) {
+            (None, None) => plain("full_name")
+                .map(|full| split_full_name(&full))
+                .unwrap_or_default(),
+            _ => (None, None),
+        };
+        let text = |f: &str| match f {
+            "given_name" if split_given.is_some() => split_given.clone(),
+            "family_name" if split_family.is_some() => split_family.clone(),
+            _ => plain(f),
         };
         let mut given = text("given_name");
         let mut family = text("family_name");
@@ -80,6 +99,28 @@ impl Profile {
         let company_key = text("company")
             .map(|c| compare::company_key(&c))
             .filter(|k| !k.is_empty());
+        let values = rules
+            .comparisons
+            .iter()
+            .map(|c| {
+                let mut vs: Vec<String> = c
+                    .fields
+                    .iter()
+                    .filter_map(|f| text(f))
+                    .filter_map(|v| {
+                        prepare(c.comparator, &v, kind.as_deref(), c.only_kind.as_deref())
+                    })
+                    .collect();
+                if c.comparator == Comparator::WebDomain {
+                    // The first field that gives a domain (the website before
+                    // the e-mail address).
+                    vs.truncate(1);
+                }
+                vs.sort();
+                vs.dedup();
+                vs
+            })
+            .collect();
         Profile {
             kind,
             email,
@@ -95,9 +136,8 @@ impl Profile {
             company_key,
             birth_date: text("birth_date"),
             postcode: text("postal_code").map(|p| p.to_uppercase()),
-            city: text("city"),
-            street: text("street"),
             domain,
+            values,
         }
     }
 
@@ -172,6 +212,41 @@ impl Profile {
     }
 }
 
+/// A value as comparator `c` compares it; `None` when it gives nothing to
+/// compare (a company name of legal forms only, a website without domain).
+fn prepare(
+    c: Comparator,
+    value: &str,
+    kind: Option<&str>,
+    only_kind: Option<&str>,
+) -> Option<String> {
+    let v = match c {
+        Comparator::Email => value.to_lowercase(),
+        Comparator::TaxId => value
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_uppercase)
+            .collect(),
+        Comparator::Company => compare::company_key(value),
+        Comparator::WebDomain => {
+            if value.contains('@') && (only_kind.is_none() || kind != only_kind) {
+                return None;
+            }
+            compare::web_domain(value)?
+        }
+        Comparator::Numeric => {
+            let n: f64 = value.parse().ok().filter(|n: &f64| n.is_finite())?;
+            n.to_string()
+        }
+        Comparator::Exact
+        | Comparator::JaroWinkler
+        | Comparator::GivenName
+        | Comparator::FamilyName
+        | Comparator::Date => value.to_string(),
+    };
+    (!v.is_empty()).then_some(v)
+}
+
 /// Given and family name from a full name: Han names put the family name
 /// first (one character, two for the few compound surnames is left to the
 /// comparison), Latin-script names last.
@@ -204,11 +279,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn profile(values: &BTreeMap<String, Value>) -> Profile {
-        Profile::from_fields(|f| {
-            assert!(
-                Profile::FIELDS.contains(&f),
-                "{f} is not in Profile::FIELDS"
-            );
+        let rules = MatchRules::default();
+        Profile::from_fields(&rules, |f| {
+            assert!(rules.reads(f), "{f} is not read by the rules");
             values.get(f)
         })
     }
