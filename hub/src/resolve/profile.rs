@@ -76,13 +76,8 @@ impl Profile {
             "family_name" if split_family.is_some() => split_family.clone(),
             _ => plain(f),
         };
-        let mut given = text("given_name");
-        let mut family = text("family_name");
-        if given.is_none() && family.is_none() {
-            if let Some(full) = text("full_name") {
-                (given, family) = split_full_name(&full);
-            }
-        }
+        let given = text("given_name");
+        let family = text("family_name");
         let email = text("email").map(|e| e.to_lowercase());
         let kind = text("customer_type");
         // A company's email domain is its own; a person's is an employer's,

@@ -48,7 +48,8 @@ pub enum Comparator {
     Date,
     /// Numbers. Levels: `exact`, `within` (absolute difference).
     Numeric,
-    /// E-mail addresses, case-insensitive. Levels: `exact`.
+    /// E-mail addresses, case-insensitive: the same mailbox at another
+    /// provider or with a typo is similar. Levels: `exact`, `similarity`.
     Email,
     /// Tax ids without spaces and punctuation, case-insensitive. Levels:
     /// `exact`.
@@ -85,6 +86,7 @@ impl Comparator {
                     | Comparator::FamilyName
                     | Comparator::Company
                     | Comparator::Date
+                    | Comparator::Email
             ),
             Test::WithinDays(_) | Test::DayMonthSwapped => self == Comparator::Date,
             Test::Within(_) => self == Comparator::Numeric,
@@ -237,11 +239,11 @@ pub struct MatchConfig {
     #[serde(default)]
     pub comparison: Vec<ComparisonConfig>,
     /// Keys of earlier versions, refused with the name of their successor.
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     link: Option<toml::Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     review: Option<toml::Value>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     weights: Option<toml::Value>,
 }
 
@@ -293,17 +295,22 @@ impl MatchConfig {
     /// Every problem with the section, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (key, old) in [
-            ("link", &self.link),
-            ("review", &self.review),
-            ("weights", &self.weights),
+        for (key, old, successor) in [
+            (
+                "link",
+                &self.link,
+                "match.link_probability (a match probability; the prior is match.prior \
+                 or match.matches_per_record)",
+            ),
+            ("review", &self.review, "match.review_probability"),
+            (
+                "weights",
+                &self.weights,
+                "[[match.comparison]] sections, whose levels carry m and u",
+            ),
         ] {
             if old.is_some() {
-                out.push(format!(
-                    "match.{key}: replaced by match.link_probability, match.review_probability \
-                     and match.prior (decisions in match probability) and by [[match.comparison]] \
-                     levels with m and u"
-                ));
+                out.push(format!("match.{key}: replaced by {successor}"));
             }
         }
         let probability = |v: f64| v > 0.0 && v < 1.0;
@@ -711,7 +718,7 @@ mod tests {
             [[match.comparison]]
             name = "region"
             fields = []
-            comparator = "email"
+            comparator = "exact"
             swap_with = "nothing"
             tf = true
             levels = [
@@ -728,7 +735,7 @@ mod tests {
             "match.matches_per_record: 0 must be above 0",
             "match.review_probability (0.995) must not exceed match.link_probability (0.99)",
             "match.comparison[0].fields: name at least one field",
-            "match.comparison[0].levels[0]: comparator email takes no similarity",
+            "match.comparison[0].levels[0]: comparator exact takes no similarity",
             "match.comparison[0].levels[1]: sets more than one test",
             "match.comparison[0].levels[1].u: 1.5 is not a probability",
             "match.comparison[0].levels[2]: sets no test",

@@ -279,11 +279,8 @@ fn similarity_of(cmp: Comparator, x: &str, y: &str) -> f64 {
         Comparator::FamilyName => compare::full_name_similarity(x, y),
         Comparator::Company => compare::company_key_similarity(x, y),
         Comparator::Date => compare::date_similarity(x, y),
-        Comparator::Exact
-        | Comparator::Numeric
-        | Comparator::Email
-        | Comparator::TaxId
-        | Comparator::WebDomain => 0.0,
+        Comparator::Email => compare::email_similarity(x, y),
+        Comparator::Exact | Comparator::Numeric | Comparator::TaxId | Comparator::WebDomain => 0.0,
     }
 }
 
