@@ -100,7 +100,7 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum MatchCommand {
     /// Estimate the u probabilities of the match rules from random pairs of
-    /// the logged source records; prints `[match.weights.*]` sections for
+    /// the logged source records; prints `[[match.comparison]]` sections for
     /// the config. Run it on a copy or with the hub stopped.
     EstimateU {
         #[arg(long)]
@@ -113,9 +113,9 @@ enum MatchCommand {
     },
     /// Estimate u from random pairs and m and the prior by EM over the
     /// candidate pairs (records sharing a block key) of the logged source
-    /// records; prints `[match.weights.*]` sections with both, and the link
-    /// thresholds the prior implies. Run it on a copy or with the hub
-    /// stopped.
+    /// records; prints a `[match]` section with the prior and
+    /// `[[match.comparison]]` sections with both, and the scores the prior
+    /// asks for as comments. Run it on a copy or with the hub stopped.
     Estimate {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -241,10 +241,10 @@ async fn main() -> anyhow::Result<()> {
             let state = hub::state_of(&data_dir, Arc::clone(&rules))
                 .with_context(|| format!("reading the log in {}", data_dir.display()))?;
             eprintln!("drawing {pairs} random pairs, then EM over the candidate pairs ...");
-            let (u, em) = state.resolver().estimate_m_u(pairs);
+            let (u, em, records) = state.resolver().estimate_m_u(pairs);
             print!(
                 "{}",
-                mdhub_hub::resolve::estimate::as_config_em(&u, &em, &rules.matching)
+                mdhub_hub::resolve::estimate::as_config_em(&u, &em, records, &rules.matching)
             );
             Ok(())
         }

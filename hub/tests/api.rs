@@ -649,7 +649,7 @@ async fn bad_steward_requests_are_named() {
     .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-/// Given the fixture, Anna in crm and a doubtful Anna in erp: an open
+/// Given the fixture, Anna in crm and a doubtful Anne in erp: an open
 /// review task between them. Returns its id.
 async fn open_review_task(f: &Fixture) -> Uuid {
     let outcome = f
@@ -668,7 +668,7 @@ async fn open_review_task(f: &Fixture) -> Uuid {
             event(
                 "erp",
                 "e-3",
-                json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+                json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                        "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
                 "2026-01-02T10:05:00Z",
             ),

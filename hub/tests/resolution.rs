@@ -173,11 +173,12 @@ fn a_close_match_links_automatically_despite_nickname_typo_and_phone_format() {
 fn a_doubtful_match_gets_its_own_record_and_a_review_task_naming_the_candidate() {
     let mut g = given();
     g.when("crm", "c1", anna());
-    // Same name and town, no birth date, other street and phone.
+    // A similar name, same family name and town, no birth date, other
+    // street and phone.
     g.when(
         "erp",
         "e1",
-        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+        json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
     );
     let (a, b) = (g.golden("crm", "c1"), g.golden("erp", "e1"));
@@ -236,7 +237,7 @@ fn a_steward_merge_and_a_same_decision_join_records() {
     g.when(
         "erp",
         "e1",
-        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+        json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
     );
     let task = g.state.review_tasks().next().unwrap().task_id;
@@ -267,7 +268,7 @@ fn a_different_decision_keeps_the_pair_apart_for_good() {
     g.when(
         "erp",
         "e1",
-        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+        json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
     );
     let task = g.state.review_tasks().next().unwrap().task_id;
@@ -440,7 +441,7 @@ fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
     g.when(
         "erp",
         "e1",
-        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+        json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
     );
     let task = g.hub.state().review_tasks().next().unwrap().task_id;

@@ -41,7 +41,8 @@ fn run(records: usize) {
     let entities = (records as f64 / 1.95).round() as usize;
     let profile = DataProfile::default_profile(entities);
     let model = Model::default_customer();
-    let mut resolver = Resolver::new(MatchRules::default());
+    let rules = MatchRules::default();
+    let mut resolver = Resolver::new(rules.clone());
     let mut truth = BTreeMap::new();
     let mut predicted = BTreeMap::new();
     let (mut links, mut news, mut merges, mut reviews) = (0u64, 0u64, 0u64, 0u64);
@@ -70,7 +71,7 @@ fn run(records: usize) {
         match resolver.decide(
             "customer",
             &source,
-            &profile_of(&cleansed.values, &cleansed.issues),
+            &profile_of(&rules, &cleansed.values, &cleansed.issues),
             true,
             n,
         ) {
@@ -127,21 +128,27 @@ fn run(records: usize) {
 
     // The u probabilities as the data gives them, beside the defaults.
     let t = Instant::now();
-    let rules = MatchRules::default();
     let estimates = resolver.estimate_u(1_000_000);
     println!(
         "  u estimated from 1,000,000 random pairs ({:.1} s):",
         t.elapsed().as_secs_f64()
     );
     for e in &estimates {
-        let p = rules.probabilities(e.comparison);
+        let c = &rules.comparisons[e.comparison];
+        let levels: Vec<String> = (0..c.levels.len())
+            .map(|l| {
+                format!(
+                    "{} {:.2e} (default {:.2e})",
+                    c.level_label(l),
+                    e.u[l],
+                    c.m_u(l).1
+                )
+            })
+            .collect();
         println!(
-            "    {:<14} u_agree {:.2e} (default {:.2e})  u_partial {:.2e} (default {:.2e})  [{} pairs compared]",
-            format!("{:?}", e.comparison),
-            e.u_agree,
-            p.u_agree,
-            e.u_partial,
-            p.u_partial,
+            "    {:<14} u: {}  [{} pairs compared]",
+            c.name,
+            levels.join(", "),
             e.compared
         );
     }

@@ -17,7 +17,11 @@
 //!    missing; the Splink column is skipped when pip cannot install it).
 //!    Its time is its own (reading the file to the clusters, no imports).
 //!
-//! Both clusterings are scored by `er_generator::pairwise_f1`. Environment:
+//! Both clusterings are scored by `er_generator::pairwise_f1`. Beside them,
+//! the reach of blocking: the candidate pairs (records sharing a block key,
+//! blocks read up to `max_block`) of the default rules, computed in-process
+//! from the same records, and how many true pairs are among them: no
+//! threshold can link a pair that is never compared. Environment:
 //! `MDHUB_ER_SETS` (comma-separated set names, default all),
 //! `MDHUB_ER_SETS_DIR` (default `~/.local/share/mdhub/er-sets`),
 //! `MDHUB_BIN` (the `mdhub` binary; default the one in this target
@@ -38,6 +42,10 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use mdhub_hub::config::token_hash;
 use mdhub_hub::nats_bus::{DLQ_STREAM, REJECT_CODE, REJECT_REASON};
+use mdhub_hub::resolve::estimate::candidate_pairs;
+use mdhub_hub::resolve::rules::MatchRules;
+use mdhub_hub::state::profile_of;
+use mdhub_schema::{cleanse_record, CleanseContext, Model};
 use mdhub_tests::er_generator::{pairwise_f1, PairwiseScore};
 use mdhub_tests::hub_runner::publish_events;
 use mdhub_tests::nats::{http_get, NatsServer};
@@ -513,6 +521,32 @@ fn selected_sets() -> anyhow::Result<Vec<&'static SetSpec>> {
         .collect()
 }
 
+/// The candidate pairs of the set under the default rules, and how many of
+/// them are true pairs.
+fn blocking_reach(set: &PublicSet) -> (usize, usize) {
+    let model = Model::default_customer();
+    let rules = MatchRules::default();
+    let profiles: Vec<_> = set
+        .events
+        .iter()
+        .map(|e| {
+            let c = cleanse_record(&model, &e.fields, &CleanseContext::default());
+            profile_of(&rules, &c.values, &c.issues)
+        })
+        .collect();
+    let refs: Vec<_> = profiles.iter().collect();
+    let pairs = candidate_pairs(&refs, rules.max_block);
+    let entity = |i: usize| {
+        set.truth
+            .get(&(SYSTEM.to_string(), set.events[i].record_id.clone()))
+    };
+    let reachable = pairs
+        .iter()
+        .filter(|&&(a, b)| entity(a) == entity(b))
+        .count();
+    (pairs.len(), reachable)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let sets = selected_sets()?;
@@ -563,6 +597,7 @@ async fn main() -> anyhow::Result<()> {
     for spec in sets {
         let set = public_sets::load(spec, &dir)?;
         eprintln!("[{}] {} records", spec.name, set.events.len());
+        let (candidates, reachable) = blocking_reach(&set);
         let hub = run_hub(&set, &bin)
             .await
             .with_context(|| format!("set {}: mdhub", spec.name))?;
@@ -589,9 +624,13 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row);
         let s = &hub.outcome.score;
         notes.push(format!(
-            "{}: mdhub {} golden records, {} open review tasks, {} predicted pairs ({} correct), \
+            "{}: blocking {} candidate pairs holding {} of {} true pairs; \
+             mdhub {} golden records, {} open review tasks, {} predicted pairs ({} correct), \
              caught up (all logged and published) {:.2} s after the first publish{}",
             spec.name,
+            candidates,
+            reachable,
+            s.true_pairs,
             hub.golden_records,
             hub.open_reviews,
             s.predicted_pairs,

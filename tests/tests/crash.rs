@@ -90,15 +90,17 @@ async fn kill_9_mid_ingest_then_restart_loses_and_doubles_nothing() -> anyhow::R
         "--pairs",
         "20000",
     ])?;
-    let u_agree = |section: &str| -> f64 {
+    // Each comparison is a `[[match.comparison]]` section: its name, then
+    // its levels' m and u, the first level first.
+    let u_agree = |name: &str| -> f64 {
         let at = estimate
-            .find(&format!("[match.weights.{section}]"))
-            .unwrap_or_else(|| panic!("no {section} section in {estimate}"));
+            .find(&format!("name = \"{name}\""))
+            .unwrap_or_else(|| panic!("no comparison {name} in {estimate}"));
         estimate[at..]
             .lines()
-            .find_map(|l| l.strip_prefix("u_agree = "))
+            .find_map(|l| l.trim().strip_prefix("u = "))
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no u_agree for {section} in {estimate}"))
+            .unwrap_or_else(|| panic!("no u for {name} in {estimate}"))
     };
     assert!(u_agree("email") < 0.001, "{estimate}");
     assert!(u_agree("customer_type") > 0.9, "{estimate}");

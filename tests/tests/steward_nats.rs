@@ -169,12 +169,12 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
         logged: 0,
     };
 
-    // Given: Anna at crm, and a doubtful Anna at erp (a review task);
+    // Given: Anna at crm, and a doubtful Anne at erp (a review task);
     t.change("crm", "c1", anna()).await?;
     t.change(
         "erp",
         "e1",
-        json!({"customer_type": "person", "given_name": "Anna", "family_name": "Schmidt",
+        json!({"customer_type": "person", "given_name": "Anne", "family_name": "Schmidt",
                "postal_code": "10115", "city": "Berlin", "street": "Torstraße 90"}),
     )
     .await?;

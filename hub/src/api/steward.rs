@@ -211,8 +211,8 @@ pub struct ReviewTaskView {
 
 #[derive(Serialize, ToSchema)]
 pub struct ScorePart {
-    /// The comparison, named as in `[match.weights.<name>]` (e.g. `email`,
-    /// `given_name`, `address`).
+    /// The comparison, named as in `[[match.comparison]]` (e.g. `email`,
+    /// `given_name`, `postal_code`).
     pub comparison: String,
     pub outcome: ScoreOutcome,
     /// Its weight in bits.
@@ -252,7 +252,7 @@ impl From<&ReviewTask> for ReviewTaskView {
                 .parts
                 .iter()
                 .map(|p| ScorePart {
-                    comparison: p.comparison.name().to_string(),
+                    comparison: p.comparison.clone(),
                     outcome: match p.outcome {
                         Outcome::Agree => ScoreOutcome::Agree,
                         Outcome::Partial => ScoreOutcome::Partial,

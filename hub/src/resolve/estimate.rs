@@ -1,14 +1,15 @@
 //! Estimating the u probabilities from the data: how often two unrelated
-//! records agree on each comparison. Pairs drawn at random from a large set
-//! of records are almost all unrelated, so the share of random pairs that
-//! agree (or partly agree) is u, the way Fellegi-Sunter tools commonly
+//! records reach each level of each comparison. Pairs drawn at random from
+//! a large set of records are almost all unrelated, so the share of random
+//! pairs at a level is its u, the way Fellegi-Sunter tools commonly
 //! estimate it.
 //!
-//! The m probabilities and the prior (the share of candidate pairs that
-//! match) are estimated by expectation maximisation over the candidate
-//! pairs (records sharing a block key), with u held at the random-pair
-//! estimate: each pair's match probability given the current m and prior,
-//! then m and the prior as the weighted shares, until nothing moves.
+//! The m probabilities and the prior are estimated by expectation
+//! maximisation over the candidate pairs (records sharing a block key),
+//! with u held at the random-pair estimate: each pair's match probability
+//! given the current m and share of matches, then m and the share as the
+//! weighted shares, until nothing moves. The share of matching candidate
+//! pairs times the candidate pairs over all pairs is the prior.
 //!
 //! The draw is seeded and the EM sums in a fixed order, so the same records
 //! give the same estimate, bit for bit.
@@ -16,24 +17,32 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use serde::Serialize;
+
 use super::profile::Profile;
-use super::rules::{Comparison, MatchRules};
-use super::score::{outcomes, Outcome};
+use super::rules::{threshold_for, ComparisonConfig, MatchRules};
+use super::score::{pattern, Pattern};
 
 /// The estimate for one comparison.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UEstimate {
-    pub comparison: Comparison,
-    /// Random pairs where both records had the fields to compare.
+    /// Index into the rules' comparisons.
+    pub comparison: usize,
+    /// Random pairs where both records had values to compare.
     pub compared: u64,
-    pub u_agree: f64,
-    pub u_partial: f64,
+    /// Share of those pairs at each level, the disagreement level last.
+    pub u: Vec<f64>,
 }
 
 /// u of every comparison from `pairs` random pairs of distinct `profiles`.
 /// Comparisons no pair could make are left out.
-pub fn estimate_u(profiles: &[&Profile], pairs: u64, seed: u64) -> Vec<UEstimate> {
-    let mut counts: BTreeMap<Comparison, (u64, u64, u64)> = BTreeMap::new();
+pub fn estimate_u(
+    profiles: &[&Profile],
+    rules: &MatchRules,
+    pairs: u64,
+    seed: u64,
+) -> Vec<UEstimate> {
+    let mut counts: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
     let n = profiles.len() as u64;
     if n < 2 {
         return Vec::new();
@@ -42,60 +51,29 @@ pub fn estimate_u(profiles: &[&Profile], pairs: u64, seed: u64) -> Vec<UEstimate
     for _ in 0..pairs {
         let a = rng.below(n);
         let b = (a + 1 + rng.below(n - 1)) % n;
-        for (c, outcome) in outcomes(profiles[a as usize], profiles[b as usize]) {
-            let slot = counts.entry(c).or_default();
-            slot.0 += 1;
-            match outcome {
-                Outcome::Agree => slot.1 += 1,
-                Outcome::Partial => slot.2 += 1,
-                Outcome::Disagree => {}
-            }
+        for (c, level) in pattern(profiles[a as usize], profiles[b as usize], rules) {
+            counts
+                .entry(c)
+                .or_insert_with(|| vec![0; rules.comparisons[c].level_count()])[level] += 1;
         }
     }
     counts
         .into_iter()
-        .map(|(comparison, (compared, agree, partial))| UEstimate {
-            comparison,
-            compared,
-            u_agree: agree as f64 / compared as f64,
-            u_partial: partial as f64 / compared as f64,
+        .map(|(comparison, levels)| {
+            let compared: u64 = levels.iter().sum();
+            UEstimate {
+                comparison,
+                compared,
+                u: levels.iter().map(|&k| k as f64 / compared as f64).collect(),
+            }
         })
         .collect()
 }
 
-/// The estimate as `[match.weights.*]` sections for the hub config, with
-/// the m probabilities in force. A u of 0 (no random pair agreed) is
-/// written as one in `compared`, the most the sample can rule out.
-pub fn as_config(estimates: &[UEstimate], rules: &MatchRules) -> String {
-    let mut out = String::new();
-    for e in estimates {
-        let p = rules.probabilities(e.comparison);
-        let floor = 1.0 / e.compared.max(1) as f64;
-        let u_agree = e.u_agree.max(floor);
-        let u_partial = if p.m_partial > 0.0 {
-            e.u_partial.max(floor)
-        } else {
-            0.0
-        };
-        let name = e.comparison.name();
-        let _ = writeln!(
-            out,
-            "# {name}: {} random pairs compared; configured u_agree {:.3e}, u_partial {:.3e}\n\
-             [match.weights.{name}]\n\
-             m_agree = {}\nm_partial = {}\nu_agree = {:.3e}\nu_partial = {:.3e}\n",
-            e.compared, p.u_agree, p.u_partial, p.m_agree, p.m_partial, u_agree, u_partial
-        );
-    }
-    out
-}
-
-/// The outcomes of one pair, in comparison order (see `score::outcomes`).
-pub type Pattern = Vec<(Comparison, Outcome)>;
-
 /// Candidate pairs of `profiles`: pairs that share a block key, each block
-/// read up to `max_block` members as the matcher reads it, each pair once.
-/// Returned as outcome patterns with their counts, in a fixed order.
-pub fn candidate_patterns(profiles: &[&Profile], max_block: usize) -> BTreeMap<Pattern, u64> {
+/// read up to `max_block` members as the matcher reads it, each pair once,
+/// as indices into `profiles` (smaller first), ascending.
+pub fn candidate_pairs(profiles: &[&Profile], max_block: usize) -> Vec<(usize, usize)> {
     let mut blocks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, p) in profiles.iter().enumerate() {
         for k in p.block_keys() {
@@ -115,33 +93,42 @@ pub fn candidate_patterns(profiles: &[&Profile], max_block: usize) -> BTreeMap<P
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
+    pairs
+}
+
+/// The outcome patterns of the candidate pairs of `profiles` (see
+/// `candidate_pairs`) with their counts, in a fixed order.
+pub fn candidate_patterns(profiles: &[&Profile], rules: &MatchRules) -> BTreeMap<Pattern, u64> {
     let mut patterns: BTreeMap<Pattern, u64> = BTreeMap::new();
-    for (a, b) in pairs {
+    for (a, b) in candidate_pairs(profiles, rules.max_block) {
         *patterns
-            .entry(outcomes(profiles[a], profiles[b]))
+            .entry(pattern(profiles[a], profiles[b], rules))
             .or_default() += 1;
     }
     patterns
 }
 
-/// m of one comparison as estimated by EM.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MEstimate {
-    pub comparison: Comparison,
-    pub m_agree: f64,
-    pub m_partial: f64,
-}
-
-/// The EM result: the prior and m of each comparison the pairs made.
+/// The EM result: the share of matching candidate pairs and m of each
+/// comparison the pairs made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmEstimate {
     /// Share of the candidate pairs that match.
     pub lambda: f64,
-    pub m: Vec<MEstimate>,
+    /// By comparison index: m of each level, the disagreement level last.
+    pub m: BTreeMap<usize, Vec<f64>>,
     /// Candidate pairs the estimate was made from.
     pub pairs: u64,
     pub iterations: usize,
     pub converged: bool,
+}
+
+impl EmEstimate {
+    /// The prior (probability that two random records match) for
+    /// `records` records: the matching candidate pairs among all pairs.
+    pub fn prior(&self, records: u64) -> f64 {
+        let all = (records as f64) * (records as f64 - 1.0) / 2.0;
+        (self.lambda * self.pairs as f64 / all.max(1.0)).clamp(EM_FLOOR * EM_FLOOR, 0.5)
+    }
 }
 
 /// Probabilities are kept this far from 0 and 1: a level no pair showed
@@ -151,32 +138,18 @@ const EM_FLOOR: f64 = 1e-4;
 const EM_TOLERANCE: f64 = 1e-7;
 pub const EM_MAX_ITERATIONS: usize = 500;
 
-/// (agree, partial, disagree) kept at least `floor` each, summing to 1;
-/// a comparison without a partial level keeps partial at 0.
-fn clamp_levels(agree: f64, partial: f64, has_partial: bool, floor: f64) -> [f64; 3] {
-    let partial = if has_partial { partial } else { 0.0 };
-    let disagree = 1.0 - agree - partial;
-    let levels = [
-        agree.max(floor),
-        if has_partial { partial.max(floor) } else { 0.0 },
-        disagree.max(floor),
-    ];
-    let sum: f64 = levels.iter().sum();
-    levels.map(|l| l / sum)
+/// Levels kept at least `floor` each, summing to 1.
+fn clamp_levels(levels: &[f64], floor: f64) -> Vec<f64> {
+    let kept: Vec<f64> = levels.iter().map(|l| l.max(floor)).collect();
+    let sum: f64 = kept.iter().sum();
+    kept.into_iter().map(|l| l / sum).collect()
 }
 
-fn level(o: Outcome) -> usize {
-    match o {
-        Outcome::Agree => 0,
-        Outcome::Partial => 1,
-        Outcome::Disagree => 2,
-    }
-}
-
-/// m and the prior by EM over `patterns` (from `candidate_patterns`), u held
-/// at `u` (the random-pair estimate; a comparison missing there keeps the
-/// u in `rules`). EM starts from the m in `rules` and a prior of
-/// `start_lambda`, and runs to convergence or `max_iterations`.
+/// m and the share of matches by EM over `patterns` (from
+/// `candidate_patterns`), u held at `u` (the random-pair estimate; a
+/// comparison missing there keeps the u in `rules`). EM starts from the m in
+/// `rules` and a share of `start_lambda`, and runs to convergence or
+/// `max_iterations`.
 pub fn estimate_m(
     patterns: &BTreeMap<Pattern, u64>,
     u: &[UEstimate],
@@ -184,37 +157,35 @@ pub fn estimate_m(
     start_lambda: f64,
     max_iterations: usize,
 ) -> EmEstimate {
-    let used: Vec<Comparison> = Comparison::ALL
-        .into_iter()
+    let used: Vec<usize> = (0..rules.comparisons.len())
         .filter(|c| patterns.keys().any(|p| p.iter().any(|(pc, _)| pc == c)))
         .collect();
-    let has_partial = |c: Comparison| rules.probabilities(c).m_partial > 0.0;
-    // u per comparison as three levels, floored as in `as_config`.
-    let u_levels: BTreeMap<Comparison, [f64; 3]> = used
+    let configured = |c: usize, of_m: bool| -> Vec<f64> {
+        let comparison = &rules.comparisons[c];
+        (0..comparison.level_count())
+            .map(|l| {
+                let (m, u) = comparison.m_u(l);
+                if of_m {
+                    m
+                } else {
+                    u
+                }
+            })
+            .collect()
+    };
+    let u_levels: BTreeMap<usize, Vec<f64>> = used
         .iter()
         .map(|&c| {
-            let (agree, partial, floor) = match u.iter().find(|e| e.comparison == c) {
-                Some(e) => (e.u_agree, e.u_partial, 1.0 / e.compared.max(1) as f64),
-                None => {
-                    let p = rules.probabilities(c);
-                    (p.u_agree, p.u_partial, EM_FLOOR)
-                }
+            let levels = match u.iter().find(|e| e.comparison == c) {
+                Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
+                None => clamp_levels(&configured(c, false), EM_FLOOR),
             };
-            (
-                c,
-                clamp_levels(agree, partial, has_partial(c), floor.min(EM_FLOOR)),
-            )
+            (c, levels)
         })
         .collect();
-    let mut m: BTreeMap<Comparison, [f64; 3]> = used
+    let mut m: BTreeMap<usize, Vec<f64>> = used
         .iter()
-        .map(|&c| {
-            let p = rules.probabilities(c);
-            (
-                c,
-                clamp_levels(p.m_agree, p.m_partial, has_partial(c), EM_FLOOR),
-            )
-        })
+        .map(|&c| (c, clamp_levels(&configured(c, true), EM_FLOOR)))
         .collect();
     let mut lambda = start_lambda.clamp(EM_FLOOR, 1.0 - EM_FLOOR);
     let total: u64 = patterns.values().sum();
@@ -224,32 +195,32 @@ pub fn estimate_m(
         iterations += 1;
         // E: each pattern's match probability; M: the weighted shares.
         let mut matched = 0.0;
-        let mut shown: BTreeMap<Comparison, [f64; 3]> = BTreeMap::new();
-        let mut compared: BTreeMap<Comparison, f64> = BTreeMap::new();
+        let mut shown: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for (pattern, &count) in patterns {
             let mut log_ratio = (lambda / (1.0 - lambda)).ln();
-            for &(c, o) in pattern {
-                log_ratio += (m[&c][level(o)] / u_levels[&c][level(o)]).ln();
+            for &(c, l) in pattern {
+                log_ratio += (m[&c][l] / u_levels[&c][l]).ln();
             }
             let posterior = 1.0 / (1.0 + (-log_ratio).exp());
             let weight = posterior * count as f64;
             matched += weight;
-            for &(c, o) in pattern {
-                shown.entry(c).or_default()[level(o)] += weight;
-                *compared.entry(c).or_default() += weight;
+            for &(c, l) in pattern {
+                shown
+                    .entry(c)
+                    .or_insert_with(|| vec![0.0; rules.comparisons[c].level_count()])[l] += weight;
             }
         }
         let new_lambda = (matched / total as f64).clamp(EM_FLOOR, 1.0 - EM_FLOOR);
         let mut moved = (new_lambda - lambda).abs();
         lambda = new_lambda;
-        for (&c, levels) in m.iter_mut() {
-            let n = compared.get(&c).copied().unwrap_or(0.0);
+        for (c, levels) in m.iter_mut() {
+            let Some(s) = shown.get(c) else { continue };
+            let n: f64 = s.iter().sum();
             if n <= 0.0 {
                 continue;
             }
-            let s = shown[&c];
-            let new = clamp_levels(s[0] / n, s[1] / n, has_partial(c), EM_FLOOR);
-            for (old, new) in levels.iter_mut().zip(new) {
+            let shares: Vec<f64> = s.iter().map(|x| x / n).collect();
+            for (old, new) in levels.iter_mut().zip(clamp_levels(&shares, EM_FLOOR)) {
                 moved = moved.max((*old - new).abs());
                 *old = new;
             }
@@ -261,64 +232,92 @@ pub fn estimate_m(
     }
     EmEstimate {
         lambda,
-        m: m.into_iter()
-            .map(|(comparison, l)| MEstimate {
-                comparison,
-                m_agree: l[0],
-                m_partial: l[1],
-            })
-            .collect(),
+        m,
         pairs: total,
         iterations,
         converged,
     }
 }
 
-/// The link threshold (bits) at which a candidate pair's match probability
-/// reaches `p`, given the prior `lambda`: the score is the log-likelihood
-/// ratio without the prior.
-pub fn threshold_for(p: f64, lambda: f64) -> f64 {
-    (p / (1.0 - p)).log2() - (lambda / (1.0 - lambda)).log2()
+/// The comparisons of `rules` as `[[match.comparison]]` sections for the
+/// hub config, with u from `u` (a u of 0, no random pair at the level, is
+/// written as one in `compared`, the most the sample can rule out) and m
+/// from `m` where given, else as in force.
+fn comparisons_config(
+    u: &[UEstimate],
+    m: Option<&BTreeMap<usize, Vec<f64>>>,
+    rules: &MatchRules,
+) -> String {
+    let mut out = String::new();
+    for (i, config) in rules.configs.iter().enumerate() {
+        let mut c: ComparisonConfig = config.clone();
+        let mut note = Vec::new();
+        if let Some(e) = u.iter().find(|e| e.comparison == i) {
+            let levels = clamp_levels(&e.u, 1.0 / e.compared.max(1) as f64);
+            for (l, level) in c.levels.iter_mut().enumerate() {
+                level.u = levels[l];
+            }
+            note.push(format!("u from {} random pairs", e.compared));
+        }
+        if let Some(levels) = m.and_then(|m| m.get(&i)) {
+            for (l, level) in c.levels.iter_mut().enumerate() {
+                level.m = levels[l];
+            }
+            note.push("m by EM".to_string());
+        }
+        #[derive(Serialize)]
+        struct One<'a> {
+            comparison: [&'a ComparisonConfig; 1],
+        }
+        #[derive(Serialize)]
+        struct Section<'a> {
+            #[serde(rename = "match")]
+            matching: One<'a>,
+        }
+        let text = toml::to_string(&Section {
+            matching: One { comparison: [&c] },
+        })
+        .expect("a comparison serializes");
+        let _ = writeln!(
+            out,
+            "# {}: {}\n{text}",
+            c.name,
+            if note.is_empty() {
+                "as configured".to_string()
+            } else {
+                note.join(", ")
+            }
+        );
+    }
+    out
 }
 
-/// Both estimates as `[match.weights.*]` sections (m by EM, u from random
-/// pairs), with the prior and the thresholds it implies as comments.
+/// The estimate as `[[match.comparison]]` sections for the hub config, with
+/// the m probabilities in force.
+pub fn as_config(estimates: &[UEstimate], rules: &MatchRules) -> String {
+    comparisons_config(estimates, None, rules)
+}
+
+/// Both estimates as a `[match]` section (the prior from EM, m by EM, u
+/// from random pairs), with the thresholds the prior implies as comments.
 /// Comparisons the candidate pairs never made keep the m in force.
-pub fn as_config_em(u: &[UEstimate], em: &EmEstimate, rules: &MatchRules) -> String {
+pub fn as_config_em(u: &[UEstimate], em: &EmEstimate, records: u64, rules: &MatchRules) -> String {
+    let prior = em.prior(records);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# EM over {} candidate pairs: prior lambda {:.4e} ({} iterations{})\n\
-         # link threshold for a match probability of 0.9: {:.1} bits, of 0.99: {:.1} bits\n",
+        "# EM over {} candidate pairs of {records} records: {:.4e} of them match \
+         ({} iterations{})\n\
+         # score needed for a match probability of 0.9: {:.1} bits, of 0.99: {:.1} bits\n\
+         [match]\nprior = {prior:.4e}\n",
         em.pairs,
         em.lambda,
         em.iterations,
         if em.converged { "" } else { ", not converged" },
-        threshold_for(0.9, em.lambda),
-        threshold_for(0.99, em.lambda),
+        threshold_for(0.9, prior),
+        threshold_for(0.99, prior),
     );
-    for e in u {
-        let p = rules.probabilities(e.comparison);
-        let (m_agree, m_partial) = match em.m.iter().find(|m| m.comparison == e.comparison) {
-            Some(m) => (m.m_agree, m.m_partial),
-            None => (p.m_agree, p.m_partial),
-        };
-        let levels = clamp_levels(
-            e.u_agree,
-            e.u_partial,
-            p.m_partial > 0.0,
-            1.0 / e.compared.max(1) as f64,
-        );
-        let name = e.comparison.name();
-        let _ = writeln!(
-            out,
-            "# {name}: {} random pairs compared; configured m_agree {}, m_partial {}\n\
-             [match.weights.{name}]\n\
-             m_agree = {m_agree:.6}\nm_partial = {m_partial:.6}\n\
-             u_agree = {:.3e}\nu_partial = {:.3e}\n",
-            e.compared, p.m_agree, p.m_partial, levels[0], levels[1]
-        );
-    }
+    out.push_str(&comparisons_config(u, Some(&em.m), rules));
     out
 }
 
@@ -343,25 +342,39 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
-    fn person(given: &str, family: &str, kind: &str, email: &str) -> Profile {
-        Profile {
-            kind: Some(kind.to_string()),
-            email: Some(email.to_string()),
-            given: Some(given.to_string()),
-            family: Some(family.to_string()),
-            ..Default::default()
-        }
+    fn person(rules: &MatchRules, given: &str, family: &str, kind: &str, email: &str) -> Profile {
+        let values: BTreeMap<&str, Value> = [
+            ("given_name", given),
+            ("family_name", family),
+            ("customer_type", kind),
+            ("email", email),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v.to_string())))
+        .collect();
+        Profile::from_fields(rules, |f| values.get(f))
+    }
+
+    fn index(rules: &MatchRules, name: &str) -> usize {
+        rules
+            .comparisons
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap()
     }
 
     #[test]
-    fn u_is_the_share_of_random_pairs_that_agree() {
+    fn u_is_the_share_of_random_pairs_at_each_level() {
         // 200 records: half companies, half persons (names are compared
         // between persons only); persons' given names from 4, family names
         // and emails all different.
+        let rules = MatchRules::default();
         let profiles: Vec<Profile> = (0..200)
             .map(|i| {
                 person(
+                    &rules,
                     ["Anna", "Bernd", "Clara", "Dieter"][(i / 2) % 4],
                     &format!("Family{i:03}x"),
                     if i % 2 == 0 { "company" } else { "person" },
@@ -370,33 +383,44 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Profile> = profiles.iter().collect();
-        let estimates = estimate_u(&refs, 20_000, 7);
-        let get = |c| estimates.iter().find(|e| e.comparison == c).unwrap();
-        assert_eq!(get(Comparison::Email).u_agree, 0.0);
-        let kind = get(Comparison::CustomerType).u_agree;
+        let estimates = estimate_u(&refs, &rules, 20_000, 7);
+        let get = |name| {
+            estimates
+                .iter()
+                .find(|e| e.comparison == index(&rules, name))
+                .unwrap()
+        };
+        assert_eq!(get("email").u[0], 0.0);
+        let kind = get("customer_type").u[0];
         assert!(
             (0.45..0.55).contains(&kind),
             "customer type agrees half the time: {kind}"
         );
-        let given = get(Comparison::GivenName).u_agree;
+        let given = get("given_name").u[0];
         assert!(
             (0.20..0.30).contains(&given),
             "one given name in four: {given}"
         );
-        assert_eq!(estimates, estimate_u(&refs, 20_000, 7), "seeded draw");
-
-        let config = as_config(&estimates, &MatchRules::default());
-        assert!(config.contains("[match.weights.customer_type]"), "{config}");
-        assert!(config.contains("[match.weights.email]"), "{config}");
-        assert!(
-            config.contains("u_agree = 5.000e-5"),
-            "email floor 1/20000: {config}"
+        assert_eq!(
+            estimates,
+            estimate_u(&refs, &rules, 20_000, 7),
+            "seeded draw"
         );
+
+        let config = as_config(&estimates, &rules);
+        let parsed: toml::Value = toml::from_str(&config).unwrap();
+        let comparisons = parsed["match"]["comparison"].as_array().unwrap();
+        let email = comparisons
+            .iter()
+            .find(|c| c["name"].as_str() == Some("email"))
+            .unwrap();
+        let u = email["levels"][0]["u"].as_float().unwrap();
+        assert!((u - 5e-5).abs() < 1e-8, "email floor 1/20000: {config}");
     }
 
     /// Pairs drawn from known m, u and prior; some fields missing.
     fn synthetic_pairs(
-        truth: &[(Comparison, [f64; 3], [f64; 3])],
+        truth: &[(usize, [f64; 3], [f64; 3])],
         lambda: f64,
     ) -> BTreeMap<Pattern, u64> {
         let mut rng = SplitMix64(42);
@@ -411,44 +435,52 @@ mod tests {
                 }
                 let p = if is_match { m } else { u };
                 let r = uniform();
-                let o = if r < p[0] {
-                    Outcome::Agree
+                let l = if r < p[0] {
+                    0
                 } else if r < p[0] + p[1] {
-                    Outcome::Partial
+                    1
                 } else {
-                    Outcome::Disagree
+                    2
                 };
-                pattern.push((c, o));
+                pattern.push((c, l));
             }
             *patterns.entry(pattern).or_default() += 1;
         }
         patterns
     }
 
+    /// Rules with three comparisons of two levels each (and else).
+    fn three_level_rules() -> MatchRules {
+        let text = r#"
+            default_comparisons = false
+            [[comparison]]
+            name = "a"
+            fields = ["given_name"]
+            comparator = "jaro_winkler"
+            levels = [{ exact = true, m = 0.6, u = 0.1 }, { similarity = 0.9, m = 0.2, u = 0.1 }]
+            [[comparison]]
+            name = "b"
+            fields = ["family_name"]
+            comparator = "jaro_winkler"
+            levels = [{ exact = true, m = 0.6, u = 0.1 }, { similarity = 0.9, m = 0.2, u = 0.1 }]
+            [[comparison]]
+            name = "c"
+            fields = ["birth_date"]
+            comparator = "date"
+            levels = [{ exact = true, m = 0.6, u = 0.1 }, { similarity = 0.7, m = 0.2, u = 0.1 }]
+        "#;
+        let config: super::super::rules::MatchConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.problems(), Vec::<String>::new());
+        MatchRules::from_config(&config)
+    }
+
     #[test]
     fn em_recovers_m_and_the_prior_and_is_deterministic() {
+        let rules = three_level_rules();
         let truth = [
-            (
-                Comparison::GivenName,
-                [0.80, 0.12, 0.08],
-                [0.02, 0.05, 0.93],
-            ),
-            (
-                Comparison::FamilyName,
-                [0.75, 0.15, 0.10],
-                [0.01, 0.04, 0.95],
-            ),
-            (
-                Comparison::BirthDate,
-                [0.70, 0.20, 0.10],
-                [0.001, 0.05, 0.949],
-            ),
-            (
-                Comparison::Address,
-                [0.60, 0.25, 0.15],
-                [0.002, 0.03, 0.968],
-            ),
-            (Comparison::Email, [0.60, 0.0, 0.40], [0.0001, 0.0, 0.9999]),
+            (0, [0.80, 0.12, 0.08], [0.02, 0.05, 0.93]),
+            (1, [0.75, 0.15, 0.10], [0.01, 0.04, 0.95]),
+            (2, [0.70, 0.20, 0.10], [0.001, 0.05, 0.949]),
         ];
         let lambda = 0.3;
         let patterns = synthetic_pairs(&truth, lambda);
@@ -457,57 +489,50 @@ mod tests {
             .map(|&(comparison, _, u)| UEstimate {
                 comparison,
                 compared: 1_000_000,
-                u_agree: u[0],
-                u_partial: u[1],
+                u: u.to_vec(),
             })
             .collect();
-        let rules = MatchRules::default();
         let em = estimate_m(&patterns, &u, &rules, 0.1, EM_MAX_ITERATIONS);
         assert!(em.converged, "{em:?}");
         assert_eq!(em.pairs, 40_000);
-        assert!((em.lambda - lambda).abs() < 0.01, "prior {}", em.lambda);
+        assert!((em.lambda - lambda).abs() < 0.01, "share {}", em.lambda);
         for &(c, m, _) in &truth {
-            let got = em.m.iter().find(|e| e.comparison == c).unwrap();
+            let got = &em.m[&c];
             assert!(
-                (got.m_agree - m[0]).abs() < 0.02 && (got.m_partial - m[1]).abs() < 0.02,
-                "{c:?}: {got:?}, truth {m:?}"
+                (got[0] - m[0]).abs() < 0.02 && (got[1] - m[1]).abs() < 0.02,
+                "{c}: {got:?}, truth {m:?}"
             );
         }
         // The same input gives the same output, bit for bit.
         let again = estimate_m(&patterns, &u, &rules, 0.1, EM_MAX_ITERATIONS);
         assert_eq!(em.lambda.to_bits(), again.lambda.to_bits());
-        for (a, b) in em.m.iter().zip(&again.m) {
-            assert_eq!(a.m_agree.to_bits(), b.m_agree.to_bits());
-            assert_eq!(a.m_partial.to_bits(), b.m_partial.to_bits());
+        assert_eq!(em.m, again.m);
+        // The config holds the prior and the estimates, and is a valid
+        // [match] section.
+        let config = as_config_em(&u, &em, 1000, &rules);
+        #[derive(serde::Deserialize)]
+        struct Wrapper {
+            #[serde(rename = "match")]
+            matching: super::super::rules::MatchConfig,
         }
-        // The config holds both; the thresholds follow from the prior.
-        let config = as_config_em(&u, &em, &rules);
-        assert!(config.contains("[match.weights.birth_date]"), "{config}");
-        let parsed: toml::Value = toml::from_str(&config).unwrap();
-        assert!(
-            parsed["match"]["weights"]["email"]["m_agree"]
-                .as_float()
-                .unwrap()
-                > 0.5
-        );
-        assert!((threshold_for(0.9, 0.5) - 9f64.log2()).abs() < 1e-12);
+        let parsed: Wrapper = toml::from_str(&config).unwrap();
+        let prior = parsed.matching.prior.unwrap();
+        assert!((prior - em.prior(1000)).abs() < 1e-3 * em.prior(1000));
+        let a = &parsed.matching.comparison[0];
+        assert!((a.levels[0].m - em.m[&0][0]).abs() < 1e-9, "{config}");
+        assert!((a.levels[0].u - 0.02).abs() < 1e-9, "{config}");
     }
 
     #[test]
     fn em_keeps_probabilities_off_zero_and_one() {
-        // Every pair agrees on everything: m_agree would reach 1.
+        // Every pair agrees on everything: m of the first level would reach 1.
+        let rules = three_level_rules();
         let mut patterns = BTreeMap::new();
-        patterns.insert(
-            vec![
-                (Comparison::GivenName, Outcome::Agree),
-                (Comparison::BirthDate, Outcome::Agree),
-            ],
-            100u64,
-        );
-        let em = estimate_m(&patterns, &[], &MatchRules::default(), 0.5, 50);
+        patterns.insert(vec![(0, 0), (2, 0)], 100u64);
+        let em = estimate_m(&patterns, &[], &rules, 0.5, 50);
         assert!(em.iterations <= 50);
-        for m in &em.m {
-            assert!(m.m_agree < 1.0 && m.m_partial > 0.0, "{m:?}");
+        for m in em.m.values() {
+            assert!(m[0] < 1.0 && m[1] > 0.0, "{m:?}");
         }
         assert!(em.lambda < 1.0);
     }

@@ -2,13 +2,19 @@
 //!
 //! Each new or changed source record is matched as it arrives: its blocking
 //! keys find candidate source records in the match index (sled, bounded
-//! blocks), each candidate is scored (Fellegi-Sunter, `score`), and the best
-//! score per golden record decides:
-//! - at or above `link`: link; every other golden record at that level is
-//!   merged into one survivor (the one created first);
-//! - between `review` and `link`: a golden record of its own and a review
-//!   task naming the best candidate, for a data steward;
+//! blocks), each candidate is scored (Fellegi-Sunter over the comparisons
+//! the rules declare, `score`), and the best match probability per golden
+//! record decides:
+//! - at or above `link_probability`: link; every other golden record at
+//!   that level is merged into one survivor (the one created first);
+//! - between `review_probability` and `link_probability`: a golden record
+//!   of its own and a review task naming the best candidate, for a data
+//!   steward;
 //! - below: a golden record of its own.
+//!
+//! Term frequencies (`score::Terms`) are counted as records come and
+//! change, in log order: a record is scored against the counts of the
+//! records before it.
 //!
 //! Fields the model marks `match_key` (email) link on equality whatever the
 //! score: the exact rule of the core pipeline still holds.
@@ -33,7 +39,7 @@ use crate::golden::SourceKey;
 use index::MatchIndex;
 use profile::Profile;
 use rules::MatchRules;
-use score::Part;
+use score::{Part, Scored, Terms};
 
 /// Namespace of golden ids and review task ids (UUIDv5), so that ids are a
 /// function of the log.
@@ -85,6 +91,7 @@ struct Slot {
 pub struct Resolver {
     rules: MatchRules,
     index: MatchIndex,
+    terms: Terms,
     /// Source record → its number in the index. Looked up, never iterated.
     numbers: HashMap<SourceKey, u64>,
     /// By number: the source record, its golden record, and whether it is
@@ -104,6 +111,7 @@ impl Resolver {
     pub fn new(rules: MatchRules) -> Self {
         Resolver {
             index: MatchIndex::temporary(rules.max_block),
+            terms: Terms::new(&rules),
             rules,
             numbers: HashMap::new(),
             sources: Vec::new(),
@@ -116,6 +124,11 @@ impl Resolver {
 
     pub fn rules(&self) -> &MatchRules {
         &self.rules
+    }
+
+    /// The term frequencies of the records held now.
+    pub fn terms(&self) -> &Terms {
+        &self.terms
     }
 
     pub fn golden_of(&self, source: &SourceKey) -> Option<Uuid> {
@@ -184,7 +197,8 @@ impl Resolver {
         let no = self.number(source);
         let current = self.golden_of(source);
         let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
-        let mut best: BTreeMap<Uuid, (f64, Vec<Part>)> = BTreeMap::new();
+        let mut best: BTreeMap<Uuid, (f64, Vec<Scored>)> = BTreeMap::new();
+        let (link, review) = self.rules.thresholds(self.sources.len() as u64);
         if !unchanged {
             let keys = profile.block_keys();
             let candidates = self.index.candidates(&keys);
@@ -202,9 +216,9 @@ impl Resolver {
                 let Some(theirs) = self.index.profile(other) else {
                     continue;
                 };
-                let (mut s, parts) = score::score(profile, theirs, &self.rules);
+                let (mut s, parts) = score::score(profile, theirs, &self.rules, Some(&self.terms));
                 if exact_email && profile.email.is_some() && profile.email == theirs.email {
-                    s = s.max(self.rules.link);
+                    s = s.max(link);
                 }
                 let slot = best
                     .entry(golden)
@@ -213,15 +227,17 @@ impl Resolver {
                     *slot = (s, parts);
                 }
             }
+            if let Some(old) = self.index.profile(no) {
+                self.terms.count(&self.rules, old, false);
+            }
+            self.terms.count(&self.rules, profile, true);
             self.index.put(no, profile, &keys);
         }
 
         // Golden records this record belongs with, best first (ties: id).
         let mut linked: Vec<(Uuid, f64)> = best
             .iter()
-            .filter(|(g, (s, _))| {
-                *s >= self.rules.link && current.is_none_or(|c| !self.is_distinct(c, **g))
-            })
+            .filter(|(g, (s, _))| *s >= link && current.is_none_or(|c| !self.is_distinct(c, **g)))
             .map(|(g, (s, _))| (*g, *s))
             .collect();
         linked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -259,7 +275,7 @@ impl Resolver {
         };
         let review = best
             .iter()
-            .filter(|(_, (s, _))| *s >= self.rules.review)
+            .filter(|(_, (s, _))| *s >= review)
             .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0).then(b.0.cmp(a.0)))
             .map(|(candidate, (s, parts))| {
                 let task_id = crate::ids::uuid(
@@ -279,7 +295,7 @@ impl Resolver {
                         golden_id: golden,
                         candidate: *candidate,
                         score: *s,
-                        parts: parts.clone(),
+                        parts: parts.iter().map(|p| p.part(&self.rules)).collect(),
                         opened_seq: seq,
                         status: TaskStatus::Open,
                     },
@@ -416,20 +432,24 @@ impl Resolver {
             .filter(|&no| self.sources[no as usize].linked)
             .filter_map(|no| self.index.profile(no))
             .collect();
-        estimate::estimate_u(&profiles, pairs, 0x6d64_6875_6275)
+        estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275)
     }
 
     /// u from `pairs` random pairs as `estimate_u`, then m and the prior by
-    /// EM over the candidate pairs of the linked source records.
-    pub fn estimate_m_u(&self, pairs: u64) -> (Vec<estimate::UEstimate>, estimate::EmEstimate) {
+    /// EM over the candidate pairs of the linked source records; and how
+    /// many records that was.
+    pub fn estimate_m_u(
+        &self,
+        pairs: u64,
+    ) -> (Vec<estimate::UEstimate>, estimate::EmEstimate, u64) {
         let profiles: Vec<&Profile> = (0..self.sources.len() as u64)
             .filter(|&no| self.sources[no as usize].linked)
             .filter_map(|no| self.index.profile(no))
             .collect();
-        let u = estimate::estimate_u(&profiles, pairs, 0x6d64_6875_6275);
-        let patterns = estimate::candidate_patterns(&profiles, self.rules.max_block);
+        let u = estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275);
+        let patterns = estimate::candidate_patterns(&profiles, &self.rules);
         let em = estimate::estimate_m(&patterns, &u, &self.rules, 0.1, estimate::EM_MAX_ITERATIONS);
-        (u, em)
+        (u, em, profiles.len() as u64)
     }
 
     /// For the state hash: links, merges, decisions and tasks.

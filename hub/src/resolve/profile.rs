@@ -1,11 +1,13 @@
 //! What the matcher knows of a source record: its cleansed, valid values of
-//! the fields that identify a customer, and the blocking keys they give.
+//! the fields that identify a customer, the blocking keys they give, and
+//! the values each comparison of the rules compares, prepared once.
 //! Values that failed cleansing never get here (they are flagged on the
 //! golden record instead), so a bad phone cannot link two customers.
 
 use serde_json::Value;
 
 use super::compare;
+use super::rules::{Comparator, MatchRules};
 
 /// The identifying values of one source record (customer model field names).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,15 +24,16 @@ pub struct Profile {
     pub company_key: Option<String>,
     pub birth_date: Option<String>,
     pub postcode: Option<String>,
-    pub city: Option<String>,
-    pub street: Option<String>,
     pub domain: Option<String>,
+    /// By comparison of the rules (same order): the values it compares,
+    /// prepared for its comparator; empty when the record has none.
+    pub values: Vec<Vec<String>>,
 }
 
 impl Profile {
-    /// The fields a profile is made of: a change of any other field leaves
-    /// it as it was.
-    pub const FIELDS: [&'static str; 14] = [
+    /// The fields blocking and the match key read, whatever the
+    /// comparisons (see `MatchRules::reads`).
+    pub const BLOCK_FIELDS: [&'static str; 12] = [
         "given_name",
         "family_name",
         "full_name",
@@ -43,27 +46,38 @@ impl Profile {
         "tax_id",
         "birth_date",
         "postal_code",
-        "city",
-        "street",
     ];
 
     /// From a record's cleansed valid values, looked up by field name (only
-    /// the [`Profile::FIELDS`]).
-    pub fn from_fields<'a>(value_of: impl Fn(&str) -> Option<&'a Value>) -> Profile {
-        let text = |f: &str| {
+    /// fields the rules read). A record with a full name and neither given
+    /// nor family name is compared on the parts of its full name.
+    pub fn from_fields<'a>(
+        rules: &MatchRules,
+        value_of: impl Fn(&str) -> Option<&'a Value>,
+    ) -> Profile {
+        let plain = |f: &str| {
             value_of(f)
-                .and_then(Value::as_str)
-                .map(str::trim)
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.trim().to_string()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
         };
-        let mut given = text("given_name");
-        let mut family = text("family_name");
-        if given.is_none() && family.is_none() {
-            if let Some(full) = text("full_name") {
-                (given, family) = split_full_name(&full);
-            }
-        }
+        let (split_given, split_family) = match (plain("given_name"), plain("family_name")) {
+            (None, None) => plain("full_name")
+                .map(|full| split_full_name(&full))
+                .unwrap_or_default(),
+            _ => (None, None),
+        };
+        let text = |f: &str| match f {
+            "given_name" if split_given.is_some() => split_given.clone(),
+            "family_name" if split_family.is_some() => split_family.clone(),
+            _ => plain(f),
+        };
+        let given = text("given_name");
+        let family = text("family_name");
         let email = text("email").map(|e| e.to_lowercase());
         let kind = text("customer_type");
         // A company's email domain is its own; a person's is an employer's,
@@ -80,6 +94,28 @@ impl Profile {
         let company_key = text("company")
             .map(|c| compare::company_key(&c))
             .filter(|k| !k.is_empty());
+        let values = rules
+            .comparisons
+            .iter()
+            .map(|c| {
+                let mut vs: Vec<String> = c
+                    .fields
+                    .iter()
+                    .filter_map(|f| text(f))
+                    .filter_map(|v| {
+                        prepare(c.comparator, &v, kind.as_deref(), c.only_kind.as_deref())
+                    })
+                    .collect();
+                if c.comparator == Comparator::WebDomain {
+                    // The first field that gives a domain (the website before
+                    // the e-mail address).
+                    vs.truncate(1);
+                }
+                vs.sort();
+                vs.dedup();
+                vs
+            })
+            .collect();
         Profile {
             kind,
             email,
@@ -95,9 +131,8 @@ impl Profile {
             company_key,
             birth_date: text("birth_date"),
             postcode: text("postal_code").map(|p| p.to_uppercase()),
-            city: text("city"),
-            street: text("street"),
             domain,
+            values,
         }
     }
 
@@ -124,21 +159,45 @@ impl Profile {
         if let Some(key) = &self.company_key {
             keys.push(format!("company:{key}"));
         }
-        // Sound-alike names with the postcode, family and given name both, so
-        // that swapped given/family names still meet.
+        // Several keys per person, so that a pair with one damaged or
+        // missing value still shares one: sound-alike names with the
+        // postcode; both names' sounds together; a name's sound with the
+        // other name's initial or the birth year; the birth date with a
+        // name initial, and alone. Family and given name both take each
+        // role, so that swapped names still meet.
         let names: Vec<&String> = [&self.family, &self.given].into_iter().flatten().collect();
+        let sounds: Vec<String> = names
+            .iter()
+            .map(|n| compare::sound_key(n))
+            .filter(|s| !s.is_empty())
+            .collect();
         if let Some(pc) = &self.postcode {
-            for n in &names {
-                let s = compare::sound_key(n);
-                if !s.is_empty() {
-                    keys.push(format!("name:{s}|{pc}"));
+            for s in &sounds {
+                keys.push(format!("name:{s}|{pc}"));
+            }
+        }
+        if let [a, b] = sounds.as_slice() {
+            let (x, y) = if a <= b { (a, b) } else { (b, a) };
+            keys.push(format!("names:{x}|{y}"));
+        }
+        if let (Some(family), Some(given)) = (&self.family, &self.given) {
+            for (sound_of, initial_of) in [(family, given), (given, family)] {
+                let s = compare::sound_key(sound_of);
+                if let (false, Some(i)) = (s.is_empty(), initial(initial_of)) {
+                    keys.push(format!("initial:{s}|{i}"));
                 }
             }
         }
         if let Some(d) = &self.birth_date {
+            keys.push(format!("born:{d}"));
             for n in &names {
                 if let Some(i) = initial(n) {
                     keys.push(format!("born:{d}|{i}"));
+                }
+            }
+            if let Some(year) = d.get(..4) {
+                for s in &sounds {
+                    keys.push(format!("year:{year}|{s}"));
                 }
             }
         }
@@ -146,6 +205,41 @@ impl Profile {
         keys.dedup();
         keys
     }
+}
+
+/// A value as comparator `c` compares it; `None` when it gives nothing to
+/// compare (a company name of legal forms only, a website without domain).
+fn prepare(
+    c: Comparator,
+    value: &str,
+    kind: Option<&str>,
+    only_kind: Option<&str>,
+) -> Option<String> {
+    let v = match c {
+        Comparator::Email => value.to_lowercase(),
+        Comparator::TaxId => value
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_uppercase)
+            .collect(),
+        Comparator::Company => compare::company_key(value),
+        Comparator::WebDomain => {
+            if value.contains('@') && (only_kind.is_none() || kind != only_kind) {
+                return None;
+            }
+            compare::web_domain(value)?
+        }
+        Comparator::Numeric => {
+            let n: f64 = value.parse().ok().filter(|n: &f64| n.is_finite())?;
+            n.to_string()
+        }
+        Comparator::Exact
+        | Comparator::JaroWinkler
+        | Comparator::GivenName
+        | Comparator::FamilyName
+        | Comparator::Date => value.to_string(),
+    };
+    (!v.is_empty()).then_some(v)
 }
 
 /// Given and family name from a full name: Han names put the family name
@@ -180,11 +274,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn profile(values: &BTreeMap<String, Value>) -> Profile {
-        Profile::from_fields(|f| {
-            assert!(
-                Profile::FIELDS.contains(&f),
-                "{f} is not in Profile::FIELDS"
-            );
+        let rules = MatchRules::default();
+        Profile::from_fields(&rules, |f| {
+            assert!(rules.reads(f), "{f} is not read by the rules");
             values.get(f)
         })
     }

@@ -307,13 +307,13 @@ impl State {
             } else {
                 false
             };
-            identity_changed |= changes && Profile::FIELDS.contains(&f.as_str());
+            identity_changed |= changes && rules.matching.reads(f);
         }
         let (golden_id, merge) = match current {
             // Nothing to match again: `decide` would keep it where it is.
             Some(golden) if !identity_changed => (golden, Vec::new()),
             _ => {
-                let profile = profile_of(&image, &issues);
+                let profile = profile_of(&rules.matching, &image, &issues);
                 let exact_email = model.match_keys().any(|f| f.name == "email");
                 match self
                     .resolver
@@ -565,8 +565,12 @@ pub fn normalized_writes(
 
 /// The matching profile of a source record's image: its values that passed
 /// cleansing (a flagged value is shown, never matched on).
-pub fn profile_of(image: &BTreeMap<String, Value>, issues: &[QualityIssue]) -> Profile {
-    Profile::from_fields(|field| {
+pub fn profile_of(
+    rules: &MatchRules,
+    image: &BTreeMap<String, Value>,
+    issues: &[QualityIssue],
+) -> Profile {
+    Profile::from_fields(rules, |field| {
         if issues.iter().any(|i| i.field == field) {
             None
         } else {

@@ -48,6 +48,25 @@ pub fn date_similarity(a_iso: &str, b_iso: &str) -> f64 {
     score
 }
 
+/// Days between two ISO dates; `None` when either does not parse.
+pub fn days_apart(a_iso: &str, b_iso: &str) -> Option<u64> {
+    let (a, b) = (IsoDate::parse(a_iso)?, IsoDate::parse(b_iso)?);
+    Some((a.date.to_julian_day() - b.date.to_julian_day()).unsigned_abs() as u64)
+}
+
+/// Two different ISO dates of one year with day and month swapped
+/// (03-04 vs 04-03).
+pub fn day_month_swapped(a_iso: &str, b_iso: &str) -> bool {
+    let (Some(a), Some(b)) = (IsoDate::parse(a_iso), IsoDate::parse(b_iso)) else {
+        return false;
+    };
+    let (da, db) = (a.date, b.date);
+    da != db
+        && da.year() == db.year()
+        && da.day() == u8::from(db.month())
+        && db.day() == u8::from(da.month())
+}
+
 /// A valid calendar date and its eight digits YYYYMMDD.
 struct IsoDate {
     date: Date,
@@ -106,5 +125,16 @@ mod tests {
             assert!((lo..=hi).contains(&s), "{a} vs {b}: {s}");
             assert_eq!(s, date_similarity(b, a), "symmetric: {a} vs {b}");
         }
+    }
+
+    #[test]
+    fn days_apart_and_swapped_day_and_month() {
+        assert_eq!(days_apart("1980-03-04", "1980-03-14"), Some(10));
+        assert_eq!(days_apart("1980-12-31", "1981-01-01"), Some(1));
+        assert_eq!(days_apart("1980-03-04", "04.03.1980"), None);
+        assert!(day_month_swapped("1980-03-04", "1980-04-03"));
+        assert!(!day_month_swapped("1980-03-03", "1980-03-03"));
+        assert!(!day_month_swapped("1980-03-04", "1981-04-03"));
+        assert!(!day_month_swapped("1980-01-31", "1980-31-01"));
     }
 }
