@@ -550,6 +550,25 @@ mod tests {
         }
     }
 
+    /// `g.write` of one field value as `system`'s record 1, event `id`.
+    fn put(
+        g: &mut GoldenRecord,
+        system: &str,
+        base: Option<&[String]>,
+        (field, value): (&str, &str),
+        id: u128,
+        time: i64,
+    ) -> Vec<String> {
+        g.write(
+            &src(system),
+            base,
+            &w(field, value),
+            Uuid::from_u128(id),
+            time,
+            pick,
+        )
+    }
+
     fn most_recent(c: &[Candidate]) -> usize {
         survivorship::pick(Survivorship::MostRecent, &[], c)
     }
@@ -561,22 +580,8 @@ mod tests {
     #[test]
     fn concurrent_writes_keep_both_candidates() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write(
-            &src("crm"),
-            None,
-            &w("phone", "1"),
-            Uuid::from_u128(1),
-            10,
-            pick,
-        );
-        g.write(
-            &src("erp"),
-            None,
-            &w("phone", "2"),
-            Uuid::from_u128(2),
-            5,
-            pick,
-        );
+        put(&mut g, "crm", None, ("phone", "1"), 1, 10);
+        put(&mut g, "erp", None, ("phone", "2"), 2, 5);
         assert!(g.resolve("phone", most_recent));
         assert_eq!(g.candidates["phone"].len(), 2);
         assert_eq!(g.values["phone"], "1", "most recent wins");
@@ -585,23 +590,9 @@ mod tests {
     #[test]
     fn a_write_on_top_of_the_other_supersedes_it() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write(
-            &src("crm"),
-            None,
-            &w("phone", "1"),
-            Uuid::from_u128(1),
-            10,
-            pick,
-        );
+        put(&mut g, "crm", None, ("phone", "1"), 1, 10);
         let seen = g.version();
-        g.write(
-            &src("erp"),
-            Some(&seen),
-            &w("phone", "2"),
-            Uuid::from_u128(2),
-            5,
-            pick,
-        );
+        put(&mut g, "erp", Some(&seen), ("phone", "2"), 2, 5);
         g.resolve("phone", most_recent);
         assert_eq!(g.candidates["phone"].len(), 1, "no conflict");
         assert_eq!(
@@ -613,87 +604,27 @@ mod tests {
     #[test]
     fn own_writes_are_sequential_and_restatements_are_skipped() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write(
-            &src("crm"),
-            None,
-            &w("phone", "1"),
-            Uuid::from_u128(1),
-            10,
-            pick,
-        );
-        g.write(
-            &src("erp"),
-            None,
-            &w("city", "Bonn"),
-            Uuid::from_u128(2),
-            11,
-            pick,
-        );
-        g.write(
-            &src("crm"),
-            None,
-            &w("phone", "3"),
-            Uuid::from_u128(3),
-            12,
-            pick,
-        );
+        put(&mut g, "crm", None, ("phone", "1"), 1, 10);
+        put(&mut g, "erp", None, ("city", "Bonn"), 2, 11);
+        put(&mut g, "crm", None, ("phone", "3"), 3, 12);
         assert_eq!(g.candidates["phone"].len(), 1);
         let v = g.version();
-        assert!(g
-            .write(
-                &src("crm"),
-                None,
-                &w("phone", "3"),
-                Uuid::from_u128(4),
-                13,
-                pick
-            )
-            .is_empty());
+        assert!(put(&mut g, "crm", None, ("phone", "3"), 4, 13).is_empty());
         assert_eq!(g.version(), v, "unchanged re-statement writes nothing");
     }
 
     #[test]
     fn setting_a_value_back_after_seeing_another_is_a_change() {
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write(
-            &src("crm"),
-            None,
-            &w("title", "A"),
-            Uuid::from_u128(1),
-            10,
-            pick,
-        );
+        put(&mut g, "crm", None, ("title", "A"), 1, 10);
         let v1 = g.version();
-        g.write(
-            &src("erp"),
-            Some(&v1),
-            &w("title", "B"),
-            Uuid::from_u128(2),
-            11,
-            pick,
-        );
+        put(&mut g, "erp", Some(&v1), ("title", "B"), 2, 11);
         g.resolve("title", most_recent);
         let v2 = g.version();
         // The echo of B: seen at v2, so it changes nothing.
-        assert!(g
-            .write(
-                &src("crm"),
-                Some(&v2),
-                &w("title", "B"),
-                Uuid::from_u128(3),
-                12,
-                pick
-            )
-            .is_empty());
+        assert!(put(&mut g, "crm", Some(&v2), ("title", "B"), 3, 12).is_empty());
         // The user sets A again: crm last wrote A, but it had seen B since.
-        let touched = g.write(
-            &src("crm"),
-            Some(&v2),
-            &w("title", "A"),
-            Uuid::from_u128(4),
-            13,
-            pick,
-        );
+        let touched = put(&mut g, "crm", Some(&v2), ("title", "A"), 4, 13);
         assert_eq!(touched, vec!["title".to_string()]);
         g.resolve("title", most_recent);
         assert_eq!(g.values["title"], "A");
@@ -717,14 +648,7 @@ mod tests {
             let seen = &versions[(x >> 20) as usize % versions.len()];
             let base = (x >> 50).is_multiple_of(2).then_some(seen.as_slice());
             let value = format!("v{}", (x >> 24) % 5);
-            g.write(
-                &src(system),
-                base,
-                &w(field, &value),
-                Uuid::from_u128(i),
-                i as i64,
-                pick,
-            );
+            put(&mut g, system, base, (field, &value), i, i as i64);
             for f in ["phone", "city"] {
                 if let Some(kept) = g.candidates.get(f) {
                     assert_eq!(kept, &g.candidates_in_doc(f), "{f} after write {i}");
@@ -741,46 +665,17 @@ mod tests {
         // write reports "A" with the base before it. Then the CRM writes
         // "B" on top of its own history only.
         let mut g = GoldenRecord::new(Uuid::nil(), "customer");
-        g.write(
-            &src("erp"),
-            None,
-            &w("city", "Start"),
-            Uuid::from_u128(1),
-            1,
-            pick,
-        );
+        put(&mut g, "erp", None, ("city", "Start"), 1, 1);
         let v0 = g.version();
-        g.write(
-            &src("crm"),
-            Some(&v0),
-            &w("city", "A"),
-            Uuid::from_u128(2),
-            2,
-            pick,
-        );
+        put(&mut g, "crm", Some(&v0), ("city", "A"), 2, 2);
         g.resolve("city", most_recent);
         let v1 = g.version();
         g.note_sent(src("oa"), &v1, &w("city", "A"));
         assert!(
-            g.write(
-                &src("oa"),
-                Some(&v0),
-                &w("city", "A"),
-                Uuid::from_u128(3),
-                4,
-                pick
-            )
-            .is_empty(),
+            put(&mut g, "oa", Some(&v0), ("city", "A"), 3, 4).is_empty(),
             "the echo of the update sent at v1 is no edit"
         );
-        g.write(
-            &src("crm"),
-            Some(&v0),
-            &w("city", "B"),
-            Uuid::from_u128(4),
-            3,
-            pick,
-        );
+        put(&mut g, "crm", Some(&v0), ("city", "B"), 4, 3);
         g.resolve("city", most_recent);
         assert_eq!(g.values["city"], "B", "the later edit is not lost");
         assert_eq!(g.candidates["city"].len(), 1);
@@ -789,14 +684,7 @@ mod tests {
         // what was sent is an edit again (set back by a user).
         let v2 = g.version();
         g.note_sent(src("oa"), &v2, &w("city", "B"));
-        let touched = g.write(
-            &src("oa"),
-            Some(&v2),
-            &w("city", "A"),
-            Uuid::from_u128(5),
-            5,
-            pick,
-        );
+        let touched = put(&mut g, "oa", Some(&v2), ("city", "A"), 5, 5);
         assert_eq!(touched, vec!["city".to_string()]);
         assert!(g.unconfirmed.is_empty(), "both updates confirmed");
 
@@ -805,23 +693,9 @@ mod tests {
         g.resolve("city", most_recent);
         let v3 = g.version();
         g.note_sent(src("erp"), &v3, &w("city", "A"));
-        g.write(
-            &src("crm"),
-            None,
-            &w("city", "C"),
-            Uuid::from_u128(6),
-            6,
-            pick,
-        );
+        put(&mut g, "crm", None, ("city", "C"), 6, 6);
         g.resolve("city", most_recent);
-        let touched = g.write(
-            &src("erp"),
-            None,
-            &w("city", "A"),
-            Uuid::from_u128(7),
-            7,
-            pick,
-        );
+        let touched = put(&mut g, "erp", None, ("city", "A"), 7, 7);
         assert_eq!(touched, vec!["city".to_string()]);
         g.resolve("city", most_recent);
         assert_eq!(g.values["city"], "A");
