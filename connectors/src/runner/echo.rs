@@ -13,9 +13,11 @@
 //!   values for edits on top of that version).
 //! - A source that reads the current state (a REST poll, a CSV export) sees
 //!   every write committed before the read began. Each read is stamped with
-//!   the count of writes noted when it began; a read that began before the
-//!   record's last write was noted may predate it, and its change keeps the
-//!   version before that write as `base`.
+//!   the count of writes noted when it began. A read that began before
+//!   some of the record's writes were noted may show the record as it was
+//!   then or as any of those writes left it (the last [`KEPT_WRITES`] are
+//!   kept): those images are echoes, and another change keeps the version
+//!   before those writes as `base`.
 //!
 //! For both, a captured image equal to the one the system returned when the
 //! last write committed is an echo (nothing else changed) and is dropped.
@@ -53,6 +55,21 @@ const OWN_CAPTURE_WAIT: Duration = Duration::from_secs(60);
 /// write without it (its lag behind the broker, with margin).
 const EDIT_WINDOW: Duration = Duration::from_secs(60);
 
+/// Writes remembered per record for sources that read the current state.
+const KEPT_WRITES: usize = 8;
+
+/// A write noted for a source that reads the current state.
+#[derive(Debug)]
+struct Noted {
+    /// The write count once it was noted.
+    count: u64,
+    /// The record's image after it (`None`: retired).
+    image: Option<u64>,
+    /// The record's base and image before it.
+    base_before: Option<Vec<String>>,
+    image_before: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct Record {
     /// The version the system's next captured change was made with in view.
@@ -61,11 +78,10 @@ struct Record {
     /// passed capture yet, oldest first, with when they were noted
     /// (sources that mark their own writes).
     pending: VecDeque<(Vec<String>, Instant)>,
-    /// The base before the last write, its image, and the write count when
-    /// it was noted (sources that read the current state).
-    base_before: Option<Vec<String>>,
-    image_before: Option<u64>,
-    written_at: u64,
+    /// The last writes noted, oldest first, at most [`KEPT_WRITES`]
+    /// (sources that read the current state): a read queued behind
+    /// several write-backs may show the record as any of them left it.
+    noted: VecDeque<Noted>,
     /// Hash of the canonical image after the last write; `None` once a
     /// captured change differed from it.
     image: Option<u64>,
@@ -234,9 +250,15 @@ impl EchoStore {
         let image_before = std::mem::replace(&mut r.image, image);
         r.retired = retired;
         if !self.marks_own_writes {
-            r.image_before = image_before;
-            r.base_before = r.base.replace(version.to_vec());
-            r.written_at = count;
+            if r.noted.len() == KEPT_WRITES {
+                r.noted.pop_front();
+            }
+            r.noted.push_back(Noted {
+                count,
+                image,
+                base_before: r.base.replace(version.to_vec()),
+                image_before,
+            });
             r.noted_at = Some(Instant::now());
         } else if r.pending.is_empty() && r.base.is_none() {
             // A record the connector inserted: nothing was edited before
@@ -309,17 +331,21 @@ impl EchoStore {
             }
             return Verdict::Echo;
         }
-        if !self.marks_own_writes && read_began < r.written_at {
-            // The read may predate the last write, whose echo is still to
-            // come. The echo of the write before it is dropped; another
-            // change was made with the version before the last write in
-            // view.
-            if hashed.is_some() && hashed == r.image_before {
+        // The first write noted after the read began, if one was.
+        let after_read = r.noted.iter().position(|n| n.count > read_began);
+        if let (false, Some(first)) = (self.marks_own_writes, after_read) {
+            // The read may show the record as it was when the read began or
+            // as any write since left it (their echoes are still to come):
+            // those images are echoes. Another change was made with the
+            // version before those writes in view.
+            let seen = std::iter::once(r.noted[first].image_before)
+                .chain(r.noted.iter().skip(first).map(|n| n.image));
+            if hashed.is_some() && seen.into_iter().any(|i| i == hashed) {
                 return Verdict::Echo;
             }
             self.recent_edits.note(record_id, now, self.loading);
             return Verdict::Publish {
-                base: r.base_before.clone(),
+                base: r.noted[first].base_before.clone(),
             };
         }
         // From now on the record holds someone else's edit: the same image
@@ -522,6 +548,28 @@ mod tests {
         assert_eq!(
             store.captured("r", Some(&fields(&[("city", json!("Bonn"))])), now),
             Verdict::Publish { base: Some(v2) }
+        );
+    }
+
+    #[test]
+    fn a_read_queued_behind_several_writes_shows_none_of_them_as_an_edit() {
+        let mut store = EchoStore::default();
+        let versions: Vec<Vec<String>> = (1..=3).map(|i| vec![format!("v{i}")]).collect();
+        let city = |c: &str| fields(&[("city", json!(c))]);
+        store.wrote("r", &city("A"), &versions[0]);
+        let began = store.write_count().load(Ordering::SeqCst);
+        store.wrote("r", &city("B"), &versions[1]);
+        store.wrote("r", &city("C"), &versions[2]);
+        // A read begun before B and C were written, judged after both:
+        // it may show A (the state when it began) or B; neither is an edit.
+        assert_eq!(store.captured("r", Some(&city("A")), began), Verdict::Echo);
+        assert_eq!(store.captured("r", Some(&city("B")), began), Verdict::Echo);
+        // Anything else was edited with A's version in view.
+        assert_eq!(
+            store.captured("r", Some(&city("Ulm")), began),
+            Verdict::Publish {
+                base: Some(versions[0].clone())
+            }
         );
     }
 
