@@ -234,9 +234,6 @@ async fn trace(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "flaky: a REST poll that read a record two or more write-backs ago is taken for an edit \
-            (the connector remembers one write back), and the matcher of issue 15 merges some of \
-            these numbered test customers; see the note on issue 14"]
 async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
