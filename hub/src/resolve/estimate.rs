@@ -74,9 +74,18 @@ pub fn estimate_u(
 /// read up to `max_block` members as the matcher reads it, each pair once,
 /// as indices into `profiles` (smaller first), ascending.
 pub fn candidate_pairs(profiles: &[&Profile], max_block: usize) -> Vec<(usize, usize)> {
+    candidate_pairs_where(profiles, max_block, |_| true)
+}
+
+/// As `candidate_pairs`, over the block keys `keep` accepts only.
+fn candidate_pairs_where(
+    profiles: &[&Profile],
+    max_block: usize,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<(usize, usize)> {
     let mut blocks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, p) in profiles.iter().enumerate() {
-        for k in p.block_keys() {
+        for k in p.block_keys().into_iter().filter(|k| keep(k)) {
             let members = blocks.entry(k).or_default();
             if members.len() < max_block {
                 members.push(i);
@@ -106,6 +115,163 @@ pub fn candidate_patterns(profiles: &[&Profile], rules: &MatchRules) -> BTreeMap
             .or_default() += 1;
     }
     patterns
+}
+
+/// One EM session: the candidate pairs sharing a block key of one family,
+/// with the comparisons of the fields those keys are made of left out.
+/// Within such a block every pair agrees on those fields, matches or not,
+/// so counting that agreement as evidence would call every pair a match
+/// (EM then learns m from unrelated pairs); left out, those comparisons
+/// say nothing and the others are learned from pairs that can show it.
+struct Session {
+    /// Block keys of the family start with this.
+    prefix: &'static str,
+    /// The fields its keys are made of.
+    fields: &'static [&'static str],
+}
+
+/// The sessions of `estimate_m_by_sessions`: each person comparison is
+/// learned in at least one session that does not block on it.
+const SESSIONS: [Session; 5] = [
+    Session {
+        prefix: "names:",
+        fields: &["given_name", "family_name"],
+    },
+    Session {
+        prefix: "born:",
+        fields: &["birth_date", "given_name", "family_name"],
+    },
+    Session {
+        prefix: "email:",
+        fields: &["email"],
+    },
+    Session {
+        prefix: "phone:",
+        fields: &["phone", "mobile"],
+    },
+    Session {
+        prefix: "company:",
+        fields: &["company"],
+    },
+];
+
+/// A session with fewer expected matching pairs than this informs nothing.
+const SESSION_MIN_MATCHES: f64 = 5.0;
+
+/// m by EM session by session (see `Session`), each comparison's m the
+/// mean over the sessions that learned it, weighted by the matching pairs
+/// each expected; then the share of matching candidate pairs by EM over
+/// all candidate pairs with m and u held. A comparison no session learned
+/// keeps the m in `rules`.
+pub fn estimate_m_by_sessions(profiles: &[&Profile], u: &[UEstimate], rules: &MatchRules) -> EmEstimate {
+    let mut sums: BTreeMap<usize, (f64, Vec<f64>)> = BTreeMap::new();
+    let mut iterations = 0;
+    let mut converged = true;
+    for session in &SESSIONS {
+        // A born: key with a name initial is a subset of the plain one.
+        let pairs = candidate_pairs_where(profiles, rules.max_block, |k| {
+            k.starts_with(session.prefix) && !(session.prefix == "born:" && k.contains('|'))
+        });
+        let left_out = |c: usize| {
+            rules.comparisons[c]
+                .fields
+                .iter()
+                .any(|f| session.fields.contains(&f.as_str()))
+        };
+        let mut patterns: BTreeMap<Pattern, u64> = BTreeMap::new();
+        for (a, b) in pairs {
+            let p: Pattern = pattern(profiles[a], profiles[b], rules)
+                .into_iter()
+                .filter(|&(c, _)| !left_out(c))
+                .collect();
+            *patterns.entry(p).or_default() += 1;
+        }
+        let em = estimate_m(&patterns, u, rules, 0.1, EM_MAX_ITERATIONS);
+        let matches = em.lambda * em.pairs as f64;
+        if matches < SESSION_MIN_MATCHES {
+            continue;
+        }
+        iterations += em.iterations;
+        converged &= em.converged;
+        for (c, m) in em.m {
+            let (weight, sum) = sums
+                .entry(c)
+                .or_insert_with(|| (0.0, vec![0.0; m.len()]));
+            *weight += matches;
+            for (s, x) in sum.iter_mut().zip(&m) {
+                *s += x * matches;
+            }
+        }
+    }
+    let m: BTreeMap<usize, Vec<f64>> = sums
+        .into_iter()
+        .map(|(c, (weight, sum))| (c, sum.into_iter().map(|s| s / weight).collect()))
+        .collect();
+    let patterns = candidate_patterns(profiles, rules);
+    let (lambda, lambda_iterations, lambda_converged) = estimate_lambda(&patterns, &m, u, rules);
+    EmEstimate {
+        lambda,
+        m,
+        pairs: patterns.values().sum(),
+        iterations: iterations + lambda_iterations,
+        converged: converged && lambda_converged,
+    }
+}
+
+/// The share of matching pairs among `patterns` by EM with m (from `m`,
+/// else as in `rules`) and u (from `u`, else as in `rules`) held.
+fn estimate_lambda(
+    patterns: &BTreeMap<Pattern, u64>,
+    m: &BTreeMap<usize, Vec<f64>>,
+    u: &[UEstimate],
+    rules: &MatchRules,
+) -> (f64, usize, bool) {
+    // log(m/u) of every comparison level, once.
+    let ratio: Vec<Vec<f64>> = (0..rules.comparisons.len())
+        .map(|c| {
+            let comparison = &rules.comparisons[c];
+            let configured = |of_m: bool| -> Vec<f64> {
+                (0..comparison.level_count())
+                    .map(|l| {
+                        let (m, u) = comparison.m_u(l);
+                        if of_m {
+                            m
+                        } else {
+                            u
+                        }
+                    })
+                    .collect()
+            };
+            let ms = clamp_levels(m.get(&c).cloned().as_deref().unwrap_or(&configured(true)), EM_FLOOR);
+            let us = match u.iter().find(|e| e.comparison == c) {
+                Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
+                None => clamp_levels(&configured(false), EM_FLOOR),
+            };
+            ms.iter().zip(&us).map(|(m, u)| (m / u).ln()).collect()
+        })
+        .collect();
+    let total: u64 = patterns.values().sum();
+    let mut lambda: f64 = 0.1;
+    for iteration in 1..=EM_MAX_ITERATIONS {
+        if total == 0 {
+            return (lambda, iteration - 1, true);
+        }
+        let mut matched = 0.0;
+        for (pattern, &count) in patterns {
+            let mut log_ratio = (lambda / (1.0 - lambda)).ln();
+            for &(c, l) in pattern {
+                log_ratio += ratio[c][l];
+            }
+            matched += count as f64 / (1.0 + (-log_ratio).exp());
+        }
+        let new = (matched / total as f64).clamp(EM_FLOOR, 1.0 - EM_FLOOR);
+        let moved = (new - lambda).abs();
+        lambda = new;
+        if moved < EM_TOLERANCE {
+            return (lambda, iteration, true);
+        }
+    }
+    (lambda, EM_MAX_ITERATIONS, false)
 }
 
 /// The EM result: the share of matching candidate pairs and m of each

@@ -447,8 +447,7 @@ impl Resolver {
             .filter_map(|no| self.index.profile(no))
             .collect();
         let u = estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275);
-        let patterns = estimate::candidate_patterns(&profiles, &self.rules);
-        let em = estimate::estimate_m(&patterns, &u, &self.rules, 0.1, estimate::EM_MAX_ITERATIONS);
+        let em = estimate::estimate_m_by_sessions(&profiles, &u, &self.rules);
         (u, em, profiles.len() as u64)
     }
 
