@@ -1,9 +1,10 @@
-//! What the log holds: one payload per entry. Today every entry is a
-//! `ChangeEvent` from a system; steward actions (merge, split, override,
-//! review decisions) join as further kinds, so that they too are replayed.
+//! What the log holds: one payload per entry: a `ChangeEvent` from a
+//! system, a steward action (merge, split, override, review decision) or a
+//! trained match model, so that all of them are replayed.
 
 use mdhub_schema::{ChangeEvent, CleansedRecord};
 
+use crate::resolve::trained::TrainedModel;
 use crate::steward::StewardAction;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,6 +16,8 @@ pub enum LogPayload {
     Change(ChangeEvent),
     /// A data steward merged, split, decided or overrode.
     Steward(StewardAction),
+    /// The hub trained its match model; matching uses it from here on.
+    MatchModel(TrainedModel),
 }
 
 /// A payload with its serialized form, as the log stores it. Encoding is done
@@ -47,6 +50,7 @@ impl LogPayload {
         match self {
             LogPayload::Change(e) => e.event_id,
             LogPayload::Steward(a) => a.action_id,
+            LogPayload::MatchModel(m) => m.model_id,
         }
     }
 }

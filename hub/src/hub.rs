@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
+use crate::resolve::trained::{TrainedModel, Trigger};
 use crate::state::{cleanse_event, Outbound, Rules, State};
 
 /// Log sequence up to which outbound messages are acknowledged by the bus.
@@ -270,6 +271,40 @@ impl Hub {
         Ok(outcome)
     }
 
+    /// Trains the match model on the records the state holds and appends
+    /// it to the log (see `resolve::trained`); matching uses it from the
+    /// next entry on. Returns the model and the outcome of the append.
+    pub fn train_match_model(
+        &mut self,
+        trigger: Trigger,
+    ) -> Result<(TrainedModel, IngestOutcome), LogError> {
+        let started = std::time::Instant::now();
+        let model = self
+            .state
+            .resolver()
+            .train(trigger, time::OffsetDateTime::now_utc());
+        info!(records = model.records, candidate_pairs = model.candidate_pairs,
+              matches_per_record = model.matches_per_record, trigger = ?model.trigger,
+              seconds = started.elapsed().as_secs_f64(), "match model trained");
+        let validated = Validated {
+            valid: vec![Encoded::new(LogPayload::MatchModel(model.clone()))],
+            valid_index: vec![0],
+            rejected: Vec::new(),
+        };
+        let outcome = self.commit(validated, None)?;
+        metrics::counter!("mdhub_match_trainings_total").increment(1);
+        Ok((model, outcome))
+    }
+
+    /// Trains (`train_match_model`) when `[match] train_at` says it is due.
+    pub fn train_if_due(&mut self) -> Result<Option<IngestOutcome>, LogError> {
+        if self.health.is_degraded() || !self.state.resolver().training_due() {
+            return Ok(None);
+        }
+        self.train_match_model(Trigger::Automatic)
+            .map(|(_, outcome)| Some(outcome))
+    }
+
     /// Where the bus adapter records that every outbound message up to a
     /// log entry is acknowledged by the bus (without taking the hub's lock).
     /// Made durable with the next flush; if it is lost, the same messages
@@ -368,6 +403,7 @@ fn conflicting_duplicate(payload: &LogPayload, seq: u64) -> Rejection {
     let (system, record_id) = match payload {
         LogPayload::Change(e) => (Some(e.system.clone()), Some(e.record_id.clone())),
         LogPayload::Steward(_) => (Some(crate::steward::STEWARD_SYSTEM.to_string()), None),
+        LogPayload::MatchModel(_) => (None, None),
     };
     let id = payload.event_id();
     Rejection {

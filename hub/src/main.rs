@@ -111,6 +111,17 @@ enum MatchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
     },
+    /// Ask a running hub to train its match model now (admin API `POST
+    /// /v1/admin/match/train`); the model becomes a log entry and decides
+    /// the records that come or change after it. Prints the model's summary.
+    Train {
+        /// The hub's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Environment variable holding an admin token.
+        #[arg(long, default_value = "MDHUB_TOKEN")]
+        token_env: String,
+    },
     /// Estimate u from random pairs and m and the prior by EM over the
     /// candidate pairs (records sharing a block key) of the logged source
     /// records; prints a `[match]` section with the prior and
@@ -246,6 +257,25 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 mdhub_hub::resolve::estimate::as_config_em(&u, &em, records, &rules.matching)
             );
+            Ok(())
+        }
+        Command::Match {
+            command: MatchCommand::Train { url, token_env },
+        } => {
+            let token = std::env::var(&token_env)
+                .with_context(|| format!("{token_env} must hold an admin token of the hub"))?;
+            let endpoint = format!("{}/v1/admin/match/train", url.trim_end_matches('/'));
+            eprintln!("training the match model of the hub at {url} (ingest waits meanwhile) ...");
+            let response = reqwest::Client::new()
+                .post(&endpoint)
+                .bearer_auth(token)
+                .send()
+                .await
+                .with_context(|| format!("calling {endpoint}"))?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            anyhow::ensure!(status.is_success(), "{endpoint} answered {status}: {body}");
+            println!("{body}");
             Ok(())
         }
         Command::TokenHash { token } => {

@@ -43,7 +43,12 @@ impl MemoryBus {
         while !self.inbox.is_empty() {
             let n = batch_size.min(self.inbox.len());
             let batch: Vec<Inbound> = self.inbox.drain(..n).collect();
-            let outcome = hub.ingest(&batch)?;
+            let mut outcome = hub.ingest(&batch)?;
+            if let Some(trained) = hub.train_if_due()? {
+                outcome.outbound.extend(trained.outbound);
+                outcome.last_seq = trained.last_seq;
+                outcome.degraded |= trained.degraded;
+            }
             for (i, rejection) in outcome.rejected.into_iter().chain(outcome.conflicting) {
                 self.dead_letters
                     .push((rejection.clone(), batch[i].clone()));

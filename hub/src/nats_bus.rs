@@ -512,9 +512,16 @@ pub async fn run_ingest(
             ended = &mut checking => { check_ended = Some(ended); break }
         };
         let outcome = tokio::task::block_in_place(|| {
-            hub.write()
-                .expect("hub lock")
-                .commit(batch.validated, batch.position)
+            let mut hub = hub.write().expect("hub lock");
+            let mut outcome = hub.commit(batch.validated, batch.position)?;
+            // Training blocks ingest while it runs: at doubling record
+            // counts only (`[match] train_at`).
+            if let Some(trained) = hub.train_if_due()? {
+                outcome.outbound.extend(trained.outbound);
+                outcome.last_seq = trained.last_seq;
+                outcome.degraded |= trained.degraded;
+            }
+            Ok::<_, crate::log::LogError>(outcome)
         })?;
         debug!(
             appended = outcome.appended,

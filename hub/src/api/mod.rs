@@ -39,6 +39,7 @@
 
 mod auth;
 mod error;
+mod matching;
 mod routes;
 mod steward;
 
@@ -106,6 +107,7 @@ pub fn openapi_json() -> &'static str {
         (name = "audit", description = "For auditors"),
         (name = "reviews", description = "Review tasks of doubtful matches"),
         (name = "steward actions", description = "Merge, split, decide, override: each becomes a log entry"),
+        (name = "matching", description = "The match model: train it on the records held (a log entry)"),
     ),
 )]
 struct ApiDoc;
@@ -153,6 +155,7 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(steward::split))
         .routes(routes!(steward::override_field));
     let auditor = OpenApiRouter::new().routes(routes!(routes::state_hash));
+    let admin = OpenApiRouter::new().routes(routes!(matching::train));
     public
         .merge(gated(Role::Reader, &tokens, reader))
         .merge(gated(Role::Steward, &tokens, steward_reads))
@@ -162,6 +165,11 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
             refused_when_degraded(state, steward_actions),
         ))
         .merge(gated(Role::Auditor, &tokens, auditor))
+        .merge(gated(
+            Role::Admin,
+            &tokens,
+            refused_when_degraded(state, admin),
+        ))
 }
 
 /// The public contract; no token needed.

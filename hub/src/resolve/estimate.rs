@@ -163,7 +163,11 @@ const SESSION_MIN_MATCHES: f64 = 5.0;
 /// each expected; then the share of matching candidate pairs by EM over
 /// all candidate pairs with m and u held. A comparison no session learned
 /// keeps the m in `rules`.
-pub fn estimate_m_by_sessions(profiles: &[&Profile], u: &[UEstimate], rules: &MatchRules) -> EmEstimate {
+pub fn estimate_m_by_sessions(
+    profiles: &[&Profile],
+    u: &[UEstimate],
+    rules: &MatchRules,
+) -> EmEstimate {
     let mut sums: BTreeMap<usize, (f64, Vec<f64>)> = BTreeMap::new();
     let mut iterations = 0;
     let mut converged = true;
@@ -194,9 +198,7 @@ pub fn estimate_m_by_sessions(profiles: &[&Profile], u: &[UEstimate], rules: &Ma
         iterations += em.iterations;
         converged &= em.converged;
         for (c, m) in em.m {
-            let (weight, sum) = sums
-                .entry(c)
-                .or_insert_with(|| (0.0, vec![0.0; m.len()]));
+            let (weight, sum) = sums.entry(c).or_insert_with(|| (0.0, vec![0.0; m.len()]));
             *weight += matches;
             for (s, x) in sum.iter_mut().zip(&m) {
                 *s += x * matches;
@@ -242,7 +244,10 @@ fn estimate_lambda(
                     })
                     .collect()
             };
-            let ms = clamp_levels(m.get(&c).cloned().as_deref().unwrap_or(&configured(true)), EM_FLOOR);
+            let ms = clamp_levels(
+                m.get(&c).cloned().as_deref().unwrap_or(&configured(true)),
+                EM_FLOOR,
+            );
             let us = match u.iter().find(|e| e.comparison == c) {
                 Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
                 None => clamp_levels(&configured(false), EM_FLOOR),
@@ -305,7 +310,7 @@ const EM_TOLERANCE: f64 = 1e-7;
 pub const EM_MAX_ITERATIONS: usize = 500;
 
 /// Levels kept at least `floor` each, summing to 1.
-fn clamp_levels(levels: &[f64], floor: f64) -> Vec<f64> {
+pub fn clamp_levels(levels: &[f64], floor: f64) -> Vec<f64> {
     let kept: Vec<f64> = levels.iter().map(|l| l.max(floor)).collect();
     let sum: f64 = kept.iter().sum();
     kept.into_iter().map(|l| l / sum).collect()

@@ -29,6 +29,7 @@ pub mod index;
 pub mod profile;
 pub mod rules;
 pub mod score;
+pub mod trained;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -105,6 +106,20 @@ pub struct Resolver {
     /// Pairs (smaller id first) a steward decided are different customers.
     distinct: BTreeSet<(Uuid, Uuid)>,
     tasks: BTreeMap<Uuid, ReviewTask>,
+    /// The trained model in force, if any: its log entry and id.
+    model: Option<ModelInForce>,
+    /// Source records the last training saw, whether its model fitted the
+    /// rules or not (the next automatic training waits for twice as many).
+    last_trained: u64,
+}
+
+/// Which trained model the matcher runs with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInForce {
+    pub seq: u64,
+    pub model_id: Uuid,
+    /// Source records it was trained on.
+    pub records: u64,
 }
 
 impl Resolver {
@@ -119,6 +134,8 @@ impl Resolver {
             merged_into: BTreeMap::new(),
             distinct: BTreeSet::new(),
             tasks: BTreeMap::new(),
+            model: None,
+            last_trained: 0,
         }
     }
 
@@ -451,6 +468,52 @@ impl Resolver {
         (u, em, profiles.len() as u64)
     }
 
+    /// Source records the matcher has seen.
+    pub fn records_held(&self) -> u64 {
+        self.sources.len() as u64
+    }
+
+    /// The trained model in force, if any.
+    pub fn model(&self) -> Option<&ModelInForce> {
+        self.model.as_ref()
+    }
+
+    /// Puts the model of log entry `seq` in force for the entries after it.
+    /// A model that does not fit the rules (`TrainedModel::problem`)
+    /// changes nothing, the same way in every replay.
+    pub fn use_model(&mut self, seq: u64, model: &trained::TrainedModel) {
+        self.last_trained = model.records;
+        if model.problem(&self.rules).is_some() {
+            return;
+        }
+        self.rules = self.rules.with_model(model);
+        self.model = Some(ModelInForce {
+            seq,
+            model_id: model.model_id,
+            records: model.records,
+        });
+    }
+
+    /// Whether the hub should train by itself now: `[match] train_at` is
+    /// set and the records held reached it, or twice the records of the
+    /// last training.
+    pub fn training_due(&self) -> bool {
+        let first = self.rules.train_at;
+        let next = first.max(self.last_trained.saturating_mul(2));
+        first > 0 && self.records_held() >= next
+    }
+
+    /// A model trained on the linked source records now held (u from
+    /// random pairs, m and the prior by EM; see `estimate`).
+    pub fn train(
+        &self,
+        trigger: trained::Trigger,
+        at: time::OffsetDateTime,
+    ) -> trained::TrainedModel {
+        let (u, em, records) = self.estimate_m_u(trained::TRAINING_PAIRS);
+        trained::TrainedModel::from_estimate(&u, &em, records, &self.rules, trigger, at)
+    }
+
     /// For the state hash: links, merges, decisions and tasks.
     pub fn hash_into(&self, h: &mut sha2::Sha256) {
         use sha2::Digest;
@@ -459,6 +522,8 @@ impl Resolver {
             merged_into: &'a BTreeMap<Uuid, Uuid>,
             distinct: &'a BTreeSet<(Uuid, Uuid)>,
             tasks: Vec<(&'a Uuid, &'a SourceKey, Uuid, Uuid, String, &'a TaskStatus)>,
+            model: &'a Option<ModelInForce>,
+            last_trained: u64,
         }
         let s = Summary {
             merged_into: &self.merged_into,
@@ -478,6 +543,8 @@ impl Resolver {
                     )
                 })
                 .collect(),
+            model: &self.model,
+            last_trained: self.last_trained,
         };
         h.update(serde_json::to_vec(&s).expect("summary serializes"));
     }

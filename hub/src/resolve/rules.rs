@@ -231,6 +231,13 @@ pub struct MatchConfig {
     /// `mdhub_match_blocks_capped_total`.
     #[serde(default = "default_max_block")]
     pub max_block: usize,
+    /// The hub trains its match model by itself (`resolve::trained`) when
+    /// it first holds this many source records, then each time their
+    /// count has doubled; 0 (the default): only when asked (`mdhub match
+    /// train`). Records decided before a training keep their decision
+    /// until re-resolution exists, so automatic training is opt-in.
+    #[serde(default = "default_train_at")]
+    pub train_at: u64,
     /// Whether the default comparisons are made (those not replaced by a
     /// configured one of the same name).
     #[serde(default = "default_true")]
@@ -262,6 +269,9 @@ fn default_matches_per_record() -> f64 {
 pub const PRIOR_MIN_RECORDS: u64 = 1_000;
 fn default_max_block() -> usize {
     64
+}
+fn default_train_at() -> u64 {
+    0
 }
 fn default_true() -> bool {
     true
@@ -510,6 +520,8 @@ pub struct MatchRules {
     pub prior: Option<f64>,
     pub matches_per_record: f64,
     pub max_block: usize,
+    /// See `MatchConfig::train_at`.
+    pub train_at: u64,
     pub comparisons: Vec<Comparison>,
     /// The config the rules were made from (for `mdhub match estimate`).
     pub configs: Vec<ComparisonConfig>,
@@ -574,6 +586,7 @@ impl MatchRules {
             prior: config.prior,
             matches_per_record: config.matches_per_record,
             max_block: config.max_block,
+            train_at: config.train_at,
             comparisons,
             configs,
         }

@@ -245,6 +245,10 @@ impl State {
                 Op::Delete => self.apply_delete(seq, e),
             },
             LogPayload::Steward(a) => self.apply_steward(seq, a),
+            LogPayload::MatchModel(m) => {
+                self.resolver.use_model(seq, m);
+                Applied::default()
+            }
         };
         self.remember_sent(&applied.outbound);
         applied
