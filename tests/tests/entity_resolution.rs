@@ -22,7 +22,7 @@ fn the_default_profile_is_matched_with_f1_of_at_least_0_95() {
     assert_eq!(predicted.len(), data.truth.len(), "every record is linked");
     let score = pairwise_f1(&data.truth, &predicted);
     eprintln!(
-        "{} records: precision {:.4}, recall {:.4}, F1 {:.4} ({} true pairs, {} predicted, {} correct); {} review tasks",
+        "{} records: precision {:.4}, recall {:.4}, F1 {:.4} ({} true pairs, {} predicted, {} correct); {} review tasks, {} merges prevented",
         data.events.len(),
         score.precision,
         score.recall,
@@ -31,6 +31,7 @@ fn the_default_profile_is_matched_with_f1_of_at_least_0_95() {
         score.predicted_pairs,
         score.correct_pairs,
         state.review_tasks().count(),
+        state.resolver().merges_prevented(),
     );
     assert!(score.f1 >= 0.95, "F1 {:.4} below 0.95", score.f1);
 }

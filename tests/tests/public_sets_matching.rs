@@ -46,6 +46,11 @@ fn score_of(name: &str, dir: &Path) -> PairwiseScore {
         "{name}: precision {:.4}, recall {:.4}, F1 {:.4} ({} true pairs, {} predicted)",
         score.precision, score.recall, score.f1, score.true_pairs, score.predicted_pairs
     );
+    eprintln!(
+        "{name}: {} merges prevented (a cluster not supporting the record), {} review tasks",
+        state.resolver().merges_prevented(),
+        state.review_tasks().count()
+    );
     score
 }
 
