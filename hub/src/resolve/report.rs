@@ -22,8 +22,8 @@ use uuid::Uuid;
 use super::profile::Profile;
 use super::rules::{bits, probability, MatchRules, PRIOR_MIN_RECORDS};
 use super::score::{self, Terms};
-use super::TaskStatus;
-use crate::golden::SourceKey;
+use super::{ReviewTask, TaskStatus};
+use crate::golden::{GoldenRecord, SourceKey};
 use crate::state::State;
 
 /// Values shown per term-frequency table: the most frequent.
@@ -305,159 +305,164 @@ pub fn build(state: &State, samples: usize) -> Report {
     let resolver = state.resolver();
     let rules = resolver.rules();
     let model = MatchModel::of(rules, resolver.source_count());
-    let terms = term_tables(rules, resolver.profiles(), resolver.terms());
-    let label = |k: &SourceKey| format!("{}/{}", k.system, k.record_id);
-    let values =
-        |p: Option<&Profile>, c: usize| p.map(|p| p.values[c].join(" | ")).unwrap_or_default();
-    let exact_email = |entity: &str| {
-        state
-            .rules()
-            .models
-            .get(entity)
-            .is_some_and(|m| m.match_keys().any(|f| f.name == "email"))
-    };
-
-    let mut linked_golden_records = 0;
-    let mut links = Vec::new();
-    for record in state.records().filter(|r| !r.retired && r.links.len() >= 2) {
-        linked_golden_records += 1;
-        if links.len() >= samples {
-            continue;
-        }
-        let members: Vec<(&SourceKey, &Profile)> = record
-            .links
-            .iter()
-            .filter_map(|k| resolver.profile_of(k).map(|p| (k, p)))
-            .take(LINK_SAMPLE_SOURCES)
-            .collect();
-        let mut best: Option<(f64, usize, usize, Vec<score::Scored>)> = None;
-        for i in 0..members.len() {
-            for j in i + 1..members.len() {
-                let (s, parts) =
-                    score::score(members[i].1, members[j].1, rules, Some(resolver.terms()));
-                if best.as_ref().is_none_or(|b| s > b.0) {
-                    best = Some((s, i, j, parts));
-                }
-            }
-        }
-        let Some((score, i, j, parts)) = best else {
-            continue;
-        };
-        let ((ka, pa), (kb, pb)) = (members[i], members[j]);
-        let rows: Vec<Contribution> = parts
-            .iter()
-            .map(|s| {
-                let part = s.part(rules);
-                Contribution {
-                    comparison: part.comparison,
-                    level: part.level,
-                    a: values(Some(pa), s.comparison),
-                    b: values(Some(pb), s.comparison),
-                    bits: s.weight,
-                }
-            })
-            .collect();
-        let note = (score < model.link_score).then(|| {
-            if exact_email(&record.entity) && pa.email.is_some() && pa.email == pb.email {
-                "linked by the e-mail match key, whatever the score".to_string()
-            } else {
-                "below the link probability now: linked through another of its records, \
-                 by a steward, or before a record changed"
-                    .to_string()
-            }
-        });
-        links.push(Sample {
-            kind: SampleKind::Link,
-            entity: record.entity.clone(),
-            golden: record.id,
-            candidate: None,
-            a: label(ka),
-            b: label(kb),
-            score: rows.iter().map(|r| r.bits).sum(),
-            probability: probability(score, model.prior),
-            rows,
-            note,
-        });
-    }
-
-    let mut open: Vec<_> = state
+    let linked: Vec<&GoldenRecord> = state
+        .records()
+        .filter(|r| !r.retired && r.links.len() >= 2)
+        .collect();
+    let mut open: Vec<&ReviewTask> = state
         .review_tasks()
         .filter(|t| t.status == TaskStatus::Open)
         .collect();
     open.sort_by_key(|t| (t.golden_id, t.task_id));
-    let reviews = open
-        .iter()
-        .take(samples)
-        .map(|t| {
-            let mine = resolver.profile_of(&t.source);
-            let candidate = state.survivor(t.candidate);
-            // The candidate's record that scores best now, for its values.
-            let theirs = state.record(candidate).and_then(|r| {
-                let mut best: Option<(f64, &SourceKey, &Profile)> = None;
-                for k in &r.links {
-                    let Some(p) = resolver.profile_of(k) else {
-                        continue;
-                    };
-                    let s =
-                        mine.map_or(0.0, |m| score::score(m, p, rules, Some(resolver.terms())).0);
-                    if best.is_none_or(|b| s > b.0) {
-                        best = Some((s, k, p));
-                    }
-                }
-                best.map(|(_, k, p)| (k, p))
-            });
-            let rows: Vec<Contribution> = t
-                .parts
-                .iter()
-                .map(|part| {
-                    let c = rules
-                        .comparisons
-                        .iter()
-                        .position(|c| c.name == part.comparison);
-                    let value = |p: Option<&Profile>| c.map(|c| values(p, c)).unwrap_or_default();
-                    Contribution {
-                        comparison: part.comparison.clone(),
-                        level: part.level.clone(),
-                        a: value(mine),
-                        b: value(theirs.map(|(_, p)| p)),
-                        bits: part.weight,
-                    }
-                })
-                .collect();
-            let score: f64 = rows.iter().map(|r| r.bits).sum();
-            let note = ((t.score - score).abs() > 1e-9).then(|| {
-                format!(
-                    "the task's score is {:+.2} bits: raised by the e-mail match key",
-                    t.score
-                )
-            });
-            Sample {
-                kind: SampleKind::Review,
-                entity: state
-                    .record(t.golden_id)
-                    .map(|r| r.entity.clone())
-                    .unwrap_or_default(),
-                golden: t.golden_id,
-                candidate: Some(candidate),
-                a: label(&t.source),
-                b: theirs.map(|(k, _)| label(k)).unwrap_or_default(),
-                rows,
-                score,
-                probability: probability(score, model.prior),
-                note,
-            }
-        })
-        .collect();
-
     Report {
         log_seq: state.applied_seq(),
         golden_records: state.records().filter(|r| !r.retired).count(),
-        model,
-        terms,
-        links,
-        linked_golden_records,
-        reviews,
+        terms: term_tables(rules, resolver.profiles(), resolver.terms()),
+        links: linked
+            .iter()
+            .filter_map(|r| link_sample(state, r, &model))
+            .take(samples)
+            .collect(),
+        linked_golden_records: linked.len(),
+        reviews: open
+            .iter()
+            .take(samples)
+            .map(|t| review_sample(state, t, &model))
+            .collect(),
         open_reviews: open.len(),
+        model,
+    }
+}
+
+fn source_label(k: &SourceKey) -> String {
+    format!("{}/{}", k.system, k.record_id)
+}
+
+/// The values comparison `c` compares of a record, as prepared.
+fn values_of(p: Option<&Profile>, c: usize) -> String {
+    p.map(|p| p.values[c].join(" | ")).unwrap_or_default()
+}
+
+/// The best-scoring pair of the first source records of `record`, rescored
+/// now; `None` when fewer than two have a profile.
+fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Option<Sample> {
+    let resolver = state.resolver();
+    let rules = resolver.rules();
+    let members: Vec<(&SourceKey, &Profile)> = record
+        .links
+        .iter()
+        .filter_map(|k| resolver.profile_of(k).map(|p| (k, p)))
+        .take(LINK_SAMPLE_SOURCES)
+        .collect();
+    let mut best: Option<(f64, usize, usize, Vec<score::Scored>)> = None;
+    for i in 0..members.len() {
+        for j in i + 1..members.len() {
+            let (s, parts) =
+                score::score(members[i].1, members[j].1, rules, Some(resolver.terms()));
+            if best.as_ref().is_none_or(|b| s > b.0) {
+                best = Some((s, i, j, parts));
+            }
+        }
+    }
+    let (score, i, j, parts) = best?;
+    let ((ka, pa), (kb, pb)) = (members[i], members[j]);
+    let rows = parts
+        .iter()
+        .map(|s| {
+            let part = s.part(rules);
+            Contribution {
+                comparison: part.comparison,
+                level: part.level,
+                a: values_of(Some(pa), s.comparison),
+                b: values_of(Some(pb), s.comparison),
+                bits: s.weight,
+            }
+        })
+        .collect();
+    let email_key = state
+        .rules()
+        .models
+        .get(&record.entity)
+        .is_some_and(|m| m.match_keys().any(|f| f.name == "email"));
+    let note = (score < model.link_score).then(|| {
+        if email_key && pa.email.is_some() && pa.email == pb.email {
+            "linked by the e-mail match key, whatever the score".to_string()
+        } else {
+            "below the link probability now: linked through another of its records, \
+             by a steward, or before a record changed"
+                .to_string()
+        }
+    });
+    Some(Sample {
+        kind: SampleKind::Link,
+        entity: record.entity.clone(),
+        golden: record.id,
+        candidate: None,
+        a: source_label(ka),
+        b: source_label(kb),
+        rows,
+        score,
+        probability: probability(score, model.prior),
+        note,
+    })
+}
+
+/// An open review task as scored, with the values of its source record
+/// and of the candidate's source record that scores best now.
+fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Sample {
+    let resolver = state.resolver();
+    let rules = resolver.rules();
+    let mine = resolver.profile_of(&t.source);
+    let candidate = state.survivor(t.candidate);
+    let mut theirs: Option<(f64, &SourceKey, &Profile)> = None;
+    for k in state.record(candidate).into_iter().flat_map(|r| &r.links) {
+        let Some(p) = resolver.profile_of(k) else {
+            continue;
+        };
+        let s = mine.map_or(0.0, |m| score::score(m, p, rules, Some(resolver.terms())).0);
+        if theirs.is_none_or(|b| s > b.0) {
+            theirs = Some((s, k, p));
+        }
+    }
+    let rows: Vec<Contribution> = t
+        .parts
+        .iter()
+        .map(|part| {
+            let c = rules
+                .comparisons
+                .iter()
+                .position(|c| c.name == part.comparison);
+            let value = |p: Option<&Profile>| c.map(|c| values_of(p, c)).unwrap_or_default();
+            Contribution {
+                comparison: part.comparison.clone(),
+                level: part.level.clone(),
+                a: value(mine),
+                b: value(theirs.map(|(_, _, p)| p)),
+                bits: part.weight,
+            }
+        })
+        .collect();
+    let score: f64 = rows.iter().map(|r| r.bits).sum();
+    let note = ((t.score - score).abs() > 1e-9).then(|| {
+        format!(
+            "the task's score is {:+.2} bits: raised by the e-mail match key",
+            t.score
+        )
+    });
+    Sample {
+        kind: SampleKind::Review,
+        entity: state
+            .record(t.golden_id)
+            .map(|r| r.entity.clone())
+            .unwrap_or_default(),
+        golden: t.golden_id,
+        candidate: Some(candidate),
+        a: source_label(&t.source),
+        b: theirs.map(|(_, k, _)| source_label(k)).unwrap_or_default(),
+        rows,
+        score,
+        probability: probability(score, model.prior),
+        note,
     }
 }
 
