@@ -136,6 +136,24 @@ enum MatchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         pairs: u64,
     },
+    /// Show the match model in force (each comparison level's m, u and
+    /// weight, the prior, the scores the link and review probabilities ask
+    /// for, term frequencies) and sample decisions (links and open review
+    /// tasks, each comparison's contribution) as text tables; with --html,
+    /// also as one self-contained HTML page with charts. Run it on a copy
+    /// or with the hub stopped.
+    Report {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Also write the report as an HTML page to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Links to show, and open review tasks to show.
+        #[arg(long, default_value_t = 10)]
+        samples: usize,
+    },
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<(HubConfig, String)> {
@@ -276,6 +294,33 @@ async fn main() -> anyhow::Result<()> {
             let body = response.text().await.unwrap_or_default();
             anyhow::ensure!(status.is_success(), "{endpoint} answered {status}: {body}");
             println!("{body}");
+            Ok(())
+        }
+        Command::Match {
+            command:
+                MatchCommand::Report {
+                    config,
+                    data_dir,
+                    html,
+                    samples,
+                },
+        } => {
+            use mdhub_hub::resolve::report;
+            let (cfg, path) = load_config(config.as_deref())?;
+            let rules = serve::rules(&cfg, &path)?;
+            eprintln!(
+                "deriving the state from the log in {} ...",
+                data_dir.display()
+            );
+            let state = hub::state_of(&data_dir, rules)
+                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            let r = report::build(&state, samples);
+            print!("{}", report::text(&r));
+            if let Some(file) = html {
+                std::fs::write(&file, report::html(&r))
+                    .with_context(|| format!("writing {}", file.display()))?;
+                eprintln!("wrote {}", file.display());
+            }
             Ok(())
         }
         Command::TokenHash { token } => {

@@ -14,6 +14,7 @@
 //! | `POST /v1/customers/merge` | steward | `{golden_ids: [a, b], reason}` → `{action_id, applied}` |
 //! | `POST /v1/sources/{system}/{record_id}/split` | steward | `{reason}` → `{action_id, applied}` |
 //! | `PUT /v1/customers/{golden_id}/overrides/{field}` | steward | `{value, reason}` (null clears) → `{action_id, applied}` |
+//! | `POST /v1/admin/match/train` | admin | → `{model_id, log_seq, records, candidate_pairs, matches_per_record, comparisons}`: the match model trained on the records held, logged |
 //!
 //! Steward actions answer 200 once the log holds them, or 202 when they are
 //! stored in `MDHUB_IN` but not applied within 15 s. A `reason` is 1 to

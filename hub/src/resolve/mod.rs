@@ -30,6 +30,7 @@ pub mod compare;
 pub mod estimate;
 pub mod index;
 pub mod profile;
+pub mod report;
 pub mod rules;
 pub mod score;
 pub mod trained;
@@ -674,6 +675,22 @@ impl Resolver {
             last_trained: self.last_trained,
         };
         h.update(serde_json::to_vec(&s).expect("summary serializes"));
+    }
+
+    /// For reports: the source records numbered so far (the count the
+    /// prior is taken at), their profiles, and one record's profile.
+    pub fn source_count(&self) -> u64 {
+        self.sources.len() as u64
+    }
+
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        (0..self.sources.len() as u64).filter_map(|no| self.index.profile(no))
+    }
+
+    pub fn profile_of(&self, source: &SourceKey) -> Option<&Profile> {
+        self.numbers
+            .get(source)
+            .and_then(|&no| self.index.profile(no))
     }
 }
 
