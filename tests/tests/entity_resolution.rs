@@ -35,3 +35,50 @@ fn the_default_profile_is_matched_with_f1_of_at_least_0_95() {
     );
     assert!(score.f1 >= 0.95, "F1 {:.4} below 0.95", score.f1);
 }
+
+/// Accounts that differ only in a number ("Zoë7 O'Brien-7" and "Zoë17
+/// O'Brien-17", customer7@ and customer17@, all in one town), sent by three
+/// systems, two of them without the e-mail: no two accounts may be joined.
+/// Test data and system users look like this; a fuzzy name comparison must
+/// not join them.
+#[test]
+fn numbered_accounts_in_one_town_stay_apart() {
+    use std::collections::BTreeMap;
+
+    use mdhub_schema::{ChangeEvent, Op, SCHEMA_VERSION};
+    use serde_json::json;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    let mut events = Vec::new();
+    let mut truth = BTreeMap::new();
+    for system in ["erp", "crm", "oa"] {
+        for n in 0..2_000u64 {
+            let mut fields = mdhub_schema::event::Fields::new();
+            fields.insert("given_name".into(), json!(format!("Zoë{n}")));
+            fields.insert("family_name".into(), json!(format!("O'Brien-{n}")));
+            fields.insert("city".into(), json!("Start"));
+            if system == "erp" {
+                fields.insert("email".into(), json!(format!("customer{n}@example.org")));
+            }
+            let record_id = format!("{system}-{n}");
+            events.push(ChangeEvent {
+                schema_version: SCHEMA_VERSION,
+                event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, record_id.as_bytes()),
+                system: system.into(),
+                entity: "customer".into(),
+                record_id: record_id.clone(),
+                op: Op::Upsert,
+                fields,
+                observed_at: OffsetDateTime::UNIX_EPOCH,
+                base: None,
+                caused_by: None,
+            });
+            truth.insert((system.to_string(), record_id), n);
+        }
+    }
+    let config = HubConfig::parse("[system.erp]\n[system.crm]\n[system.oa]\n", "numbered").unwrap();
+    let state = derive(&config, "numbered", &events);
+    let score = pairwise_f1(&truth, &clusters(&state, &truth));
+    assert_eq!(score.precision, 1.0, "accounts joined: {score:?}");
+}
