@@ -181,6 +181,16 @@ impl Profile {
             keys.push(format!("names:{x}|{y}"));
         }
         if let (Some(family), Some(given)) = (&self.family, &self.given) {
+            // The full name as written (letters and digits, any case, in
+            // either order): sound keys drop digits and fold alike-sounding
+            // names together, so many different names can fill one sound
+            // block past `max_block`; records with the same full name still
+            // meet in this one.
+            let (a, b) = (exact_key(family), exact_key(given));
+            if !a.is_empty() && !b.is_empty() {
+                let (x, y) = if a <= b { (a, b) } else { (b, a) };
+                keys.push(format!("full:{x}|{y}"));
+            }
             for (sound_of, initial_of) in [(family, given), (given, family)] {
                 let s = compare::sound_key(sound_of);
                 if let (false, Some(i)) = (s.is_empty(), initial(initial_of)) {
@@ -205,6 +215,14 @@ impl Profile {
         keys.dedup();
         keys
     }
+}
+
+/// A name's letters and digits, lower case.
+fn exact_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// A value as comparator `c` compares it; `None` when it gives nothing to
