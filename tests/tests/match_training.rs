@@ -133,6 +133,22 @@ async fn trained_models_are_log_entries_and_replay_gives_the_live_state() -> any
         "--data-dir",
         hub.data_dir.to_str().unwrap(),
     ])?;
+    // The report shows the model in force: the requested one.
+    let report = hub.mdhub(&[
+        "match",
+        "report",
+        "--config",
+        hub.config_path.to_str().unwrap(),
+        "--data-dir",
+        hub.data_dir.to_str().unwrap(),
+    ])?;
+    assert!(
+        report.contains(&format!(
+            "log entry {requested_seq} (model {})",
+            answer["model_id"].as_str().unwrap()
+        )),
+        "{report}"
+    );
     let live_hash = live["state_hash"].as_str().unwrap();
     assert!(
         replay.contains(&format!("state hash {live_hash}")),

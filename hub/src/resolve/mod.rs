@@ -679,10 +679,6 @@ impl Resolver {
 
     /// For reports: the source records numbered so far (the count the
     /// prior is taken at), their profiles, and one record's profile.
-    pub fn source_count(&self) -> u64 {
-        self.sources.len() as u64
-    }
-
     pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
         (0..self.sources.len() as u64).filter_map(|no| self.index.profile(no))
     }

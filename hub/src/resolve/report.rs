@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::profile::Profile;
 use super::rules::{bits, probability, MatchRules, PRIOR_MIN_RECORDS};
 use super::score::{self, Terms};
-use super::{ReviewTask, TaskStatus};
+use super::{ModelInForce, ReviewTask, TaskStatus};
 use crate::golden::{GoldenRecord, SourceKey};
 use crate::state::State;
 
@@ -60,6 +60,8 @@ pub struct MatchModel {
     pub prior: f64,
     /// Where the prior comes from.
     pub prior_rule: String,
+    /// Where m and u come from: the config, or a trained model's log entry.
+    pub source: String,
     pub link_probability: f64,
     pub review_probability: f64,
     /// Scores (bits, without the prior) at which a pair reaches the link
@@ -162,8 +164,16 @@ fn log_odds(p: f64) -> f64 {
 }
 
 impl MatchModel {
-    /// The figures of `rules` with `records` source records held.
-    pub fn of(rules: &MatchRules, records: u64) -> MatchModel {
+    /// The figures of `rules` with `records` source records held, their m
+    /// and u from `trained` or else the config.
+    pub fn of(rules: &MatchRules, records: u64, trained: Option<&ModelInForce>) -> MatchModel {
+        let source = match trained {
+            Some(t) => format!(
+                "the model trained on {} records, log entry {} (model {})",
+                t.records, t.seq, t.model_id
+            ),
+            None => "the config ([match] and the built-in comparisons)".to_string(),
+        };
         let (link_score, review_score) = rules.thresholds(records);
         let prior_rule = match rules.prior {
             Some(_) => "fixed (prior)".to_string(),
@@ -216,6 +226,7 @@ impl MatchModel {
             records,
             prior: rules.prior_at(records),
             prior_rule,
+            source,
             link_probability: rules.link_probability,
             review_probability: rules.review_probability,
             link_score,
@@ -304,7 +315,7 @@ pub fn term_tables<'a>(
 pub fn build(state: &State, samples: usize) -> Report {
     let resolver = state.resolver();
     let rules = resolver.rules();
-    let model = MatchModel::of(rules, resolver.source_count());
+    let model = MatchModel::of(rules, resolver.records_held(), resolver.model());
     let linked: Vec<&GoldenRecord> = state
         .records()
         .filter(|r| !r.retired && r.links.len() >= 2)
@@ -810,9 +821,10 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(
         out,
         "mdhub match report: log entry {}, {} source records, {} golden records\n\
+         m and u from {}.\n\
          Values are shown as compared (prepared by each comparator); they are personal data.\n\n\
          Decision (match weight = score + prior, in bits)",
-        r.log_seq, m.records, r.golden_records
+        r.log_seq, m.records, r.golden_records, m.source
     );
     decision_table(m).text(&mut out);
     out.push_str("\nComparisons\n");
@@ -1121,11 +1133,15 @@ pub fn html(r: &Report) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>mdhub match report</title><style>{CSS}</style></head><body>\n\
-         <h1>mdhub match report</h1>\n<p>Log entry {}, {} source records, {} golden records. \
+         <h1>mdhub match report</h1>\n<p>Log entry {}, {} source records, {} golden records; \
+         m and u from {}. \
          Values are shown as compared (prepared by each comparator); they are personal data.</p>\n\
          <h2>Decision</h2>\n<p>A pair's match weight is its score plus the prior, in bits; \
          its match probability is 1 / (1 + 2<sup>-weight</sup>).</p>\n",
-        r.log_seq, m.records, r.golden_records
+        r.log_seq,
+        m.records,
+        r.golden_records,
+        esc(&m.source)
     );
     decision_table(m).html(&mut out);
     out.push_str(
@@ -1277,7 +1293,7 @@ mod tests {
     #[test]
     fn every_level_prints_its_weight_as_log2_of_its_printed_m_over_u() {
         let rules = MatchRules::default();
-        let model = MatchModel::of(&rules, 20_000);
+        let model = MatchModel::of(&rules, 20_000, None);
         let report = Report {
             log_seq: 0,
             golden_records: 0,
