@@ -1,11 +1,11 @@
 //! The `mdhub` command line.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use mdhub_hub::config::{token_hash, HubConfig};
+use mdhub_hub::state::State;
 use mdhub_hub::{demo, hub, serve};
 
 #[derive(Parser)]
@@ -156,6 +156,19 @@ enum MatchCommand {
     },
 }
 
+/// The state derived from the log in `data_dir` under the config at
+/// `config` (the default config when `None`), for the offline commands.
+fn derived_state(config: Option<&Path>, data_dir: &Path) -> anyhow::Result<State> {
+    let (cfg, path) = load_config(config)?;
+    let rules = serve::rules(&cfg, &path)?;
+    eprintln!(
+        "deriving the state from the log in {} ...",
+        data_dir.display()
+    );
+    hub::state_of(data_dir, rules)
+        .with_context(|| format!("reading the log in {}", data_dir.display()))
+}
+
 fn load_config(path: Option<&Path>) -> anyhow::Result<(HubConfig, String)> {
     match path {
         Some(p) => Ok((HubConfig::from_file(p)?, p.display().to_string())),
@@ -237,19 +250,12 @@ async fn main() -> anyhow::Result<()> {
                     pairs,
                 },
         } => {
-            let (cfg, path) = load_config(config.as_deref())?;
-            let rules = serve::rules(&cfg, &path)?;
-            eprintln!(
-                "deriving the state from the log in {} ...",
-                data_dir.display()
-            );
-            let state = hub::state_of(&data_dir, Arc::clone(&rules))
-                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            let state = derived_state(config.as_deref(), &data_dir)?;
             eprintln!("drawing {pairs} random pairs ...");
             let estimates = state.resolver().estimate_u(pairs);
             print!(
                 "{}",
-                mdhub_hub::resolve::estimate::as_config(&estimates, &rules.matching)
+                mdhub_hub::resolve::estimate::as_config(&estimates, &state.rules().matching)
             );
             Ok(())
         }
@@ -261,19 +267,17 @@ async fn main() -> anyhow::Result<()> {
                     pairs,
                 },
         } => {
-            let (cfg, path) = load_config(config.as_deref())?;
-            let rules = serve::rules(&cfg, &path)?;
-            eprintln!(
-                "deriving the state from the log in {} ...",
-                data_dir.display()
-            );
-            let state = hub::state_of(&data_dir, Arc::clone(&rules))
-                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            let state = derived_state(config.as_deref(), &data_dir)?;
             eprintln!("drawing {pairs} random pairs, then EM over the candidate pairs ...");
             let (u, em, records) = state.resolver().estimate_m_u(pairs);
             print!(
                 "{}",
-                mdhub_hub::resolve::estimate::as_config_em(&u, &em, records, &rules.matching)
+                mdhub_hub::resolve::estimate::as_config_em(
+                    &u,
+                    &em,
+                    records,
+                    &state.rules().matching
+                )
             );
             Ok(())
         }
@@ -306,14 +310,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => {
             use mdhub_hub::resolve::report;
-            let (cfg, path) = load_config(config.as_deref())?;
-            let rules = serve::rules(&cfg, &path)?;
-            eprintln!(
-                "deriving the state from the log in {} ...",
-                data_dir.display()
-            );
-            let state = hub::state_of(&data_dir, rules)
-                .with_context(|| format!("reading the log in {}", data_dir.display()))?;
+            let state = derived_state(config.as_deref(), &data_dir)?;
             let r = report::build(&state, samples);
             print!("{}", report::text(&r));
             if let Some(file) = html {

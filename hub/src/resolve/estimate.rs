@@ -220,6 +220,16 @@ pub fn estimate_m_by_sessions(
     }
 }
 
+/// u of comparison `c` as EM holds it: the random-pair estimate in `u`
+/// (a level no pair reached at one in the pairs compared), else as in
+/// `rules`; kept off 0 and 1.
+fn held_u(c: usize, u: &[UEstimate], rules: &MatchRules) -> Vec<f64> {
+    match u.iter().find(|e| e.comparison == c) {
+        Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
+        None => clamp_levels(&rules.comparisons[c].u_levels(), EM_FLOOR),
+    }
+}
+
 /// The share of matching pairs among `patterns` by EM with m (from `m`,
 /// else as in `rules`) and u (from `u`, else as in `rules`) held.
 fn estimate_lambda(
@@ -232,26 +242,14 @@ fn estimate_lambda(
     let ratio: Vec<Vec<f64>> = (0..rules.comparisons.len())
         .map(|c| {
             let comparison = &rules.comparisons[c];
-            let configured = |of_m: bool| -> Vec<f64> {
-                (0..comparison.level_count())
-                    .map(|l| {
-                        let (m, u) = comparison.m_u(l);
-                        if of_m {
-                            m
-                        } else {
-                            u
-                        }
-                    })
-                    .collect()
-            };
             let ms = clamp_levels(
-                m.get(&c).cloned().as_deref().unwrap_or(&configured(true)),
+                m.get(&c)
+                    .cloned()
+                    .as_deref()
+                    .unwrap_or(&comparison.m_levels()),
                 EM_FLOOR,
             );
-            let us = match u.iter().find(|e| e.comparison == c) {
-                Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
-                None => clamp_levels(&configured(false), EM_FLOOR),
-            };
+            let us = held_u(c, u, rules);
             ms.iter().zip(&us).map(|(m, u)| (m / u).ln()).collect()
         })
         .collect();
@@ -331,32 +329,11 @@ pub fn estimate_m(
     let used: Vec<usize> = (0..rules.comparisons.len())
         .filter(|c| patterns.keys().any(|p| p.iter().any(|(pc, _)| pc == c)))
         .collect();
-    let configured = |c: usize, of_m: bool| -> Vec<f64> {
-        let comparison = &rules.comparisons[c];
-        (0..comparison.level_count())
-            .map(|l| {
-                let (m, u) = comparison.m_u(l);
-                if of_m {
-                    m
-                } else {
-                    u
-                }
-            })
-            .collect()
-    };
-    let u_levels: BTreeMap<usize, Vec<f64>> = used
-        .iter()
-        .map(|&c| {
-            let levels = match u.iter().find(|e| e.comparison == c) {
-                Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(EM_FLOOR)),
-                None => clamp_levels(&configured(c, false), EM_FLOOR),
-            };
-            (c, levels)
-        })
-        .collect();
+    let u_levels: BTreeMap<usize, Vec<f64>> =
+        used.iter().map(|&c| (c, held_u(c, u, rules))).collect();
     let mut m: BTreeMap<usize, Vec<f64>> = used
         .iter()
-        .map(|&c| (c, clamp_levels(&configured(c, true), EM_FLOOR)))
+        .map(|&c| (c, clamp_levels(&rules.comparisons[c].m_levels(), EM_FLOOR)))
         .collect();
     let mut lambda = start_lambda.clamp(EM_FLOOR, 1.0 - EM_FLOOR);
     let total: u64 = patterns.values().sum();

@@ -489,6 +489,16 @@ impl Comparison {
         }
     }
 
+    /// m of every level, the disagreement level last.
+    pub fn m_levels(&self) -> Vec<f64> {
+        (0..self.level_count()).map(|l| self.m_u(l).0).collect()
+    }
+
+    /// u of every level, the disagreement level last.
+    pub fn u_levels(&self) -> Vec<f64> {
+        (0..self.level_count()).map(|l| self.m_u(l).1).collect()
+    }
+
     pub fn weight(&self, i: usize) -> f64 {
         self.levels.get(i).map_or(self.else_weight, |l| l.weight)
     }

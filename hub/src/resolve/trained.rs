@@ -89,15 +89,10 @@ impl TrainedModel {
                 // level no random pair reached has a u of at most one in
                 // the pairs compared; one every pair reached, likewise), so
                 // that no weight is infinite.
-                let configured = |of_m: bool| -> Vec<f64> {
-                    (0..=levels)
-                        .map(|l| if of_m { c.m_u(l).0 } else { c.m_u(l).1 })
-                        .collect()
-                };
-                let m = clamp_levels(m_of.cloned().as_deref().unwrap_or(&configured(true)), 1e-4);
+                let m = clamp_levels(m_of.cloned().as_deref().unwrap_or(&c.m_levels()), 1e-4);
                 let u = match u_of {
                     Some(e) => clamp_levels(&e.u, (1.0 / e.compared.max(1) as f64).min(1e-4)),
-                    None => clamp_levels(&configured(false), 1e-6),
+                    None => clamp_levels(&c.u_levels(), 1e-6),
                 };
                 Some(TrainedComparison {
                     name: c.name.clone(),
