@@ -1,9 +1,11 @@
 //! What the log holds: one payload per entry: a `ChangeEvent` from a
 //! system, a steward action (merge, split, override, review decision) or a
-//! trained match model, so that all of them are replayed.
+//! trained match model or a regrouping after one, so that all of them are
+//! replayed.
 
 use mdhub_schema::{ChangeEvent, CleansedRecord};
 
+use crate::resolve::regroup::Regrouping;
 use crate::resolve::trained::TrainedModel;
 use crate::steward::StewardAction;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,9 @@ pub enum LogPayload {
     Steward(StewardAction),
     /// The hub trained its match model; matching uses it from here on.
     MatchModel(TrainedModel),
+    /// The hub re-resolved records with the model in force: merges and
+    /// splits it made.
+    Regroup(Regrouping),
 }
 
 /// A payload with its serialized form, as the log stores it. Encoding is done
@@ -51,6 +56,7 @@ impl LogPayload {
             LogPayload::Change(e) => e.event_id,
             LogPayload::Steward(a) => a.action_id,
             LogPayload::MatchModel(m) => m.model_id,
+            LogPayload::Regroup(r) => r.regroup_id,
         }
     }
 }

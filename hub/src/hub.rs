@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
+use crate::resolve::regroup;
 use crate::resolve::trained::{TrainedModel, Trigger};
 use crate::state::{cleanse_event, Outbound, Rules, State};
 
@@ -305,6 +306,57 @@ impl Hub {
             .map(|(_, outcome)| Some(outcome))
     }
 
+    /// Re-resolves with the model in force when it waits for it: plans the
+    /// regroupings (`resolve::regroup`) and appends them. Blocks ingest
+    /// while it runs, as training does.
+    pub fn reresolve_if_due(&mut self) -> Result<Option<IngestOutcome>, LogError> {
+        if self.health.is_degraded() {
+            return Ok(None);
+        }
+        let Some(pending) = self.state.resolver().reresolution().cloned() else {
+            return Ok(None);
+        };
+        let started = std::time::Instant::now();
+        let groups = self.state.regroup_plan();
+        let records: usize = groups.iter().map(Vec::len).sum();
+        let entries = regroup::entries(&pending, groups, time::OffsetDateTime::now_utc());
+        info!(
+            model_seq = pending.model_seq,
+            groups = entries.iter().map(|e| e.groups.len()).sum::<usize>(),
+            records,
+            entries = entries.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "re-resolution planned with the model in force"
+        );
+        let validated = Validated {
+            valid_index: (0..entries.len()).collect(),
+            valid: entries
+                .into_iter()
+                .map(|e| Encoded::new(LogPayload::Regroup(e)))
+                .collect(),
+            rejected: Vec::new(),
+        };
+        let outcome = self.commit(validated, None)?;
+        metrics::counter!("mdhub_match_regrouped_records_total").increment(records as u64);
+        Ok(Some(outcome))
+    }
+
+    /// What keeps matching current after a commit: training when it is
+    /// due, then re-resolution with a new model. None when neither ran.
+    pub fn settle_matching(&mut self) -> Result<Option<IngestOutcome>, LogError> {
+        let trained = self.train_if_due()?;
+        let regrouped = self.reresolve_if_due()?;
+        Ok(match (trained, regrouped) {
+            (Some(mut a), Some(b)) => {
+                a.outbound.extend(b.outbound);
+                a.last_seq = b.last_seq;
+                a.degraded |= b.degraded;
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        })
+    }
+
     /// Where the bus adapter records that every outbound message up to a
     /// log entry is acknowledged by the bus (without taking the hub's lock).
     /// Made durable with the next flush; if it is lost, the same messages
@@ -403,7 +455,7 @@ fn conflicting_duplicate(payload: &LogPayload, seq: u64) -> Rejection {
     let (system, record_id) = match payload {
         LogPayload::Change(e) => (Some(e.system.clone()), Some(e.record_id.clone())),
         LogPayload::Steward(_) => (Some(crate::steward::STEWARD_SYSTEM.to_string()), None),
-        LogPayload::MatchModel(_) => (None, None),
+        LogPayload::MatchModel(_) | LogPayload::Regroup(_) => (None, None),
     };
     let id = payload.event_id();
     Rejection {

@@ -44,10 +44,10 @@ impl MemoryBus {
             let n = batch_size.min(self.inbox.len());
             let batch: Vec<Inbound> = self.inbox.drain(..n).collect();
             let mut outcome = hub.ingest(&batch)?;
-            if let Some(trained) = hub.train_if_due()? {
-                outcome.outbound.extend(trained.outbound);
-                outcome.last_seq = trained.last_seq;
-                outcome.degraded |= trained.degraded;
+            if let Some(matched) = hub.settle_matching()? {
+                outcome.outbound.extend(matched.outbound);
+                outcome.last_seq = matched.last_seq;
+                outcome.degraded |= matched.degraded;
             }
             for (i, rejection) in outcome.rejected.into_iter().chain(outcome.conflicting) {
                 self.dead_letters

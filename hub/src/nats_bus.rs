@@ -501,6 +501,10 @@ pub async fn run_ingest(
     let mut degraded_at = None;
     let mut check_ended = None;
     let mut publish_ended = None;
+    // Re-resolution that waits without input coming (after a training
+    // asked over the API, or a stop half-way) runs on this tick.
+    let mut idle = tokio::time::interval(Duration::from_secs(1));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let batch = tokio::select! {
             _ = &mut shutdown => break,
@@ -508,18 +512,44 @@ pub async fn run_ingest(
                 Some(batch) => batch,
                 None => break,
             },
+            _ = idle.tick() => {
+                let due = hub.read().expect("hub lock").state().resolver().reresolution().is_some();
+                if !due {
+                    continue;
+                }
+                let regrouped = tokio::task::block_in_place(|| {
+                    hub.write().expect("hub lock").reresolve_if_due()
+                })?;
+                let Some(outcome) = regrouped else { continue };
+                let batch = Committed {
+                    dead: Vec::new(),
+                    outbound: outcome.outbound,
+                    last_seq: outcome.last_seq,
+                    input: Vec::new(),
+                    ack: false,
+                };
+                tokio::select! {
+                    sent = to_publish.send(batch) => if sent.is_err() { break },
+                    ended = &mut publish_stage => { publish_ended = Some(ended); break }
+                }
+                if outcome.degraded {
+                    degraded_at = Some(hub.read().expect("hub lock").health().clone());
+                    break;
+                }
+                continue;
+            }
             // The check stage failed: stop and report its error below.
             ended = &mut checking => { check_ended = Some(ended); break }
         };
         let outcome = tokio::task::block_in_place(|| {
             let mut hub = hub.write().expect("hub lock");
             let mut outcome = hub.commit(batch.validated, batch.position)?;
-            // Training blocks ingest while it runs: at doubling record
-            // counts only (`[match] train_at`).
-            if let Some(trained) = hub.train_if_due()? {
-                outcome.outbound.extend(trained.outbound);
-                outcome.last_seq = trained.last_seq;
-                outcome.degraded |= trained.degraded;
+            // Training and re-resolution block ingest while they run: at
+            // doubling record counts only (`[match] train_at`).
+            if let Some(matched) = hub.settle_matching()? {
+                outcome.outbound.extend(matched.outbound);
+                outcome.last_seq = matched.last_seq;
+                outcome.degraded |= matched.degraded;
             }
             Ok::<_, crate::log::LogError>(outcome)
         })?;

@@ -20,9 +20,14 @@ use crate::er_generator::rng::Rng;
 /// Systems in order of trust (the hub config below lists them so).
 pub const SYSTEMS: [&str; 3] = ["erp", "crm", "oa"];
 
-/// The hub config the workload is meant for.
+/// The hub config the workload is meant for. It does not train a match
+/// model by itself (`train_at = 0`): the tests that use it compare the
+/// state of runs whose batches differ (a crash and restart against a clean
+/// run), and an automatic training happens at a batch boundary, with an id
+/// of its own. Training has tests of its own (`match_training`,
+/// `reresolution`, `matching_pipeline`).
 pub fn hub_config_toml() -> String {
-    "[system.erp]\nregion = \"DE\"\n[system.crm]\nregion = \"DE\"\n[system.oa]\nregion = \"DE\"\n[survivorship]\nsource_priority = [\"erp\", \"crm\", \"oa\"]\n".to_string()
+    "[system.erp]\nregion = \"DE\"\n[system.crm]\nregion = \"DE\"\n[system.oa]\nregion = \"DE\"\n[survivorship]\nsource_priority = [\"erp\", \"crm\", \"oa\"]\n[match]\ntrain_at = 0\n".to_string()
 }
 
 pub struct Workload {

@@ -1,7 +1,8 @@
 //! Training the match model through the real pipeline: `mdhub serve` over
 //! nats-server trains by itself when `[match] train_at` says so, and on
-//! demand (`mdhub match train`, the admin API); each model is a log entry,
-//! and a replay of the log gives the live state hash.
+//! demand (`mdhub match train`, the admin API); each model is a log entry
+//! followed by the re-resolution it caused (regroupings, also log
+//! entries), and a replay of the log gives the live state hash.
 
 use std::process::Command;
 use std::time::Duration;
@@ -37,10 +38,9 @@ async fn trained_models_are_log_entries_and_replay_gives_the_live_state() -> any
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let toml = format!(
-        "{}[match]\ntrain_at = 500\n\
-         [[token]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+        "{}[[token]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
          [[token]]\nname = \"viewer\"\nrole = \"reader\"\nsha256 = \"{}\"\n",
-        hub_config_toml(),
+        hub_config_toml().replace("train_at = 0", "train_at = 500"),
         token_hash(ADMIN_TOKEN),
         token_hash(READER_TOKEN)
     );
@@ -92,6 +92,21 @@ async fn trained_models_are_log_entries_and_replay_gives_the_live_state() -> any
         "{answer}"
     );
 
+    // Re-resolution with the requested model runs without new input (the
+    // hub's idle tick); /healthz says when it is done.
+    wait_until(
+        "re-resolution with the requested model",
+        Duration::from_secs(120),
+        || async {
+            hub.health().is_ok_and(|h| {
+                h["match"]["model_seq"].as_u64() == Some(requested_seq)
+                    && h["match"]["reresolution_pending"].as_u64() == Some(0)
+                    && h["log_seq"].as_u64() > Some(requested_seq)
+            })
+        },
+    )
+    .await
+    .map_err(|e| e.context(hub.log_tail()))?;
     let live: serde_json::Value = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/v1/state-hash", hub.api_port))
         .bearer_auth(ADMIN_TOKEN)
@@ -105,14 +120,28 @@ async fn trained_models_are_log_entries_and_replay_gives_the_live_state() -> any
     // then at each doubling) and the requested one where the API said.
     let log = EventLog::open(&hub.data_dir)?;
     let (mut changes, mut automatic, mut requested) = (0, 0, Vec::new());
+    // Model entries, and the model each regrouping entry ends (remaining 0).
+    let (mut models, mut regrouped) = (Vec::new(), Vec::new());
     for entry in log.iter_from(1) {
         let entry = entry?;
         match entry.payload {
             LogPayload::Change(_) => changes += 1,
-            LogPayload::MatchModel(m) => match m.trigger {
-                Trigger::Automatic => automatic += 1,
-                Trigger::Requested { by } => requested.push((entry.seq, by)),
-            },
+            LogPayload::MatchModel(m) => {
+                models.push(entry.seq);
+                match m.trigger {
+                    Trigger::Automatic => automatic += 1,
+                    Trigger::Requested { by } => requested.push((entry.seq, by)),
+                }
+            }
+            LogPayload::Regroup(r) => {
+                assert!(
+                    models.last() == Some(&r.model_seq),
+                    "a regrouping follows its model: {r:?} after models {models:?}"
+                );
+                if r.remaining == 0 {
+                    regrouped.push(r.model_seq);
+                }
+            }
             LogPayload::Steward(a) => panic!("no steward action was sent: {a:?}"),
         }
     }
@@ -122,6 +151,7 @@ async fn trained_models_are_log_entries_and_replay_gives_the_live_state() -> any
         "trained at 500 records and again at 1,000: {automatic} trainings"
     );
     assert_eq!(requested, vec![(requested_seq, "ops".to_string())]);
+    assert_eq!(regrouped, models, "every model's re-resolution finished");
     assert_eq!(live["log_seq"].as_u64(), Some(log.last_seq()));
     drop(log);
 

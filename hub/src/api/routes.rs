@@ -74,6 +74,23 @@ pub struct Health {
     /// Log sequence up to which outbound updates are acknowledged by the bus.
     pub published_seq: u64,
     pub golden_records: usize,
+    /// Where matching stands.
+    #[serde(rename = "match")]
+    pub matching: MatchHealth,
+}
+
+/// Matching's progress: the model in force and re-resolution.
+#[derive(Serialize, ToSchema)]
+pub struct MatchHealth {
+    /// Source records the matcher holds.
+    pub records_held: u64,
+    /// The log entry of the trained model in force; absent before the
+    /// first training (the configured weights decide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_seq: Option<u64>,
+    /// Records waiting to be decided again with the model in force; 0 when
+    /// resolution is settled.
+    pub reresolution_pending: u64,
 }
 
 /// Liveness and progress; no token needed.
@@ -107,6 +124,14 @@ pub async fn healthz(State(state): State<ApiState>) -> Result<Json<Health>, ApiE
                 .published_seq()
                 .map_err(|e| ApiError::Internal(e.to_string()))?,
             golden_records: hub.state().golden_count(),
+            matching: {
+                let resolver = hub.state().resolver();
+                MatchHealth {
+                    records_held: resolver.records_held(),
+                    model_seq: resolver.model().map(|m| m.seq),
+                    reresolution_pending: resolver.reresolution().map_or(0, |p| p.records),
+                }
+            },
         }))
     })
     .await

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, Automerge, ChangeHash, PatchLog, ReadDoc, ScalarValue, ROOT};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -25,7 +25,7 @@ pub use candidate::Candidate;
 pub use mdhub_schema::QualityIssue;
 
 /// A record in a source system.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SourceKey {
     pub system: String,
     pub record_id: String,
@@ -463,7 +463,8 @@ impl GoldenRecord {
             candidates: &'a BTreeMap<String, Vec<Candidate>>,
             written: &'a BTreeMap<String, BTreeMap<String, Value>>,
             merged_into: Option<Uuid>,
-            quality: &'a BTreeMap<SourceKey, Vec<QualityIssue>>,
+            // A list of pairs: JSON map keys must be strings.
+            quality: Vec<(&'a SourceKey, &'a Vec<QualityIssue>)>,
             overrides: &'a BTreeMap<String, Value>,
         }
         let s = Summary {
@@ -475,7 +476,7 @@ impl GoldenRecord {
             candidates: &self.candidates,
             written: &self.written,
             merged_into: self.merged_into,
-            quality: &self.quality,
+            quality: self.quality.iter().collect(),
             overrides: &self.overrides,
         };
         serde_json::to_writer(HashWriter(h), &s).expect("summary serializes");

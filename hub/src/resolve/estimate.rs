@@ -70,6 +70,95 @@ pub fn estimate_u(
         .collect()
 }
 
+/// Records per family name read for `with_neighbours` (the first ones, by
+/// position), and the pairs it reads at most: enough to see how often
+/// relatives share an address, bounded on a large hub.
+const NEIGHBOUR_GROUP: usize = 20;
+const NEIGHBOUR_PAIRS: usize = 300_000;
+/// Pairs a comparison needs among neighbours before their u counts.
+const NEIGHBOUR_MIN_PAIRS: u64 = 30;
+
+/// u raised where the records a hub compares share more than random pairs
+/// do. Random pairs are strangers; the candidates a hub scores are mostly
+/// people with the same family name, and among those, relatives (a
+/// household, a family business) share an address and a landline without
+/// being one customer. So the u of the comparisons marked `household` is
+/// also counted among neighbours: pairs of records with the same family
+/// name whose given names disagree (the given name comparison's last
+/// level) and whose birth dates do not agree (or are missing). Where
+/// neighbours agree exactly more often than random pairs, their shares of
+/// the levels are the u. On data without households, neighbours are
+/// strangers too and nothing changes.
+pub fn with_neighbours(
+    profiles: &[&Profile],
+    rules: &MatchRules,
+    u: Vec<UEstimate>,
+) -> Vec<UEstimate> {
+    let by_name = |name: &str| {
+        rules
+            .comparisons
+            .iter()
+            .position(|c| c.fields.iter().any(|f| f == name))
+    };
+    let (Some(given), birth) = (by_name("given_name"), by_name("birth_date")) else {
+        return u;
+    };
+    let mut families: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, p) in profiles.iter().enumerate() {
+        if let Some(f) = p.family.as_deref().filter(|f| !f.is_empty()) {
+            let members = families.entry(f).or_default();
+            if members.len() < NEIGHBOUR_GROUP {
+                members.push(i);
+            }
+        }
+    }
+    let mut counts: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    let mut read = 0;
+    'families: for members in families.values() {
+        for (k, &a) in members.iter().enumerate() {
+            for &b in &members[k + 1..] {
+                if read == NEIGHBOUR_PAIRS {
+                    break 'families;
+                }
+                read += 1;
+                let levels = pattern(profiles[a], profiles[b], rules);
+                let level_of = |c: usize| levels.iter().find(|(x, _)| *x == c).map(|(_, l)| *l);
+                let last = |c: usize| rules.comparisons[c].levels.len();
+                let strangers = level_of(given) == Some(last(given))
+                    && birth.is_none_or(|d| level_of(d).is_none_or(|l| l == last(d)));
+                if !strangers {
+                    continue;
+                }
+                for (c, level) in levels {
+                    let compared = &rules.comparisons[c];
+                    if !compared.household {
+                        continue;
+                    }
+                    counts
+                        .entry(c)
+                        .or_insert_with(|| vec![0; compared.level_count()])[level] += 1;
+                }
+            }
+        }
+    }
+    u.into_iter()
+        .map(|mut e| {
+            let Some(near) = counts.get(&e.comparison) else {
+                return e;
+            };
+            let total: u64 = near.iter().sum();
+            if total < NEIGHBOUR_MIN_PAIRS {
+                return e;
+            }
+            let near: Vec<f64> = near.iter().map(|&k| k as f64 / total as f64).collect();
+            if near[0] > e.u[0] {
+                e.u = near;
+            }
+            e
+        })
+        .collect()
+}
+
 /// Candidate pairs of `profiles`: pairs that share a block key, each block
 /// read up to `max_block` members as the matcher reads it, each pair once,
 /// as indices into `profiles` (smaller first), ascending.
@@ -511,6 +600,58 @@ mod tests {
             .iter()
             .position(|c| c.name == name)
             .unwrap()
+    }
+
+    /// Forty families of three, each person with a given name and birth
+    /// date of their own; `shared` says whether a family shares a street.
+    fn families(rules: &MatchRules, shared: bool) -> Vec<Profile> {
+        let given = ["Anna", "Boris", "Clemens"];
+        let mut out = Vec::new();
+        for f in 0..40 {
+            for (i, g) in given.iter().enumerate() {
+                let street = if shared {
+                    format!("Family Street {f}")
+                } else {
+                    format!("Lonely Lane {}", f * 3 + i)
+                };
+                let values: BTreeMap<&str, Value> = [
+                    ("given_name", g.to_string()),
+                    ("family_name", format!("Family{f}")),
+                    ("customer_type", "person".to_string()),
+                    ("birth_date", format!("19{}-0{}-1{i}", 50 + f, 1 + i)),
+                    ("street", street),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+                out.push(Profile::from_fields(rules, |f| values.get(f)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn relatives_who_share_a_street_raise_its_u_and_strangers_do_not() {
+        let rules = MatchRules::default();
+        let street = index(&rules, "street");
+        let exact_u = |shared: bool| {
+            let profiles = families(&rules, shared);
+            let refs: Vec<&Profile> = profiles.iter().collect();
+            let random = estimate_u(&refs, &rules, 20_000, 7);
+            let before = random.iter().find(|e| e.comparison == street).unwrap().u[0];
+            let raised = with_neighbours(&refs, &rules, random);
+            let e = raised.iter().find(|e| e.comparison == street).unwrap();
+            assert!((e.u.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{:?}", e.u);
+            (before, e.u[0])
+        };
+        // Three relatives per family, all on one street: every neighbour
+        // pair agrees, while random pairs almost never do.
+        let (before, after) = exact_u(true);
+        assert!(before < 0.05, "{before}");
+        assert_eq!(after, 1.0);
+        // Relatives on streets of their own: nothing to raise.
+        let (before, after) = exact_u(false);
+        assert_eq!(after, before);
     }
 
     #[test]

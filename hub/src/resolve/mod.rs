@@ -30,6 +30,7 @@ pub mod compare;
 pub mod estimate;
 pub mod index;
 pub mod profile;
+pub mod regroup;
 pub mod report;
 pub mod rules;
 pub mod score;
@@ -121,6 +122,11 @@ pub struct Resolver {
     /// Derived from the log like everything here, and left out of the state
     /// hash: the review tasks it opened are in it.
     merges_prevented: u64,
+    /// Golden records a steward merged or split: re-resolution leaves them
+    /// as the steward made them.
+    pinned: BTreeSet<Uuid>,
+    /// Re-resolution the model in force still waits for (`regroup`).
+    reresolution: Option<regroup::Pending>,
 }
 
 /// Which trained model the matcher runs with.
@@ -147,6 +153,8 @@ impl Resolver {
             model: None,
             last_trained: 0,
             merges_prevented: 0,
+            pinned: BTreeSet::new(),
+            reresolution: None,
         }
     }
 
@@ -214,7 +222,8 @@ impl Resolver {
         no
     }
 
-    fn is_distinct(&self, a: Uuid, b: Uuid) -> bool {
+    /// Did a steward decide that `a` and `b` are different customers?
+    pub fn is_distinct(&self, a: Uuid, b: Uuid) -> bool {
         self.distinct.contains(&(a.min(b), a.max(b)))
     }
 
@@ -580,7 +589,8 @@ impl Resolver {
         estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275)
     }
 
-    /// u from `pairs` random pairs as `estimate_u`, then m and the prior by
+    /// u from `pairs` random pairs as `estimate_u`, raised where relatives
+    /// share more (`estimate::with_neighbours`), then m and the prior by
     /// EM over the candidate pairs of the linked source records; and how
     /// many records that was.
     pub fn estimate_m_u(
@@ -592,6 +602,7 @@ impl Resolver {
             .filter_map(|no| self.index.profile(no))
             .collect();
         let u = estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275);
+        let u = estimate::with_neighbours(&profiles, &self.rules, u);
         let em = estimate::estimate_m_by_sessions(&profiles, &u, &self.rules);
         (u, em, profiles.len() as u64)
     }
@@ -619,6 +630,12 @@ impl Resolver {
             seq,
             model_id: model.model_id,
             records: model.records,
+        });
+        // Every record decided before it may be decided otherwise now.
+        self.reresolution = Some(regroup::Pending {
+            model_seq: seq,
+            model_id: model.model_id,
+            records: self.sources.iter().filter(|s| s.linked).count() as u64,
         });
     }
 
@@ -652,6 +669,8 @@ impl Resolver {
             tasks: Vec<(&'a Uuid, &'a SourceKey, Uuid, Uuid, String, &'a TaskStatus)>,
             model: &'a Option<ModelInForce>,
             last_trained: u64,
+            pinned: &'a BTreeSet<Uuid>,
+            reresolution: &'a Option<regroup::Pending>,
         }
         let s = Summary {
             merged_into: &self.merged_into,
@@ -673,6 +692,8 @@ impl Resolver {
                 .collect(),
             model: &self.model,
             last_trained: self.last_trained,
+            pinned: &self.pinned,
+            reresolution: &self.reresolution,
         };
         h.update(serde_json::to_vec(&s).expect("summary serializes"));
     }

@@ -26,6 +26,7 @@ use crate::resolve::profile::Profile;
 use crate::resolve::rules::MatchRules;
 use crate::resolve::{Decision, Resolver};
 
+mod regroup;
 mod steward;
 
 /// Namespace of outbound update ids.
@@ -249,6 +250,7 @@ impl State {
                 self.resolver.use_model(seq, m);
                 Applied::default()
             }
+            LogPayload::Regroup(r) => self.apply_regroup(seq, r),
         };
         self.remember_sent(&applied.outbound);
         applied

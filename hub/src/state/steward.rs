@@ -21,6 +21,34 @@ impl State {
         let time_ns =
             a.at.unix_timestamp_nanos()
                 .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        // What a steward decided, re-resolution leaves as decided.
+        match &a.command {
+            Command::Merge { golden_ids } => {
+                for g in golden_ids {
+                    self.resolver.pin(*g);
+                }
+            }
+            Command::Decide {
+                task_id,
+                same: true,
+            } => {
+                if let Some(task) = self.resolver.task(*task_id) {
+                    let (g, c) = (task.golden_id, task.candidate);
+                    self.resolver.pin(g);
+                    self.resolver.pin(c);
+                }
+            }
+            Command::Split { system, record_id } => {
+                let source = SourceKey {
+                    system: system.clone(),
+                    record_id: record_id.clone(),
+                };
+                if let Some(g) = self.resolver.golden_of(&source) {
+                    self.resolver.pin(g);
+                }
+            }
+            _ => {}
+        }
         match &a.command {
             Command::Merge { golden_ids } => {
                 self.steward_merge(golden_ids[0], golden_ids[1], seq, a.action_id, time_ns)
@@ -52,15 +80,22 @@ impl State {
                     Applied::default()
                 }
             }
-            Command::Split { system, record_id } => self.steward_split(
-                SourceKey {
-                    system: system.clone(),
-                    record_id: record_id.clone(),
-                },
-                seq,
-                a.action_id,
-                time_ns,
-            ),
+            Command::Split { system, record_id } => {
+                let applied = self.steward_split(
+                    SourceKey {
+                        system: system.clone(),
+                        record_id: record_id.clone(),
+                    },
+                    seq,
+                    a.action_id,
+                    time_ns,
+                    true,
+                );
+                if let Some(g) = applied.golden_id {
+                    self.resolver.pin(g);
+                }
+                applied
+            }
             Command::Override {
                 golden_id,
                 field,
@@ -69,7 +104,9 @@ impl State {
         }
     }
 
-    fn steward_merge(
+    /// Merges golden records `a` and `b` (by their survivors); the one
+    /// created first survives.
+    pub(super) fn steward_merge(
         &mut self,
         a: Uuid,
         b: Uuid,
@@ -99,12 +136,16 @@ impl State {
         }
     }
 
-    fn steward_split(
+    /// Gives `source` a golden record of its own, out of the one it shares
+    /// with other records. `keep_apart`: matching never brings the two
+    /// together again (a steward's split; re-resolution's are not).
+    pub(super) fn steward_split(
         &mut self,
         source: SourceKey,
         seq: u64,
         caused_by: Uuid,
         time_ns: i64,
+        keep_apart: bool,
     ) -> Applied {
         let Some(old_id) = self.resolver.golden_of(&source) else {
             return Applied::default();
@@ -131,7 +172,9 @@ impl State {
         );
         self.resolver.create_golden(new_id, seq);
         self.resolver.relink(&source, new_id);
-        self.resolver.mark_distinct(old_id, new_id);
+        if keep_apart {
+            self.resolver.mark_distinct(old_id, new_id);
+        }
         let rules = std::sync::Arc::clone(&self.rules);
         let model = rules.models.get(&entity);
         let mut record = GoldenRecord::new(new_id, &entity);

@@ -1,0 +1,251 @@
+//! Re-resolution after a trained model: the records decided before the
+//! model came into force are clustered again with it, and where the new
+//! clusters differ from the golden records, the hub writes regroupings to
+//! the log (this module's `Regrouping`): "these source records are one
+//! customer, and share their golden record with no other record".
+//! Deriving one (`State::apply_regroup`) splits the named records out of
+//! golden records they share with others and merges the golden records
+//! that hold only them, as a steward's split and merge would, and sends
+//! every system the result. Old golden ids answer "merged into".
+//!
+//! Why a plan outside derivation and its result in the log: the plan reads
+//! every record's candidates once, which takes seconds on a large hub; the
+//! log keeps only its outcome, so replay derives the same merges and
+//! splits without planning again, and an auditor sees which model made
+//! them. The plan itself is a function of the state, so a hub that stops
+//! half-way plans the rest again at its next start.
+//!
+//! What the plan leaves alone: golden records a steward merged or split
+//! (`Resolver::pin`), and pairs a steward said are different customers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Resolver;
+use crate::golden::SourceKey;
+
+/// At most this many source records per regrouping entry, so that one log
+/// entry stays small; a plan for more is written as several entries.
+pub const RECORDS_PER_ENTRY: usize = 1_000;
+
+/// One step of re-resolution, as the log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regrouping {
+    /// Unique id (UUIDv7); the log deduplicates on it.
+    pub regroup_id: Uuid,
+    /// The model the plan was made with, and its log entry.
+    pub model_id: Uuid,
+    pub model_seq: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Each group: source records that are one customer and share their
+    /// golden record with no other.
+    pub groups: Vec<Vec<SourceKey>>,
+    /// Records of the plan in later entries: 0 in its last entry (and in
+    /// the only entry of a plan that changes nothing).
+    pub remaining: u64,
+}
+
+/// How far re-resolution for the model in force has come.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pending {
+    /// The model's log entry.
+    pub model_seq: u64,
+    pub model_id: Uuid,
+    /// Records still to be regrouped (before the plan: every record held).
+    pub records: u64,
+}
+
+/// A cluster of the plan: its members' source numbers, ascending.
+type Cluster = Vec<u64>;
+
+impl Resolver {
+    /// Re-resolution waiting for the model in force, if any.
+    pub fn reresolution(&self) -> Option<&Pending> {
+        self.reresolution.as_ref()
+    }
+
+    /// Keeps the golden records of a steward's merge or split out of
+    /// re-resolution: a person decided them.
+    pub fn pin(&mut self, golden: Uuid) {
+        self.pinned.insert(golden);
+    }
+
+    /// The golden records (survivors) a steward merged or split.
+    pub fn pinned_survivors(&self) -> BTreeSet<Uuid> {
+        self.pinned.iter().map(|g| self.survivor(*g)).collect()
+    }
+
+    /// Derives a regrouping entry's progress (its groups are applied by
+    /// `State`). An entry for another model than the one in force is stale
+    /// and counts for nothing.
+    pub fn regrouped(&mut self, r: &Regrouping) {
+        if let Some(p) = &mut self.reresolution {
+            if p.model_seq == r.model_seq {
+                p.records = r.remaining;
+                if r.remaining == 0 {
+                    self.reresolution = None;
+                }
+            }
+        }
+    }
+
+    /// The records whose golden record the model in force would decide
+    /// otherwise, as groups (see `Regrouping::groups`), in the order of
+    /// their first record.
+    ///
+    /// The records are clustered again as `decide` clusters them, in the
+    /// order they came (source number), each against the records before
+    /// it: link to the best cluster at `link`, merge other clusters at
+    /// `link` only when they support the record (at least half their
+    /// members at `link`). Term frequencies are those of all records held.
+    /// `entity` gives a golden record's entity and whether email is its
+    /// match key; records of different entities are never compared.
+    pub fn regroup_plan(
+        &mut self,
+        entity: impl Fn(Uuid) -> Option<(String, bool)>,
+    ) -> Vec<Vec<SourceKey>> {
+        let n = self.sources.len();
+        let (link, _) = self.rules.thresholds(n as u64);
+        let pinned = self.pinned_survivors();
+        // Each record taking part: its current golden record and entity.
+        let current: Vec<Option<(Uuid, String, bool)>> = (0..n as u64)
+            .map(|no| {
+                let slot = &self.sources[no as usize];
+                if !slot.linked || self.index.profile(no).is_none() {
+                    return None;
+                }
+                let golden = self.golden_of_number(no)?;
+                if pinned.contains(&golden) {
+                    return None;
+                }
+                let (name, exact_email) = entity(golden)?;
+                Some((golden, name, exact_email))
+            })
+            .collect();
+
+        let mut cluster_of: Vec<Option<usize>> = vec![None; n];
+        let mut clusters: Vec<Cluster> = Vec::new();
+        for no in 0..n as u64 {
+            let Some((golden, name, exact_email)) = &current[no as usize] else {
+                continue;
+            };
+            let profile = self.index.profile(no).expect("taking part").clone();
+            let candidates = self.index.candidates(&profile.block_keys()).sources;
+            // Best score per cluster of the records before this one.
+            let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+            for other in candidates.into_iter().filter(|o| *o < no) {
+                let (Some(c), Some((theirs, their_name, _))) =
+                    (cluster_of[other as usize], &current[other as usize])
+                else {
+                    continue;
+                };
+                if their_name != name || self.is_distinct(*golden, *theirs) {
+                    continue;
+                }
+                let theirs = self.index.profile(other).expect("taking part");
+                let s = self.member_score(&profile, theirs, *exact_email, link).0;
+                let slot = best.entry(c).or_insert(f64::NEG_INFINITY);
+                *slot = slot.max(s);
+            }
+            let mut linked: Vec<(usize, f64)> =
+                best.into_iter().filter(|(_, s)| *s >= link).collect();
+            linked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let Some(&(first, _)) = linked.first() else {
+                cluster_of[no as usize] = Some(clusters.len());
+                clusters.push(vec![no]);
+                continue;
+            };
+            for &(c, _) in &linked[1..] {
+                let members = &clusters[c];
+                let at_link = members
+                    .iter()
+                    .filter(|m| {
+                        let theirs = self.index.profile(**m).expect("taking part");
+                        self.member_score(&profile, theirs, *exact_email, link).0 >= link
+                    })
+                    .count();
+                if 2 * at_link >= members.len() {
+                    let moved = std::mem::take(&mut clusters[c]);
+                    for m in &moved {
+                        cluster_of[*m as usize] = Some(first);
+                    }
+                    clusters[first].extend(moved);
+                }
+            }
+            cluster_of[no as usize] = Some(first);
+            clusters[first].push(no);
+        }
+
+        // A cluster is settled when its records are exactly the records
+        // (taking part) of one golden record.
+        let mut held: BTreeMap<Uuid, usize> = BTreeMap::new();
+        for (golden, _, _) in current.iter().flatten() {
+            *held.entry(*golden).or_default() += 1;
+        }
+        let mut keys: Vec<Option<&SourceKey>> = vec![None; n];
+        for (key, no) in &self.numbers {
+            keys[*no as usize] = Some(key);
+        }
+        let mut groups: Vec<(u64, Vec<SourceKey>)> = Vec::new();
+        for mut members in clusters.into_iter().filter(|c| !c.is_empty()) {
+            members.sort_unstable();
+            let goldens: BTreeSet<Uuid> = members
+                .iter()
+                .filter_map(|m| current[*m as usize].as_ref().map(|c| c.0))
+                .collect();
+            let settled =
+                goldens.len() == 1 && goldens.iter().all(|g| held.get(g) == Some(&members.len()));
+            if !settled {
+                let group = members
+                    .iter()
+                    .filter_map(|m| keys[*m as usize].cloned())
+                    .collect();
+                groups.push((members[0], group));
+            }
+        }
+        groups.sort_by_key(|(first, _)| *first);
+        groups.into_iter().map(|(_, g)| g).collect()
+    }
+}
+
+/// The plan as log entries of at most `RECORDS_PER_ENTRY` records each (a
+/// group is never cut), each saying how many records follow it. A plan
+/// that changes nothing is one entry without groups, so that the log says
+/// the model's re-resolution is done.
+pub fn entries(
+    pending: &Pending,
+    groups: Vec<Vec<SourceKey>>,
+    at: OffsetDateTime,
+) -> Vec<Regrouping> {
+    let mut remaining: u64 = groups.iter().map(|g| g.len() as u64).sum();
+    let entry = |groups: Vec<Vec<SourceKey>>, remaining: u64| Regrouping {
+        regroup_id: Uuid::now_v7(),
+        model_id: pending.model_id,
+        model_seq: pending.model_seq,
+        at,
+        groups,
+        remaining,
+    };
+    let mut out: Vec<Regrouping> = Vec::new();
+    let mut current: Vec<Vec<SourceKey>> = Vec::new();
+    let mut size = 0;
+    for group in groups {
+        if size > 0 && size + group.len() > RECORDS_PER_ENTRY {
+            // `remaining` counts the records after `current`.
+            out.push(entry(std::mem::take(&mut current), remaining));
+            size = 0;
+        }
+        size += group.len();
+        remaining -= group.len() as u64;
+        current.push(group);
+    }
+    if size > 0 || out.is_empty() {
+        out.push(entry(current, remaining));
+    }
+    out
+}

@@ -1,0 +1,99 @@
+//! Deriving a regrouping (`resolve::regroup`): for each group, the records
+//! that share a golden record with records outside the group are split out
+//! of it, then the golden records holding only records of the group are
+//! merged into one, the one created first surviving. Both go the way a
+//! steward's split and merge go (outbound updates, "merged into"), without
+//! keeping anything apart for good: a later model may regroup again.
+//!
+//! The plan was made against the state when the model came into force;
+//! records deleted since, golden records a steward touched since, and
+//! pairs a steward keeps apart are left as they are.
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use super::{Applied, State};
+use crate::golden::SourceKey;
+use crate::resolve::regroup::Regrouping;
+
+impl State {
+    /// The groups re-resolution would regroup now (`Resolver::regroup_plan`).
+    pub fn regroup_plan(&mut self) -> Vec<Vec<SourceKey>> {
+        let (records, rules) = (&self.records, &self.rules);
+        self.resolver.regroup_plan(|g| {
+            let record = records.get(&g)?;
+            let model = rules.models.get(&record.entity)?;
+            let exact_email = model.match_keys().any(|f| f.name == "email");
+            Some((record.entity.clone(), exact_email))
+        })
+    }
+
+    pub(super) fn apply_regroup(&mut self, seq: u64, r: &Regrouping) -> Applied {
+        let time_ns =
+            r.at.unix_timestamp_nanos()
+                .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let mut applied = Applied::default();
+        let stale = self
+            .resolver
+            .reresolution()
+            .is_none_or(|p| p.model_seq != r.model_seq);
+        if !stale {
+            for group in &r.groups {
+                self.regroup(group, seq, r.regroup_id, time_ns, &mut applied);
+            }
+        }
+        self.resolver.regrouped(r);
+        applied
+    }
+
+    fn regroup(
+        &mut self,
+        group: &[SourceKey],
+        seq: u64,
+        caused_by: Uuid,
+        time_ns: i64,
+        applied: &mut Applied,
+    ) {
+        let pinned = self.resolver.pinned_survivors();
+        let members: Vec<(&SourceKey, Uuid)> = group
+            .iter()
+            .filter_map(|k| self.resolver.golden_of(k).map(|g| (k, g)))
+            .filter(|(_, g)| !pinned.contains(g))
+            .collect();
+        let named: BTreeSet<&SourceKey> = members.iter().map(|(k, _)| *k).collect();
+        let holds_only_group = |g: &Uuid| {
+            self.records
+                .get(g)
+                .is_some_and(|r| r.links.iter().all(|l| named.contains(l)))
+        };
+        let mut parts: Vec<Uuid> = Vec::new();
+        let mut mixed: Vec<SourceKey> = Vec::new();
+        for (k, g) in &members {
+            if holds_only_group(g) {
+                if !parts.contains(g) {
+                    parts.push(*g);
+                }
+            } else {
+                mixed.push((*k).clone());
+            }
+        }
+        for source in mixed {
+            let split = self.steward_split(source, seq, caused_by, time_ns, false);
+            applied.outbound.extend(split.outbound);
+            parts.extend(split.golden_id);
+        }
+        let Some(&first) = parts.first() else {
+            return;
+        };
+        for &other in &parts[1..] {
+            let (a, b) = (self.resolver.survivor(first), self.resolver.survivor(other));
+            if self.resolver.is_distinct(a, b) {
+                continue;
+            }
+            let merged = self.steward_merge(a, b, seq, caused_by, time_ns);
+            applied.outbound.extend(merged.outbound);
+        }
+        applied.golden_id = Some(self.resolver.survivor(first));
+    }
+}
