@@ -13,9 +13,10 @@
 //!
 //! A run has settled when, polled against a deadline:
 //! 1. `/healthz` says every event is logged (`log_seq` at least the events
-//!    published) and the updates of every entry are published
-//!    (`published_seq >= log_seq`): "caught up". An event in the DLQ ends
-//!    the run at once with the reasons, since its record would never come.
+//!    published, and `match.records_held` every record where it is given)
+//!    and the updates of every entry are published (`published_seq >=
+//!    log_seq`): "caught up". An event in the DLQ ends the run at once with
+//!    the reasons, since its record would never come.
 //! 2. `/healthz` says the same and no re-resolution is pending
 //!    (`match.reresolution_pending == 0`; a hub whose `/healthz` has no
 //!    `match` object does not re-resolve, so it has nothing pending).
@@ -288,17 +289,25 @@ async fn dlq_reasons(js: &jetstream::Context) -> anyhow::Result<String> {
     Ok(reasons.join("\n  "))
 }
 
-/// Every event logged and the updates of every entry published.
-fn caught_up(health: &serde_json::Value, events: u64) -> bool {
+/// Every event logged and the updates of every entry published. The hub
+/// logs entries of its own as well (trained models, regroupings), so
+/// `log_seq` may count one of those in place of an event not yet logged:
+/// where `/healthz` says how many source records the hub holds
+/// (`match.records_held`), that must be every record too.
+fn caught_up(health: &serde_json::Value, events: u64, records: u64) -> bool {
     let logged = health["log_seq"].as_u64().unwrap_or(0);
     let published = health["published_seq"].as_u64().unwrap_or(0);
-    logged >= events && published >= logged
+    let held = health
+        .get("match")
+        .and_then(|m| m.get("records_held"))
+        .and_then(serde_json::Value::as_u64);
+    logged >= events && published >= logged && held.is_none_or(|held| held >= records)
 }
 
 /// No re-resolution pending. A `/healthz` without a `match` object comes
 /// from a hub that does not re-resolve: nothing is pending there. One with
 /// it must say `reresolution_pending: 0`; anything else is "not yet".
-pub fn reresolution_settled(health: &serde_json::Value) -> bool {
+fn reresolution_settled(health: &serde_json::Value) -> bool {
     match health.get("match") {
         None => true,
         Some(m) => m.get("reresolution_pending").and_then(|p| p.as_u64()) == Some(0),
@@ -381,6 +390,7 @@ impl Pipeline {
             .timeout(Duration::from_secs(30))
             .build()?;
         let keys = records.keys();
+        let held = keys.len() as u64;
 
         let start = Instant::now();
         publish_events(&client, records.events).await?;
@@ -396,7 +406,7 @@ impl Pipeline {
             records,
             &format!("the hub to log and publish all {n} events"),
             self.deadline,
-            |h| caught_up(h, n),
+            |h| caught_up(h, n, held),
         )
         .await?;
         let caught_up_at = start.elapsed();
@@ -412,7 +422,7 @@ impl Pipeline {
             records,
             &format!("the hub to log and publish all {n} events with no re-resolution pending"),
             self.deadline,
-            |h| caught_up(h, n) && reresolution_settled(h),
+            |h| caught_up(h, n, held) && reresolution_settled(h),
         )
         .await?;
 
@@ -481,6 +491,23 @@ impl Pipeline {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn caught_up_counts_the_records_held_where_healthz_gives_them() {
+        let h = json!({"log_seq": 10, "published_seq": 10});
+        assert!(caught_up(&h, 10, 10));
+        assert!(!caught_up(&h, 11, 11));
+        assert!(!caught_up(
+            &json!({"log_seq": 10, "published_seq": 9}),
+            10,
+            10
+        ));
+        // Ten entries, one of them a trained model: an event is missing.
+        let h = json!({"log_seq": 10, "published_seq": 10, "match": {"records_held": 9}});
+        assert!(!caught_up(&h, 10, 10));
+        let h = json!({"log_seq": 11, "published_seq": 11, "match": {"records_held": 10}});
+        assert!(caught_up(&h, 10, 10));
+    }
 
     #[test]
     fn reresolution_is_settled_without_a_match_object_or_at_zero_pending() {
