@@ -33,9 +33,11 @@ fn given_with(more_toml: &str) -> Given {
     }
 }
 
+/// The config of these tests: links at 0.99, where Anne (another street)
+/// is a review task rather than a link.
 fn rules_with(more_toml: &str) -> Arc<Rules> {
     let config = HubConfig::parse(
-        &format!("[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n{more_toml}[survivorship]\nsource_priority = [\"erp\", \"crm\"]\n"),
+        &format!("[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n{more_toml}[survivorship]\nsource_priority = [\"erp\", \"crm\"]\n[match]\nlink_probability = 0.99\n"),
         "test",
     )
     .unwrap();

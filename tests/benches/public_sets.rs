@@ -4,11 +4,12 @@
 //! Run with `cargo bench -p mdhub-tests --bench public_sets`. For each set
 //! (FEBRL1, FEBRL2, RLdata500; `tests/src/public_sets.rs`):
 //!
-//! 1. mdhub: a fresh nats-server and the `mdhub serve` binary with the
-//!    default config (one system `crm`, no `[match]` section, an API token);
-//!    every record is published as one upsert on `mdhub.in.crm.customer`
-//!    (atomic batches, as a connector does); then the API is polled until
-//!    every event is logged and its updates published, every record answers
+//! 1. mdhub (`mdhub_tests::set_pipeline`): a fresh nats-server and the
+//!    `mdhub serve` binary with the default config (one system `crm`, no
+//!    `[match]` section, API tokens); every record is published as one
+//!    upsert on `mdhub.in.crm.customer` (atomic batches, as a connector
+//!    does); then the API is polled until every event is logged and its
+//!    updates published with no re-resolution pending, every record answers
 //!    `GET /v1/sources/crm/{id}` and two full reads of the links agree. Wall
 //!    time runs from the first publish to the end of the first read that
 //!    gave the final links (so it includes one full read, N requests).
@@ -35,36 +36,22 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use async_nats::jetstream;
-use futures::StreamExt;
-use mdhub_hub::config::token_hash;
-use mdhub_hub::nats_bus::{DLQ_STREAM, REJECT_CODE, REJECT_REASON};
 use mdhub_hub::resolve::estimate::candidate_pairs;
 use mdhub_hub::resolve::rules::MatchRules;
 use mdhub_hub::state::profile_of;
 use mdhub_schema::{cleanse_record, CleanseContext, Model};
 use mdhub_tests::er_generator::{pairwise_f1, PairwiseScore};
-use mdhub_tests::hub_runner::publish_events;
-use mdhub_tests::nats::{http_get, NatsServer};
-use mdhub_tests::ports::free_port;
 use mdhub_tests::public_sets::{self, clusters_from_labels, PublicSet, SetSpec, SETS, SYSTEM};
-use mdhub_tests::server_process::{signal, ServerProcess};
-use mdhub_tests::streams::read_all;
-use mdhub_tests::wait::{wait_for, POLL_INTERVAL};
-use uuid::Uuid;
+use mdhub_tests::set_pipeline::{Pipeline, PipelineOutcome, SetRecords};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const READER: &str = "public-sets-reader";
-const STEWARD: &str = "public-sets-steward";
 /// How long one set may take to settle in the hub.
 const SETTLE_DEADLINE: Duration = Duration::from_secs(600);
-/// Link reads in flight at once.
-const READ_CONCURRENCY: usize = 8;
 /// What pip installs into the venv.
 const SPLINK_REQUIREMENT: &str = "splink>=4,<6";
 
@@ -79,23 +66,16 @@ fn home() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
 }
 
-/// The default config: nothing but the system and the API tokens; then
-/// the file `MDHUB_ER_CONFIG` names, if any.
-fn hub_toml(set: &str) -> anyhow::Result<String> {
-    let extra = match std::env::var("MDHUB_ER_CONFIG") {
+/// What `MDHUB_ER_CONFIG` names for `set`, appended to the default config;
+/// empty without it.
+fn extra_config(set: &str) -> anyhow::Result<String> {
+    match std::env::var("MDHUB_ER_CONFIG") {
         Ok(path) if !path.is_empty() => {
             let path = path.replace("{set}", set);
-            std::fs::read_to_string(&path).with_context(|| format!("MDHUB_ER_CONFIG: {path}"))?
+            std::fs::read_to_string(&path).with_context(|| format!("MDHUB_ER_CONFIG: {path}"))
         }
-        _ => String::new(),
-    };
-    Ok(format!(
-        "[system.{SYSTEM}]\n\
-         [[token]]\nname = \"bench\"\nrole = \"reader\"\nsha256 = \"{}\"\n\
-         [[token]]\nname = \"bench-steward\"\nrole = \"steward\"\nsha256 = \"{}\"\n",
-        token_hash(READER),
-        token_hash(STEWARD)
-    ) + &extra)
+        _ => Ok(String::new()),
+    }
 }
 
 /// The `mdhub` binary: `MDHUB_BIN`, else this target directory's release
@@ -128,252 +108,23 @@ fn mdhub_bin() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// `mdhub serve` as a child process of this bench (the harness's
-/// `HubProcess` runs the binary next to the test executables only).
-struct Hub {
-    process: ServerProcess,
-    api_port: u16,
-    log: PathBuf,
-}
-
-impl Hub {
-    fn start(bin: &Path, nats_url: &str, dir: &Path, set: &str) -> anyhow::Result<Hub> {
-        let config = dir.join("hub.toml");
-        std::fs::write(&config, hub_toml(set)?)?;
-        let log = dir.join("hub.log");
-        let api_port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--config"])
-            .arg(&config)
-            .args(["--nats", nats_url, "--data-dir"])
-            .arg(dir.join("data"))
-            .args(["--listen", &format!("127.0.0.1:{api_port}")])
-            .env("RUST_LOG", "info");
-        let mut process = ServerProcess::spawn(format!("mdhub serve on :{api_port}"), cmd, &log)?;
-        process.wait_ready(
-            "mdhub serve to answer /healthz",
-            Duration::from_secs(60),
-            || Ok(http_get(api_port, "/healthz").is_ok_and(|(status, _)| status == 200)),
-        )?;
-        Ok(Hub {
-            process,
-            api_port,
-            log,
-        })
-    }
-
-    fn health(&self) -> anyhow::Result<serde_json::Value> {
-        let (status, body) = http_get(self.api_port, "/healthz")?;
-        if status != 200 {
-            bail!("/healthz answered {status}: {body}");
-        }
-        Ok(serde_json::from_str(&body)?)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        format!(
-            "--- last lines of {} ---\n{}",
-            self.log.display(),
-            lines[lines.len().saturating_sub(30)..].join("\n")
-        )
-    }
-
-    /// SIGTERM, and a kill if it has not exited within 30 s.
-    fn stop(mut self) -> anyhow::Result<()> {
-        self.process
-            .stop(Duration::from_secs(30), |pid| signal(pid, "TERM"))
-    }
-}
-
 /// What one clustering scored, and how long it took.
 struct Outcome {
     score: PairwiseScore,
     seconds: f64,
 }
 
-/// The hub's figures beside the score.
-struct HubOutcome {
-    outcome: Outcome,
-    /// First publish until every event was logged and published (/healthz).
-    caught_up: f64,
-    golden_records: u64,
-    open_reviews: usize,
-}
-
-/// One GET with a bearer token: (status, JSON body).
-async fn get_json(
-    http: &reqwest::Client,
-    port: u16,
-    path: &str,
-    token: &str,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let resp = http
-        .get(format!("http://127.0.0.1:{port}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .with_context(|| format!("GET {path}"))?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .json()
-        .await
-        .with_context(|| format!("GET {path}: body"))?;
-    Ok((status, body))
-}
-
-/// Every record's golden id as the API gives it (None: not linked yet).
-async fn read_links(
-    http: &reqwest::Client,
-    port: u16,
-    record_ids: &[String],
-) -> anyhow::Result<BTreeMap<String, Option<Uuid>>> {
-    futures::stream::iter(record_ids.iter().cloned())
-        .map(|id| async move {
-            let path = format!("/v1/sources/{SYSTEM}/{id}");
-            let (status, body) = get_json(http, port, &path, READER).await?;
-            let golden = match status {
-                200 => Some(
-                    body["golden_id"]
-                        .as_str()
-                        .and_then(|g| g.parse::<Uuid>().ok())
-                        .ok_or_else(|| anyhow!("GET {path}: no golden_id in {body}"))?,
-                ),
-                404 => None,
-                other => bail!("GET {path}: HTTP {other}: {body}"),
-            };
-            Ok((id, golden))
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .collect::<Vec<anyhow::Result<_>>>()
-        .await
-        .into_iter()
-        .collect()
-}
-
-async fn dlq_messages(js: &jetstream::Context) -> anyhow::Result<u64> {
-    let mut stream = js.get_stream(DLQ_STREAM).await?;
-    Ok(stream.info().await?.state.messages)
-}
-
-async fn run_hub(set: &PublicSet, bin: &Path) -> anyhow::Result<HubOutcome> {
-    let n = set.events.len() as u64;
-    let nats = NatsServer::start()?;
-    let tmp = tempfile::tempdir()?;
-    let dir = match std::env::var_os("MDHUB_ER_KEEP").filter(|v| !v.is_empty()) {
-        Some(keep) => {
-            let dir = PathBuf::from(keep).join(set.spec.name);
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
-            std::fs::create_dir_all(&dir)?;
-            dir
-        }
-        None => tmp.path().to_path_buf(),
+/// `set` through nats-server and `bin` serve (`mdhub_tests::set_pipeline`).
+async fn run_hub(set: &PublicSet, bin: &Path) -> anyhow::Result<PipelineOutcome> {
+    let pipeline = Pipeline {
+        binary: bin.to_path_buf(),
+        extra_config: extra_config(set.spec.name)?,
+        keep_dir: std::env::var_os("MDHUB_ER_KEEP")
+            .filter(|v| !v.is_empty())
+            .map(|keep| PathBuf::from(keep).join(set.spec.name)),
+        deadline: SETTLE_DEADLINE,
     };
-    let hub = Hub::start(bin, nats.client_url(), &dir, set.spec.name)?;
-    let client = async_nats::connect(nats.client_url()).await?;
-    let js = jetstream::new(client.clone());
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let record_ids: Vec<String> = set.events.iter().map(|e| e.record_id.clone()).collect();
-
-    let start = Instant::now();
-    publish_events(&client, &set.events).await?;
-    eprintln!(
-        "  [{}] {n} events published in {:.2} s",
-        set.spec.name,
-        start.elapsed().as_secs_f64()
-    );
-
-    // Every event logged (or refused: then we stop and say why) and its
-    // outbound updates published.
-    let what = format!("the hub to log and publish all {n} events");
-    let caught_up = wait_for(&what, SETTLE_DEADLINE, || async {
-        let h = hub.health()?;
-        let logged = h["log_seq"].as_u64().unwrap_or(0);
-        let published = h["published_seq"].as_u64().unwrap_or(0);
-        let refused = dlq_messages(&js).await?;
-        if refused > 0 {
-            return Ok(Some(Err(refused)));
-        }
-        Ok((logged >= n && published >= logged).then_some(Ok(start.elapsed())))
-    })
-    .await
-    .map_err(|e| e.context(hub.log_tail()))?;
-    let caught_up = match caught_up {
-        Ok(t) => t,
-        Err(refused) => {
-            let msgs = read_all(&js, DLQ_STREAM, ">").await?;
-            let reasons: Vec<String> = msgs
-                .iter()
-                .take(5)
-                .map(|m| {
-                    let h = m.headers.as_ref();
-                    let get = |k| {
-                        h.and_then(|h| h.get(k))
-                            .map(|v| v.as_str().to_string())
-                            .unwrap_or_default()
-                    };
-                    format!("{}: {}", get(REJECT_CODE), get(REJECT_REASON))
-                })
-                .collect();
-            bail!(
-                "the hub refused {refused} of the {} events (the mapping in \
-                 tests/src/public_sets.rs is wrong):\n  {}",
-                set.spec.name,
-                reasons.join("\n  ")
-            );
-        }
-    };
-
-    // Every record linked, and two full reads in a row agree.
-    let mut previous: Option<(BTreeMap<String, Option<Uuid>>, Duration)> = None;
-    let waiting = Instant::now();
-    let (links, settled) = loop {
-        let links = read_links(&http, hub.api_port, &record_ids).await?;
-        let read_at = start.elapsed();
-        let unlinked = links.values().filter(|g| g.is_none()).count();
-        if unlinked == 0 {
-            match previous.take() {
-                Some((before, at)) if before == links => break (links, at),
-                _ => previous = Some((links, read_at)),
-            }
-        } else {
-            previous = None;
-        }
-        if waiting.elapsed() > SETTLE_DEADLINE {
-            bail!(
-                "timed out after {SETTLE_DEADLINE:?} waiting for every record linked and the \
-                 links unchanged over two full reads ({unlinked} of {n} unlinked at the last \
-                 read)\n{}",
-                hub.log_tail()
-            );
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    };
-
-    let predicted: BTreeMap<(String, String), Uuid> = links
-        .into_iter()
-        .map(|(id, g)| ((SYSTEM.to_string(), id), g.expect("linked")))
-        .collect();
-    let health = hub.health()?;
-    let (status, reviews) = get_json(&http, hub.api_port, "/v1/reviews", STEWARD).await?;
-    if status != 200 {
-        bail!("GET /v1/reviews: HTTP {status}: {reviews}");
-    }
-    hub.stop()?;
-    Ok(HubOutcome {
-        outcome: Outcome {
-            score: pairwise_f1(&set.truth, &predicted),
-            seconds: settled.as_secs_f64(),
-        },
-        caught_up: caught_up.as_secs_f64(),
-        golden_records: health["golden_records"].as_u64().unwrap_or(0),
-        open_reviews: reviews["tasks"].as_array().map_or(0, Vec::len),
-    })
+    pipeline.run(&SetRecords::public(set)).await
 }
 
 /// The venv's python with Splink importable, creating the venv when
@@ -616,13 +367,16 @@ async fn main() -> anyhow::Result<()> {
             "{:<10} {:>7} {:>6} | {} | {}",
             spec.name,
             set.events.len(),
-            hub.outcome.score.true_pairs,
-            cells(Some(&hub.outcome)),
+            hub.score.true_pairs,
+            cells(Some(&Outcome {
+                score: hub.score,
+                seconds: hub.settled.as_secs_f64(),
+            })),
             cells(sp.as_ref())
         );
         println!("{row}");
         rows.push(row);
-        let s = &hub.outcome.score;
+        let s = &hub.score;
         notes.push(format!(
             "{}: blocking {} candidate pairs holding {} of {} true pairs; \
              mdhub {} golden records, {} open review tasks, {} predicted pairs ({} correct), \
@@ -635,7 +389,7 @@ async fn main() -> anyhow::Result<()> {
             hub.open_reviews,
             s.predicted_pairs,
             s.correct_pairs,
-            hub.caught_up,
+            hub.caught_up.as_secs_f64(),
             sp.as_ref()
                 .map(|o| format!(
                     "; Splink {} predicted pairs ({} correct)",

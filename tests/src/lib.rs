@@ -42,6 +42,7 @@ pub mod postgres;
 pub mod public_sets;
 pub mod secure_nats;
 pub mod server_process;
+pub mod set_pipeline;
 pub mod streams;
 pub mod systems;
 pub mod wait;

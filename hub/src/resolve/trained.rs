@@ -194,8 +194,8 @@ mod tests {
             matches_per_record: 0.4,
             comparisons: vec![TrainedComparison {
                 name: "birth_date".into(),
-                m: vec![0.9, 0.01, 0.05],
-                u: vec![0.001, 0.0001, 0.01],
+                m: vec![0.9, 0.01, 0.05, 0.01],
+                u: vec![0.001, 0.0001, 0.01, 0.003],
             }],
         };
         assert_eq!(m.problem(rules), None);
@@ -209,7 +209,7 @@ mod tests {
         let birth = trained.comparison("birth_date").unwrap();
         assert_eq!((birth.levels[0].m, birth.levels[0].u), (0.9, 0.001));
         assert!((birth.levels[0].weight - (0.9f64 / 0.001).log2()).abs() < 1e-9);
-        assert!((birth.else_m - 0.04).abs() < 1e-9);
+        assert!((birth.else_m - 0.03).abs() < 1e-9);
         assert_eq!(trained.matches_per_record, 0.4);
         let email = |r: &MatchRules| r.comparison("email").unwrap().levels[0].m;
         assert_eq!(email(&trained), email(&rules));
@@ -236,7 +236,7 @@ mod tests {
         m.comparisons[0].name = "shoe_size".into();
         assert!(m.problem(&rules).unwrap().contains("shoe_size"));
         let mut m = model(&rules);
-        m.comparisons[0].u = vec![0.5, 0.3, 0.4];
+        m.comparisons[0].u = vec![0.5, 0.3, 0.4, 0.1];
         assert!(m.problem(&rules).unwrap().contains("less than 1 together"));
         let mut m = model(&rules);
         m.matches_per_record = f64::NAN;

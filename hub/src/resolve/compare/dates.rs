@@ -67,6 +67,16 @@ pub fn day_month_swapped(a_iso: &str, b_iso: &str) -> bool {
         && db.day() == u8::from(da.month())
 }
 
+/// Two ISO dates with the same day and month in different years: a wrong
+/// year, as when it is typed from an age or a form's other line.
+pub fn other_year(a_iso: &str, b_iso: &str) -> bool {
+    let (Some(a), Some(b)) = (IsoDate::parse(a_iso), IsoDate::parse(b_iso)) else {
+        return false;
+    };
+    let (da, db) = (a.date, b.date);
+    da.year() != db.year() && da.month() == db.month() && da.day() == db.day()
+}
+
 /// A valid calendar date and its eight digits YYYYMMDD.
 struct IsoDate {
     date: Date,
@@ -136,5 +146,9 @@ mod tests {
         assert!(!day_month_swapped("1980-03-03", "1980-03-03"));
         assert!(!day_month_swapped("1980-03-04", "1981-04-03"));
         assert!(!day_month_swapped("1980-01-31", "1980-31-01"));
+        assert!(other_year("1959-04-07", "2008-04-07"));
+        assert!(!other_year("1959-04-07", "1959-04-07"));
+        assert!(!other_year("1959-04-07", "1959-07-04"));
+        assert!(!other_year("1959-04-07", "not a date"));
     }
 }

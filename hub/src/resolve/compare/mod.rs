@@ -27,7 +27,7 @@ mod pinyin;
 mod strings;
 
 pub use company::{company_key, company_key_similarity, company_similarity};
-pub use dates::{date_similarity, day_month_swapped, days_apart};
+pub use dates::{date_similarity, day_month_swapped, days_apart, other_year};
 pub use email::{email_similarity, web_domain};
 pub use names::{
     canonical_given_name, full_name_similarity, given_name_similarity, person_name_similarity,
