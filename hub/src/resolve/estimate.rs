@@ -261,6 +261,18 @@ pub fn estimate_m_by_sessions(
     let mut iterations = 0;
     let mut converged = true;
     for session in &SESSIONS {
+        // A block on a value relatives share (a landline) gathers
+        // relatives, and with that value left out EM takes them for
+        // duplicates: such a session learns nothing.
+        let shared_by_relatives = rules.comparisons.iter().any(|c| {
+            c.household
+                && c.fields
+                    .iter()
+                    .any(|f| session.fields.contains(&f.as_str()))
+        });
+        if shared_by_relatives {
+            continue;
+        }
         // A born: key with a name initial is a subset of the plain one.
         let pairs = candidate_pairs_where(profiles, rules.max_block, |k| {
             k.starts_with(session.prefix) && !(session.prefix == "born:" && k.contains('|'))
