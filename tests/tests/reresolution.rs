@@ -61,6 +61,7 @@ fn model(id: u128) -> LogPayload {
         candidate_pairs: 0,
         matches_per_record: 0.1,
         comparisons: Vec::new(),
+        households: false,
     })
 }
 

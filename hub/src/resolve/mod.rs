@@ -602,8 +602,9 @@ impl Resolver {
             .filter_map(|no| self.index.profile(no))
             .collect();
         let u = estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275);
-        let u = estimate::with_neighbours(&profiles, &self.rules, u);
-        let em = estimate::estimate_m_by_sessions(&profiles, &u, &self.rules);
+        let (u, households) = estimate::with_neighbours(&profiles, &self.rules, u);
+        let mut em = estimate::estimate_m_by_sessions(&profiles, &u, &self.rules);
+        em.households = households;
         (u, em, profiles.len() as u64)
     }
 

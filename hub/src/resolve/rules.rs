@@ -554,6 +554,10 @@ pub struct MatchRules {
     pub max_block: usize,
     /// See `MatchConfig::train_at`.
     pub train_at: u64,
+    /// Agreements on `household` comparisons count once, as the largest
+    /// of their weights (set by a trained model that found relatives
+    /// sharing them; `TrainedModel::households`).
+    pub households_once: bool,
     pub comparisons: Vec<Comparison>,
     /// The config the rules were made from (for `mdhub match estimate`).
     pub configs: Vec<ComparisonConfig>,
@@ -620,6 +624,7 @@ impl MatchRules {
             matches_per_record: config.matches_per_record,
             max_block: config.max_block,
             train_at: config.train_at,
+            households_once: false,
             comparisons,
             configs,
         }

@@ -153,8 +153,30 @@ pub fn score(
             weight,
         });
     }
+    if rules.households_once {
+        count_household_once(&mut parts, rules);
+    }
     let total = parts.iter().map(|p| p.weight).sum();
     (total, parts)
+}
+
+/// Relatives share an address and a landline, so agreeing on the street,
+/// the postal code, the city and the phone is one fact (one household),
+/// not four: of the agreements on `household` comparisons only the one of
+/// largest weight counts, the others weigh 0. Disagreements still count.
+fn count_household_once(parts: &mut [Scored], rules: &MatchRules) {
+    let household = |p: &Scored| rules.comparisons[p.comparison].household && p.weight > 0.0;
+    let largest = parts
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| household(p))
+        .max_by(|a, b| a.1.weight.total_cmp(&b.1.weight).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i);
+    for (i, p) in parts.iter_mut().enumerate() {
+        if household(p) && Some(i) != largest {
+            p.weight = 0.0;
+        }
+    }
 }
 
 /// The outcome pattern of a pair: (comparison, level) of each comparison
@@ -314,6 +336,66 @@ mod tests {
             .map(|p| p.part(rules))
             .find(|p| p.comparison == name)
             .map(|p| p.level)
+    }
+
+    #[test]
+    fn with_households_an_address_and_landline_count_once() {
+        let mut rules = MatchRules::default();
+        let person = |given: &str, mobile: &str| {
+            profile(
+                &rules,
+                &[
+                    ("customer_type", "person"),
+                    ("given_name", given),
+                    ("family_name", "Evans"),
+                    ("mobile", mobile),
+                    ("phone", "+441419463461"),
+                    ("postal_code", "G3 5RB"),
+                    ("city", "Glasgow"),
+                    ("street", "34 Station Road"),
+                ],
+            )
+        };
+        let (jennifer, matthew) = (
+            person("Jennifer", "+447700964505"),
+            person("Matthew", "+447800707058"),
+        );
+        let (summed, parts) = score(&jennifer, &matthew, &rules, None);
+        let household = |parts: &[Scored]| -> Vec<f64> {
+            parts
+                .iter()
+                .filter(|p| rules.comparisons[p.comparison].household)
+                .map(|p| p.weight)
+                .collect()
+        };
+        let each = household(&parts);
+        assert_eq!(each.len(), 4, "phone, postal code, city, street: {each:?}");
+        assert!(each.iter().all(|w| *w > 0.0));
+        rules.households_once = true;
+        let (once, parts) = score(&jennifer, &matthew, &rules, None);
+        let largest = each.iter().cloned().fold(f64::MIN, f64::max);
+        let rest: f64 = each.iter().sum::<f64>() - largest;
+        assert!(
+            (summed - once - rest).abs() < 1e-9,
+            "{summed} {once} {rest}"
+        );
+        // The parts still add up to the score: the others weigh 0.
+        assert_eq!(household(&parts).iter().filter(|w| **w == 0.0).count(), 3);
+        assert!((parts.iter().map(|p| p.weight).sum::<f64>() - once).abs() < 1e-9);
+        // A disagreement still counts in full.
+        let moved = profile(
+            &rules,
+            &[
+                ("customer_type", "person"),
+                ("given_name", "Jennifer"),
+                ("family_name", "Evans"),
+                ("postal_code", "EH1 1AA"),
+                ("city", "Edinburgh"),
+                ("street", "34 Station Road"),
+            ],
+        );
+        let (_, parts) = score(&jennifer, &moved, &rules, None);
+        assert!(household(&parts).iter().any(|w| *w < 0.0), "{parts:?}");
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub struct TrainedModel {
     /// Comparisons no pair could inform keep their configured m and u and
     /// are not listed.
     pub comparisons: Vec<TrainedComparison>,
+    /// Relatives in these records share the `household` values (an
+    /// address, a landline): a pair's agreements on them are one piece of
+    /// evidence, and count as the largest of their weights, not their sum
+    /// (`score::score`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub households: bool,
 }
 
 impl TrainedModel {
@@ -109,6 +115,7 @@ impl TrainedModel {
             candidate_pairs: em.pairs,
             matches_per_record: em.prior(records) * records.max(PRIOR_MIN_RECORDS) as f64,
             comparisons,
+            households: em.households,
         }
     }
 
@@ -176,7 +183,9 @@ impl MatchRules {
         config.train_at = self.train_at;
         config.default_comparisons = false;
         config.comparison = configs;
-        MatchRules::from_config(&config)
+        let mut rules = MatchRules::from_config(&config);
+        rules.households_once = model.households;
+        rules
     }
 }
 
@@ -197,6 +206,7 @@ mod tests {
                 m: vec![0.9, 0.01, 0.05, 0.01],
                 u: vec![0.001, 0.0001, 0.01, 0.003],
             }],
+            households: true,
         };
         assert_eq!(m.problem(rules), None);
         m
@@ -211,6 +221,7 @@ mod tests {
         assert!((birth.levels[0].weight - (0.9f64 / 0.001).log2()).abs() < 1e-9);
         assert!((birth.else_m - 0.03).abs() < 1e-9);
         assert_eq!(trained.matches_per_record, 0.4);
+        assert!(trained.households_once && !rules.households_once);
         let email = |r: &MatchRules| r.comparison("email").unwrap().levels[0].m;
         assert_eq!(email(&trained), email(&rules));
         assert_eq!(trained.link_probability, rules.link_probability);
