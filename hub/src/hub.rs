@@ -76,6 +76,17 @@ pub struct IngestOutcome {
     pub degraded: bool,
 }
 
+impl IngestOutcome {
+    /// Adds what a later commit of the hub's own entries (a training, a
+    /// re-resolution) gave: its outbound messages after these, its last
+    /// sequence, its failure.
+    pub fn absorb(&mut self, later: IngestOutcome) {
+        self.outbound.extend(later.outbound);
+        self.last_seq = later.last_seq;
+        self.degraded |= later.degraded;
+    }
+}
+
 pub struct Hub {
     log: EventLog,
     state: State,
@@ -348,9 +359,7 @@ impl Hub {
         let regrouped = self.reresolve_if_due()?;
         Ok(match (trained, regrouped) {
             (Some(mut a), Some(b)) => {
-                a.outbound.extend(b.outbound);
-                a.last_seq = b.last_seq;
-                a.degraded |= b.degraded;
+                a.absorb(b);
                 Some(a)
             }
             (a, b) => a.or(b),

@@ -45,9 +45,7 @@ impl MemoryBus {
             let batch: Vec<Inbound> = self.inbox.drain(..n).collect();
             let mut outcome = hub.ingest(&batch)?;
             if let Some(matched) = hub.settle_matching()? {
-                outcome.outbound.extend(matched.outbound);
-                outcome.last_seq = matched.last_seq;
-                outcome.degraded |= matched.degraded;
+                outcome.absorb(matched);
             }
             for (i, rejection) in outcome.rejected.into_iter().chain(outcome.conflicting) {
                 self.dead_letters

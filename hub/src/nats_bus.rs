@@ -547,9 +547,7 @@ pub async fn run_ingest(
             // Training and re-resolution block ingest while they run: at
             // doubling record counts only (`[match] train_at`).
             if let Some(matched) = hub.settle_matching()? {
-                outcome.outbound.extend(matched.outbound);
-                outcome.last_seq = matched.last_seq;
-                outcome.degraded |= matched.degraded;
+                outcome.absorb(matched);
             }
             Ok::<_, crate::log::LogError>(outcome)
         })?;

@@ -96,6 +96,25 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(home).join(".local/share/mdhub/er-sets")
 }
 
+/// The directory of the set files for tests: `MDHUB_ER_SETS_DIR`, else
+/// `default_dir()`, filled by `scripts/fetch-er-sets.sh` when the files are
+/// missing (it checks their SHA-256). Panics with the script's path when
+/// it fails.
+pub fn fetched_dir() -> PathBuf {
+    let dir = std::env::var_os("MDHUB_ER_SETS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(default_dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-er-sets.sh");
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .status()
+        .expect("bash runs the fetch script");
+    assert!(status.success(), "{} failed", script.display());
+    dir
+}
+
 /// One source record with its true entity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

@@ -18,8 +18,6 @@
 //! ship them (once; it checks their SHA-256) into `MDHUB_ER_SETS_DIR` or
 //! `~/.local/share/mdhub/er-sets`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use mdhub_tests::er_generator::{generate, Profile};
@@ -42,21 +40,6 @@ fn pipeline() -> Pipeline {
         keep_dir: None,
         deadline: DEADLINE,
     }
-}
-
-fn sets_dir() -> PathBuf {
-    let dir = std::env::var_os("MDHUB_ER_SETS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(public_sets::default_dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-er-sets.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .status()
-        .expect("bash runs the fetch script");
-    assert!(status.success(), "{} failed", script.display());
-    dir
 }
 
 /// Runs `records` through the pipeline, prints the figures and checks
@@ -104,7 +87,7 @@ async fn check(records: &SetRecords<'_>, min_f1: f64) {
 async fn public_set(name: &str, min_f1: f64) {
     let _one = ONE_AT_A_TIME.lock().await;
     let spec = public_sets::spec(name).expect("a known set");
-    let set = public_sets::load(spec, &sets_dir()).expect("the set loads");
+    let set = public_sets::load(spec, &public_sets::fetched_dir()).expect("the set loads");
     check(&SetRecords::public(&set), min_f1).await;
 }
 

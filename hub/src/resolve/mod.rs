@@ -405,21 +405,35 @@ impl Resolver {
                 .filter(|id| self.survivor(**id) == golden)
                 .copied(),
         );
-        let (mut members, mut at_link) = (0u64, 0u64);
-        for (other, slot) in self.sources.iter().enumerate() {
-            let other = other as u64;
-            if other == no || !slot.golden.is_some_and(|g| ids.contains(&g)) {
-                continue;
-            }
-            let Some(theirs) = self.index.profile(other) else {
-                continue;
-            };
-            members += 1;
+        let members = self
+            .sources
+            .iter()
+            .enumerate()
+            .filter(|(other, slot)| {
+                *other as u64 != no && slot.golden.is_some_and(|g| ids.contains(&g))
+            })
+            .map(|(other, _)| other as u64);
+        self.members_support(profile, members, exact_email, link)
+    }
+
+    /// The rule of `cluster_supports` over the source records `members`
+    /// (by number; those without a profile do not count): at least half
+    /// of them score at or above `link` against `profile`.
+    fn members_support(
+        &self,
+        profile: &Profile,
+        members: impl IntoIterator<Item = u64>,
+        exact_email: bool,
+        link: f64,
+    ) -> bool {
+        let (mut counted, mut at_link) = (0u64, 0u64);
+        for theirs in members.into_iter().filter_map(|m| self.index.profile(m)) {
+            counted += 1;
             if self.member_score(profile, theirs, exact_email, link).0 >= link {
                 at_link += 1;
             }
         }
-        2 * at_link >= members
+        2 * at_link >= counted
     }
 
     /// Opens a review task: is `source` (linked to `golden`) the same

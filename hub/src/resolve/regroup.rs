@@ -161,15 +161,8 @@ impl Resolver {
                 continue;
             };
             for &(c, _) in &linked[1..] {
-                let members = &clusters[c];
-                let at_link = members
-                    .iter()
-                    .filter(|m| {
-                        let theirs = self.index.profile(**m).expect("taking part");
-                        self.member_score(&profile, theirs, *exact_email, link).0 >= link
-                    })
-                    .count();
-                if 2 * at_link >= members.len() {
+                let members = clusters[c].iter().copied();
+                if self.members_support(&profile, members, *exact_email, link) {
                     let moved = std::mem::take(&mut clusters[c]);
                     for m in &moved {
                         cluster_of[*m as usize] = Some(first);
