@@ -24,6 +24,9 @@ pub struct Profile {
     pub company_key: Option<String>,
     pub birth_date: Option<String>,
     pub postcode: Option<String>,
+    /// The city's letters and digits in lower case, blocked on with the
+    /// family name's sound.
+    pub city: Option<String>,
     pub domain: Option<String>,
     /// By comparison of the rules (same order): the values it compares,
     /// prepared for its comparator; empty when the record has none.
@@ -33,7 +36,7 @@ pub struct Profile {
 impl Profile {
     /// The fields blocking and the match key read, whatever the
     /// comparisons (see `MatchRules::reads`).
-    pub const BLOCK_FIELDS: [&'static str; 12] = [
+    pub const BLOCK_FIELDS: [&'static str; 13] = [
         "given_name",
         "family_name",
         "full_name",
@@ -46,6 +49,7 @@ impl Profile {
         "tax_id",
         "birth_date",
         "postal_code",
+        "city",
     ];
 
     /// From a record's cleansed valid values, looked up by field name (only
@@ -131,6 +135,7 @@ impl Profile {
             company_key,
             birth_date: text("birth_date"),
             postcode: text("postal_code").map(|p| p.to_uppercase()),
+            city: text("city").map(|c| exact_key(&c)).filter(|c| !c.is_empty()),
             domain,
             values,
         }
@@ -161,10 +166,13 @@ impl Profile {
         }
         // Several keys per person, so that a pair with one damaged or
         // missing value still shares one: sound-alike names with the
-        // postcode; both names' sounds together; a name's sound with the
-        // other name's initial or the birth year; the birth date with a
-        // name initial, and alone. Family and given name both take each
-        // role, so that swapped names still meet.
+        // postcode; the family name's sound with the city (a postcode with
+        // a typo, and a given name replaced by another); both names'
+        // sounds together; a name's sound with the other name's initial or
+        // the birth year; the birth date with a name initial, and alone.
+        // Family and given name both take each role, so that swapped names
+        // still meet (not with the city: a given name's sound in a city
+        // is a block of strangers, read up to `max_block` for nothing).
         let names: Vec<&String> = [&self.family, &self.given].into_iter().flatten().collect();
         let sounds: Vec<String> = names
             .iter()
@@ -174,6 +182,12 @@ impl Profile {
         if let Some(pc) = &self.postcode {
             for s in &sounds {
                 keys.push(format!("name:{s}|{pc}"));
+            }
+        }
+        if let (Some(family), Some(city)) = (&self.family, &self.city) {
+            let s = compare::sound_key(family);
+            if !s.is_empty() {
+                keys.push(format!("city:{s}|{city}"));
             }
         }
         if let [a, b] = sounds.as_slice() {
