@@ -2,8 +2,14 @@
 """Splink baseline for the `public_sets` benchmark (tests/benches/public_sets.rs).
 
 Usage:
-    splink_baseline.py febrl   DIR/dataset1.csv      (or dataset2.csv)
-    splink_baseline.py rldata  DIR/RLdata500.tsv
+    splink_baseline.py febrl     DIR/dataset1.csv      (or dataset2.csv)
+    splink_baseline.py rldata    DIR/RLdata500.tsv
+    splink_baseline.py generator FILE.csv
+
+`generator` reads the CSV the benchmark writes of the generator's records:
+`unique_id` (`system:record_id`) and the values the hub holds after
+cleansing (customer_type, given_name, family_name, company, email, phone,
+mobile, birth_date, street, city, postal_code, country, website, tax_id).
 
 Reads one set file, maps its columns to the same canonical fields the
 benchmark sends to mdhub (tests/src/public_sets.rs: given_name,
@@ -19,16 +25,22 @@ records with Splink on DuckDB, unsupervised:
   - pairs scored on the prediction blocking rules, clustered by connected
     components at match probability 0.9.
 
+For the generator the comparisons and rules cover its contact and company
+fields too (see `generator_settings`), and u is sampled from up to 10
+million pairs.
+
 The ground truth is never read. Prints one JSON object on stdout:
-    {"splink_version", "records", "pairs_scored", "seconds",
+    {"splink_version", "records", "pairs_scored", "seconds", "peak_rss_kib",
      "clusters": {record_id: cluster_id}}
 `seconds` runs from reading the file to the clusters (not Python's start or
-the imports). Splink's own log goes to stderr.
+the imports); `peak_rss_kib` is the process's peak resident set (DuckDB
+runs inside it). Splink's own log and progress go to stderr.
 """
 
 import csv
 import json
 import logging
+import resource
 import sys
 import time
 
@@ -113,20 +125,45 @@ def read_rldata(path):
     return rows
 
 
-def main():
-    if len(sys.argv) != 3 or sys.argv[1] not in ("febrl", "rldata"):
-        fail("usage: splink_baseline.py febrl|rldata FILE")
-    kind, path = sys.argv[1], sys.argv[2]
+GENERATOR_COLUMNS = (
+    "customer_type",
+    "given_name",
+    "family_name",
+    "company",
+    "email",
+    "phone",
+    "mobile",
+    "birth_date",
+    "street",
+    "city",
+    "postal_code",
+    "country",
+    "website",
+    "tax_id",
+)
 
-    import splink
-    import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
-    started = time.monotonic()
-    rows = read_febrl(path) if kind == "febrl" else read_rldata(path)
-    if not rows:
-        fail(f"{path}: no records")
+def read_generator(path):
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("unique_id",) + GENERATOR_COLUMNS if c not in reader.fieldnames]
+        if missing:
+            fail(f"{path}: header lacks {missing}")
+        for line_no, r in enumerate(reader, start=2):
+            rid = clean(r.get("unique_id"))
+            if rid is None:
+                fail(f"{path}:{line_no}: field unique_id: empty")
+            row = {"unique_id": rid}
+            for c in GENERATOR_COLUMNS:
+                row[c] = clean(r.get(c))
+            rows.append(row)
+    return rows
 
+
+def person_settings(kind, block_on, cl):
+    """Comparisons, prediction rules and deterministic rules of the public
+    sets (people: names, birth date; FEBRL also the address)."""
     comparisons = [
         cl.NameComparison("given_name"),
         cl.NameComparison("family_name"),
@@ -154,6 +191,86 @@ def main():
         ]
         predict_rules.append(block_on("postal_code"))
         deterministic.append(block_on("birth_date", "postal_code"))
+    em_sessions = [block_on("given_name", "family_name"), block_on("birth_date")]
+    return comparisons, predict_rules, deterministic, em_sessions
+
+
+def generator_settings(block_on, cl):
+    """People and companies with contact data: names, company, e-mail,
+    phones, birth date, address, website, tax id. Prediction rules pair
+    records sharing an e-mail, a phone, a mobile, a tax id, both names, a
+    family name and birth date, a family name and postcode, or a company
+    name and postcode: single names or birth dates alone give blocks too
+    large at a million records."""
+    comparisons = [
+        cl.NameComparison("given_name"),
+        cl.NameComparison("family_name"),
+        cl.JaroWinklerAtThresholds("company", [0.95, 0.88]),
+        cl.EmailComparison("email"),
+        cl.ExactMatch("phone"),
+        cl.ExactMatch("mobile"),
+        cl.DateOfBirthComparison(
+            "birth_date", input_is_string=True, datetime_format="%Y-%m-%d"
+        ),
+        cl.LevenshteinAtThresholds("street", [2, 4]),
+        cl.JaroWinklerAtThresholds("city", [0.9]),
+        cl.ExactMatch("postal_code"),
+        cl.ExactMatch("country"),
+        cl.ExactMatch("website"),
+        cl.ExactMatch("tax_id"),
+        cl.ExactMatch("customer_type"),
+    ]
+    predict_rules = [
+        block_on("email"),
+        block_on("phone"),
+        block_on("mobile"),
+        block_on("tax_id"),
+        block_on("given_name", "family_name"),
+        block_on("family_name", "birth_date"),
+        block_on("family_name", "postal_code"),
+        block_on("company", "postal_code"),
+    ]
+    deterministic = [
+        block_on("email"),
+        block_on("given_name", "family_name", "birth_date"),
+        block_on("company", "postal_code"),
+    ]
+    em_sessions = [
+        block_on("given_name", "family_name"),
+        block_on("birth_date"),
+        block_on("email"),
+    ]
+    return comparisons, predict_rules, deterministic, em_sessions
+
+
+def main():
+    kinds = ("febrl", "rldata", "generator")
+    if len(sys.argv) != 3 or sys.argv[1] not in kinds:
+        fail("usage: splink_baseline.py febrl|rldata|generator FILE")
+    kind, path = sys.argv[1], sys.argv[2]
+
+    import splink
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    started = time.monotonic()
+    if kind == "febrl":
+        rows = read_febrl(path)
+    elif kind == "rldata":
+        rows = read_rldata(path)
+    else:
+        rows = read_generator(path)
+    if not rows:
+        fail(f"{path}: no records")
+
+    if kind == "generator":
+        comparisons, predict_rules, deterministic, em_sessions = generator_settings(
+            block_on, cl
+        )
+    else:
+        comparisons, predict_rules, deterministic, em_sessions = person_settings(
+            kind, block_on, cl
+        )
 
     settings = SettingsCreator(
         link_type="dedupe_only",
@@ -168,13 +285,10 @@ def main():
     linker.training.estimate_probability_two_random_records_match(
         deterministic, recall=0.7
     )
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("given_name", "family_name")
-    )
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("birth_date")
-    )
+    max_pairs = 1e7 if kind == "generator" else 1e6
+    linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=1)
+    for session in em_sessions:
+        linker.training.estimate_parameters_using_expectation_maximisation(session)
     predictions = linker.inference.predict(threshold_match_probability=0.5)
     clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=0.9
@@ -191,6 +305,7 @@ def main():
             "records": len(rows),
             "pairs_scored": pairs_scored,
             "seconds": seconds,
+            "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "clusters": clusters,
         },
         sys.stdout,

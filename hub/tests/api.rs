@@ -228,7 +228,7 @@ async fn healthz_needs_no_token() {
     assert_eq!(
         r.json(),
         json!({"status": "ok", "log_seq": 3, "published_seq": 0, "golden_records": 2,
-               "match": {"records_held": 3, "reresolution_pending": 0}})
+               "match": {"records_held": 3, "reresolution_pending": 0, "merges_prevented": 0}})
     );
 }
 
@@ -748,7 +748,7 @@ async fn healthz_of_a_degraded_hub_says_so_with_the_entry_and_the_error_and_stil
         r.json(),
         json!({"status": "degraded", "degraded_seq": 2, "error": "deriving entry 2: golden record missing",
                "log_seq": 3, "published_seq": 0, "golden_records": 2,
-               "match": {"records_held": 3, "reresolution_pending": 0}})
+               "match": {"records_held": 3, "reresolution_pending": 0, "merges_prevented": 0}})
     );
 }
 

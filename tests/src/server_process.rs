@@ -231,6 +231,17 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// The peak resident set of process `pid` so far (`VmHWM` of
+/// /proc/PID/status), in KiB; None where the process is gone or the line
+/// is missing.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+}
+
 /// Runs a client command (stdin closed) and returns its standard output
 /// without trailing whitespace. A failure names `what`, the exit status and
 /// the command's standard error; never its standard output, which may hold

@@ -46,7 +46,7 @@ use crate::hub_runner::publish_events;
 use crate::nats::{http_get, NatsServer};
 use crate::ports::free_port;
 use crate::public_sets::PublicSet;
-use crate::server_process::{signal, ServerProcess};
+use crate::server_process::{peak_rss_kib, signal, ServerProcess};
 use crate::streams::read_all;
 use crate::wait::wait_for;
 
@@ -130,6 +130,9 @@ pub struct PipelineOutcome {
     pub dead_letters: u64,
     /// The last `/healthz` answer.
     pub health: serde_json::Value,
+    /// The hub's peak resident set over the run (VmHWM), in KiB; None
+    /// where /proc does not say.
+    pub hub_peak_rss_kib: Option<u64>,
 }
 
 /// The default config for these records' systems, then `extra`.
@@ -472,6 +475,7 @@ impl Pipeline {
             bail!("{name}: GET /v1/reviews: HTTP {status}: {reviews}");
         }
         let dead_letters = dlq_messages(&js).await?;
+        let hub_peak_rss_kib = peak_rss_kib(hub.process.pid());
         hub.stop()?;
         Ok(PipelineOutcome {
             score: pairwise_f1(records.truth, &predicted),
@@ -483,6 +487,7 @@ impl Pipeline {
             open_reviews: reviews["tasks"].as_array().map_or(0, Vec::len),
             dead_letters,
             health,
+            hub_peak_rss_kib,
         })
     }
 }

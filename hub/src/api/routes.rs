@@ -91,6 +91,11 @@ pub struct MatchHealth {
     /// Records waiting to be decided again with the model in force; 0 when
     /// resolution is settled.
     pub reresolution_pending: u64,
+    /// Merges the chaining rule refused since the log's start: a record
+    /// scored a link with another golden record too, but too few of that
+    /// record's members supported it to merge the two (a review task opens
+    /// instead).
+    pub merges_prevented: u64,
 }
 
 /// Liveness and progress; no token needed.
@@ -130,6 +135,7 @@ pub async fn healthz(State(state): State<ApiState>) -> Result<Json<Health>, ApiE
                     records_held: resolver.records_held(),
                     model_seq: resolver.model().map(|m| m.seq),
                     reresolution_pending: resolver.reresolution().map_or(0, |p| p.records),
+                    merges_prevented: resolver.merges_prevented(),
                 }
             },
         }))
