@@ -19,6 +19,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use super::parallel;
 use super::profile::Profile;
 use super::rules::{threshold_for, ComparisonConfig, MatchRules};
 use super::score::{pattern, Pattern};
@@ -48,13 +49,18 @@ pub fn estimate_u(
         return Vec::new();
     }
     let mut rng = SplitMix64(seed);
-    for _ in 0..pairs {
-        let a = rng.below(n);
-        let b = (a + 1 + rng.below(n - 1)) % n;
-        for (c, level) in pattern(profiles[a as usize], profiles[b as usize], rules) {
+    let drawn: Vec<(usize, usize)> = (0..pairs)
+        .map(|_| {
+            let a = rng.below(n);
+            let b = (a + 1 + rng.below(n - 1)) % n;
+            (a as usize, b as usize)
+        })
+        .collect();
+    for (pattern, count) in count_patterns(profiles, rules, &drawn, |_| true) {
+        for (c, level) in pattern {
             counts
                 .entry(c)
-                .or_insert_with(|| vec![0; rules.comparisons[c].level_count()])[level] += 1;
+                .or_insert_with(|| vec![0; rules.comparisons[c].level_count()])[level] += count;
         }
     }
     counts
@@ -181,18 +187,24 @@ pub fn with_neighbours(
 /// read up to `max_block` members as the matcher reads it, each pair once,
 /// as indices into `profiles` (smaller first), ascending.
 pub fn candidate_pairs(profiles: &[&Profile], max_block: usize) -> Vec<(usize, usize)> {
-    candidate_pairs_where(profiles, max_block, |_| true)
+    candidate_pairs_where(&block_keys(profiles), max_block, |_| true)
 }
 
-/// As `candidate_pairs`, over the block keys `keep` accepts only.
+/// Every profile's block keys, by position.
+fn block_keys(profiles: &[&Profile]) -> Vec<Vec<String>> {
+    parallel::map(profiles, |p| p.block_keys())
+}
+
+/// As `candidate_pairs`, from the profiles' `keys`, over the block keys
+/// `keep` accepts only.
 fn candidate_pairs_where(
-    profiles: &[&Profile],
+    keys: &[Vec<String>],
     max_block: usize,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<(usize, usize)> {
-    let mut blocks: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, p) in profiles.iter().enumerate() {
-        for k in p.block_keys().into_iter().filter(|k| keep(k)) {
+    let mut blocks: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, ks) in keys.iter().enumerate() {
+        for k in ks.iter().filter(|k| keep(k)) {
             let members = blocks.entry(k).or_default();
             if members.len() < max_block {
                 members.push(i);
@@ -212,16 +224,25 @@ fn candidate_pairs_where(
     pairs
 }
 
-/// The outcome patterns of the candidate pairs of `profiles` (see
-/// `candidate_pairs`) with their counts, in a fixed order.
-pub fn candidate_patterns(profiles: &[&Profile], rules: &MatchRules) -> BTreeMap<Pattern, u64> {
-    let mut patterns: BTreeMap<Pattern, u64> = BTreeMap::new();
-    for (a, b) in candidate_pairs(profiles, rules.max_block) {
-        *patterns
-            .entry(pattern(profiles[a], profiles[b], rules))
-            .or_default() += 1;
+/// The outcome patterns of `pairs` of `profiles` with their counts, in a
+/// fixed order, keeping the comparisons `keep` accepts. Scored on every
+/// core (`parallel`); counts add up the same whatever the split.
+fn count_patterns(
+    profiles: &[&Profile],
+    rules: &MatchRules,
+    pairs: &[(usize, usize)],
+    keep: impl Fn(usize) -> bool + Sync,
+) -> BTreeMap<Pattern, u64> {
+    let mut counts: BTreeMap<Pattern, u64> = BTreeMap::new();
+    for p in parallel::map(pairs, |&(a, b)| {
+        pattern(profiles[a], profiles[b], rules)
+            .into_iter()
+            .filter(|&(c, _)| keep(c))
+            .collect::<Pattern>()
+    }) {
+        *counts.entry(p).or_default() += 1;
     }
-    patterns
+    counts
 }
 
 /// One EM session: the candidate pairs sharing a block key of one family,
@@ -235,6 +256,11 @@ struct Session {
     prefix: &'static str,
     /// The fields its keys are made of.
     fields: &'static [&'static str],
+    /// Only pairs of two companies: a person's company is an employer,
+    /// and colleagues sharing one, with the company left out, look like
+    /// duplicates to EM (on 500 generator records this session took
+    /// colleagues for matches and learned an m of 0 for e-mail and phone).
+    companies_only: bool,
 }
 
 /// The sessions of `estimate_m_by_sessions`: each person comparison is
@@ -242,32 +268,42 @@ struct Session {
 const SESSIONS: [Session; 5] = [
     Session {
         prefix: "names:",
+        companies_only: false,
         fields: &["given_name", "family_name"],
     },
     Session {
         prefix: "born:",
+        companies_only: false,
         fields: &["birth_date", "given_name", "family_name"],
     },
     Session {
         prefix: "email:",
+        companies_only: false,
         fields: &["email"],
     },
     Session {
         prefix: "phone:",
+        companies_only: false,
         fields: &["phone", "mobile"],
     },
     Session {
         prefix: "company:",
+        companies_only: true,
         fields: &["company"],
     },
 ];
 
-/// A session with fewer expected matching pairs than this informs nothing.
+/// A session with fewer expected matching pairs than this informs nothing;
+/// nor does one whose matches agree exactly, at least this share of the
+/// time, on no comparison that random pairs agree on less often than
+/// `SESSION_RARE_AGREEMENT`.
 const SESSION_MIN_MATCHES: f64 = 5.0;
+const SESSION_MIN_AGREEMENT: f64 = 0.2;
+const SESSION_RARE_AGREEMENT: f64 = 0.01;
 
 /// m by EM session by session (see `Session`), each comparison's m the
 /// mean over the sessions that learned it, weighted by the matching pairs
-/// each expected; then the share of matching candidate pairs by EM over
+/// that made the comparison in each; then the share of matching candidate pairs by EM over
 /// all candidate pairs with m and u held. A comparison no session learned
 /// keeps the m in `rules`.
 pub fn estimate_m_by_sessions(
@@ -275,7 +311,9 @@ pub fn estimate_m_by_sessions(
     u: &[UEstimate],
     rules: &MatchRules,
 ) -> EmEstimate {
+    let keys = block_keys(profiles);
     let mut sums: BTreeMap<usize, (f64, Vec<f64>)> = BTreeMap::new();
+    let mut compared_matches: BTreeMap<usize, f64> = BTreeMap::new();
     let mut iterations = 0;
     let mut converged = true;
     for session in &SESSIONS {
@@ -292,43 +330,57 @@ pub fn estimate_m_by_sessions(
             continue;
         }
         // A born: key with a name initial is a subset of the plain one.
-        let pairs = candidate_pairs_where(profiles, rules.max_block, |k| {
+        let mut pairs = candidate_pairs_where(&keys, rules.max_block, |k| {
             k.starts_with(session.prefix) && !(session.prefix == "born:" && k.contains('|'))
         });
+        if session.companies_only {
+            pairs.retain(|&(a, b)| profiles[a].is_company() && profiles[b].is_company());
+        }
         let left_out = |c: usize| {
             rules.comparisons[c]
                 .fields
                 .iter()
                 .any(|f| session.fields.contains(&f.as_str()))
         };
-        let mut patterns: BTreeMap<Pattern, u64> = BTreeMap::new();
-        for (a, b) in pairs {
-            let p: Pattern = pattern(profiles[a], profiles[b], rules)
-                .into_iter()
-                .filter(|&(c, _)| !left_out(c))
-                .collect();
-            *patterns.entry(p).or_default() += 1;
-        }
+        let patterns = count_patterns(profiles, rules, &pairs, |c| !left_out(c));
         let em = estimate_m(&patterns, u, rules, 0.1, EM_MAX_ITERATIONS);
         let matches = em.lambda * em.pairs as f64;
-        if matches < SESSION_MIN_MATCHES {
+        // Matches that share no identifying value: EM took the block's
+        // likeness for matching (on a few hundred records, a block of
+        // strangers with common names, all called matches), and its m is
+        // theirs, not a match's.
+        let identifies = em.m.iter().any(|(&c, m)| {
+            held_u(c, u, rules)[0] < SESSION_RARE_AGREEMENT && m[0] >= SESSION_MIN_AGREEMENT
+        });
+        if matches < SESSION_MIN_MATCHES || !identifies {
             continue;
         }
         iterations += em.iterations;
         converged &= em.converged;
         for (c, m) in em.m {
-            let (weight, sum) = sums.entry(c).or_insert_with(|| (0.0, vec![0.0; m.len()]));
-            *weight += matches;
-            for (s, x) in sum.iter_mut().zip(&m) {
-                *s += x * matches;
+            // Learned from the matches that made the comparison: too few
+            // of them (tax ids on a few companies), or exact agreement
+            // rarer among them than among random pairs (EM took some
+            // other likeness for matching), and this session says nothing
+            // of `c`.
+            let compared = em.compared_matches.get(&c).copied().unwrap_or(0.0);
+            if compared < SESSION_MIN_MATCHES || m[0] < held_u(c, u, rules)[0] {
+                continue;
             }
+            let (weight, sum) = sums.entry(c).or_insert_with(|| (0.0, vec![0.0; m.len()]));
+            *weight += compared;
+            for (s, x) in sum.iter_mut().zip(&m) {
+                *s += x * compared;
+            }
+            *compared_matches.entry(c).or_default() += compared;
         }
     }
     let m: BTreeMap<usize, Vec<f64>> = sums
         .into_iter()
         .map(|(c, (weight, sum))| (c, sum.into_iter().map(|s| s / weight).collect()))
         .collect();
-    let patterns = candidate_patterns(profiles, rules);
+    let pairs = candidate_pairs_where(&keys, rules.max_block, |_| true);
+    let patterns = count_patterns(profiles, rules, &pairs, |_| true);
     let (lambda, lambda_iterations, lambda_converged) = estimate_lambda(&patterns, &m, u, rules);
     EmEstimate {
         households: false,
@@ -337,6 +389,7 @@ pub fn estimate_m_by_sessions(
         pairs: patterns.values().sum(),
         iterations: iterations + lambda_iterations,
         converged: converged && lambda_converged,
+        compared_matches,
     }
 }
 
@@ -412,6 +465,9 @@ pub struct EmEstimate {
     /// Relatives share the `household` values here (`with_neighbours`):
     /// a trained model then counts them once.
     pub households: bool,
+    /// By comparison index: the expected matching pairs that made the
+    /// comparison (both records had a value), which its m is learned from.
+    pub compared_matches: BTreeMap<usize, f64>,
 }
 
 impl EmEstimate {
@@ -437,8 +493,8 @@ pub fn clamp_levels(levels: &[f64], floor: f64) -> Vec<f64> {
     kept.into_iter().map(|l| l / sum).collect()
 }
 
-/// m and the share of matches by EM over `patterns` (from
-/// `candidate_patterns`), u held at `u` (the random-pair estimate; a
+/// m and the share of matches by EM over `patterns` (the candidate pairs'
+/// outcome patterns with their counts), u held at `u` (the random-pair estimate; a
 /// comparison missing there keeps the u in `rules`). EM starts from the m in
 /// `rules` and a share of `start_lambda`, and runs to convergence or
 /// `max_iterations`.
@@ -462,6 +518,7 @@ pub fn estimate_m(
     let total: u64 = patterns.values().sum();
     let mut iterations = 0;
     let mut converged = false;
+    let mut compared_matches: BTreeMap<usize, f64> = BTreeMap::new();
     while iterations < max_iterations && total > 0 {
         iterations += 1;
         // E: each pattern's match probability; M: the weighted shares.
@@ -481,6 +538,7 @@ pub fn estimate_m(
                     .or_insert_with(|| vec![0.0; rules.comparisons[c].level_count()])[l] += weight;
             }
         }
+        compared_matches = shown.iter().map(|(&c, s)| (c, s.iter().sum())).collect();
         let new_lambda = (matched / total as f64).clamp(EM_FLOOR, 1.0 - EM_FLOOR);
         let mut moved = (new_lambda - lambda).abs();
         lambda = new_lambda;
@@ -508,6 +566,7 @@ pub fn estimate_m(
         pairs: total,
         iterations,
         converged,
+        compared_matches,
     }
 }
 

@@ -29,6 +29,7 @@
 pub mod compare;
 pub mod estimate;
 pub mod index;
+pub mod parallel;
 pub mod profile;
 pub mod regroup;
 pub mod report;
@@ -96,7 +97,14 @@ struct Slot {
 }
 
 pub struct Resolver {
+    /// The rules matching runs with: the configured ones, with the trained
+    /// model in force if there is one.
     rules: MatchRules,
+    /// The rules as configured, before any model: training starts from
+    /// them every time, so a model is a function of the records held and
+    /// the config, never of the model before it (a poor early model, from
+    /// a few hundred records, would otherwise seed every later one).
+    configured: MatchRules,
     index: MatchIndex,
     terms: Terms,
     /// Source record → its number in the index. Looked up, never iterated.
@@ -143,6 +151,7 @@ impl Resolver {
         Resolver {
             index: MatchIndex::temporary(rules.max_block),
             terms: Terms::new(&rules),
+            configured: rules.clone(),
             rules,
             numbers: HashMap::new(),
             sources: Vec::new(),
@@ -600,7 +609,7 @@ impl Resolver {
             .filter(|&no| self.sources[no as usize].linked)
             .filter_map(|no| self.index.profile(no))
             .collect();
-        estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275)
+        estimate::estimate_u(&profiles, &self.configured, pairs, 0x6d64_6875_6275)
     }
 
     /// u from `pairs` random pairs as `estimate_u`, raised where relatives
@@ -615,9 +624,10 @@ impl Resolver {
             .filter(|&no| self.sources[no as usize].linked)
             .filter_map(|no| self.index.profile(no))
             .collect();
-        let u = estimate::estimate_u(&profiles, &self.rules, pairs, 0x6d64_6875_6275);
-        let (u, households) = estimate::with_neighbours(&profiles, &self.rules, u);
-        let mut em = estimate::estimate_m_by_sessions(&profiles, &u, &self.rules);
+        let rules = &self.configured;
+        let u = estimate::estimate_u(&profiles, rules, pairs, 0x6d64_6875_6275);
+        let (u, households) = estimate::with_neighbours(&profiles, rules, u);
+        let mut em = estimate::estimate_m_by_sessions(&profiles, &u, rules);
         em.households = households;
         (u, em, profiles.len() as u64)
     }
@@ -637,10 +647,10 @@ impl Resolver {
     /// changes nothing, the same way in every replay.
     pub fn use_model(&mut self, seq: u64, model: &trained::TrainedModel) {
         self.last_trained = model.records;
-        if model.problem(&self.rules).is_some() {
+        if model.problem(&self.configured).is_some() {
             return;
         }
-        self.rules = self.rules.with_model(model);
+        self.rules = self.configured.with_model(model);
         self.model = Some(ModelInForce {
             seq,
             model_id: model.model_id,
@@ -671,7 +681,7 @@ impl Resolver {
         at: time::OffsetDateTime,
     ) -> trained::TrainedModel {
         let (u, em, records) = self.estimate_m_u(trained::TRAINING_PAIRS);
-        trained::TrainedModel::from_estimate(&u, &em, records, &self.rules, trigger, at)
+        trained::TrainedModel::from_estimate(&u, &em, records, &self.configured, trigger, at)
     }
 
     /// For the state hash: links, merges, decisions and tasks.

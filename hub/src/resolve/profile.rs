@@ -135,7 +135,9 @@ impl Profile {
             company_key,
             birth_date: text("birth_date"),
             postcode: text("postal_code").map(|p| p.to_uppercase()),
-            city: text("city").map(|c| exact_key(&c)).filter(|c| !c.is_empty()),
+            city: text("city")
+                .map(|c| exact_key(&c))
+                .filter(|c| !c.is_empty()),
             domain,
             values,
         }

@@ -24,12 +24,16 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::Resolver;
+use super::{parallel, Resolver};
 use crate::golden::SourceKey;
 
 /// At most this many source records per regrouping entry, so that one log
 /// entry stays small; a plan for more is written as several entries.
 pub const RECORDS_PER_ENTRY: usize = 1_000;
+
+/// Records whose candidates the plan gathers, then scores on every core,
+/// at a time: their candidate lists are held meanwhile.
+const PLAN_WINDOW: usize = 8_192;
 
 /// One step of re-resolution, as the log holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,48 +134,66 @@ impl Resolver {
 
         let mut cluster_of: Vec<Option<usize>> = vec![None; n];
         let mut clusters: Vec<Cluster> = Vec::new();
-        for no in 0..n as u64 {
-            let Some((golden, name, exact_email)) = &current[no as usize] else {
-                continue;
-            };
-            let profile = self.index.profile(no).expect("taking part").clone();
-            let candidates = self.index.candidates(&profile.block_keys()).sources;
-            // Best score per cluster of the records before this one.
-            let mut best: BTreeMap<usize, f64> = BTreeMap::new();
-            for other in candidates.into_iter().filter(|o| *o < no) {
-                let (Some(c), Some((theirs, their_name, _))) =
-                    (cluster_of[other as usize], &current[other as usize])
-                else {
+        let taking_part: Vec<u64> = (0..n as u64)
+            .filter(|&no| current[no as usize].is_some())
+            .collect();
+        for window in taking_part.chunks(PLAN_WINDOW) {
+            // Each record's candidates among the records before it (the
+            // index reads need `&mut`), then their scores on every core:
+            // a score does not depend on the clusters, only the linking
+            // below does, record after record.
+            let candidates: Vec<(u64, Vec<u64>)> = window
+                .iter()
+                .map(|&no| {
+                    let keys = self.index.profile(no).expect("taking part").block_keys();
+                    let found = self.index.candidates(&keys).sources;
+                    (no, self.comparable(no, found, &current))
+                })
+                .collect();
+            let scores: Vec<Vec<(u64, f64)>> = parallel::map(&candidates, |(no, others)| {
+                let (_, _, exact_email) = current[*no as usize].as_ref().expect("taking part");
+                let profile = self.index.profile(*no).expect("taking part");
+                others
+                    .iter()
+                    .map(|&other| {
+                        let theirs = self.index.profile(other).expect("taking part");
+                        let s = self.member_score(profile, theirs, *exact_email, link).0;
+                        (other, s)
+                    })
+                    .collect()
+            });
+            for ((no, _), scored) in candidates.iter().zip(scores) {
+                let no = *no;
+                // Best score per cluster of the records before this one.
+                let mut best: BTreeMap<usize, f64> = BTreeMap::new();
+                for (other, s) in scored {
+                    let c = cluster_of[other as usize].expect("an earlier record has a cluster");
+                    let slot = best.entry(c).or_insert(f64::NEG_INFINITY);
+                    *slot = slot.max(s);
+                }
+                let mut linked: Vec<(usize, f64)> =
+                    best.into_iter().filter(|(_, s)| *s >= link).collect();
+                linked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let Some(&(first, _)) = linked.first() else {
+                    cluster_of[no as usize] = Some(clusters.len());
+                    clusters.push(vec![no]);
                     continue;
                 };
-                if their_name != name || self.is_distinct(*golden, *theirs) {
-                    continue;
-                }
-                let theirs = self.index.profile(other).expect("taking part");
-                let s = self.member_score(&profile, theirs, *exact_email, link).0;
-                let slot = best.entry(c).or_insert(f64::NEG_INFINITY);
-                *slot = slot.max(s);
-            }
-            let mut linked: Vec<(usize, f64)> =
-                best.into_iter().filter(|(_, s)| *s >= link).collect();
-            linked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let Some(&(first, _)) = linked.first() else {
-                cluster_of[no as usize] = Some(clusters.len());
-                clusters.push(vec![no]);
-                continue;
-            };
-            for &(c, _) in &linked[1..] {
-                let members = clusters[c].iter().copied();
-                if self.members_support(&profile, members, *exact_email, link) {
-                    let moved = std::mem::take(&mut clusters[c]);
-                    for m in &moved {
-                        cluster_of[*m as usize] = Some(first);
+                let (_, _, exact_email) = current[no as usize].as_ref().expect("taking part");
+                let profile = self.index.profile(no).expect("taking part");
+                for &(c, _) in &linked[1..] {
+                    let members = clusters[c].iter().copied();
+                    if self.members_support(profile, members, *exact_email, link) {
+                        let moved = std::mem::take(&mut clusters[c]);
+                        for m in &moved {
+                            cluster_of[*m as usize] = Some(first);
+                        }
+                        clusters[first].extend(moved);
                     }
-                    clusters[first].extend(moved);
                 }
+                cluster_of[no as usize] = Some(first);
+                clusters[first].push(no);
             }
-            cluster_of[no as usize] = Some(first);
-            clusters[first].push(no);
         }
 
         // A cluster is settled when its records are exactly the records
@@ -203,6 +225,30 @@ impl Resolver {
         }
         groups.sort_by_key(|(first, _)| *first);
         groups.into_iter().map(|(_, g)| g).collect()
+    }
+}
+
+impl Resolver {
+    /// Of record `no`'s candidates `found`, those it is compared with in
+    /// the plan: records before it that take part, of its entity, whose
+    /// golden record a steward did not keep apart from its own.
+    fn comparable(
+        &self,
+        no: u64,
+        found: Vec<u64>,
+        current: &[Option<(Uuid, String, bool)>],
+    ) -> Vec<u64> {
+        let (golden, name, _) = current[no as usize].as_ref().expect("taking part");
+        found
+            .into_iter()
+            .filter(|&other| other < no)
+            .filter(|&other| match &current[other as usize] {
+                Some((theirs, their_name, _)) => {
+                    their_name == name && !self.is_distinct(*golden, *theirs)
+                }
+                None => false,
+            })
+            .collect()
     }
 }
 
