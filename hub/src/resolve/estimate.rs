@@ -233,14 +233,22 @@ fn count_patterns(
     pairs: &[(usize, usize)],
     keep: impl Fn(usize) -> bool + Sync,
 ) -> BTreeMap<Pattern, u64> {
+    let per_slice = parallel::by_slices(pairs, |slice| {
+        let mut counts: BTreeMap<Pattern, u64> = BTreeMap::new();
+        for &(a, b) in slice {
+            let p: Pattern = pattern(profiles[a], profiles[b], rules)
+                .into_iter()
+                .filter(|&(c, _)| keep(c))
+                .collect();
+            *counts.entry(p).or_default() += 1;
+        }
+        counts
+    });
     let mut counts: BTreeMap<Pattern, u64> = BTreeMap::new();
-    for p in parallel::map(pairs, |&(a, b)| {
-        pattern(profiles[a], profiles[b], rules)
-            .into_iter()
-            .filter(|&(c, _)| keep(c))
-            .collect::<Pattern>()
-    }) {
-        *counts.entry(p).or_default() += 1;
+    for slice in per_slice {
+        for (p, n) in slice {
+            *counts.entry(p).or_default() += n;
+        }
     }
     counts
 }

@@ -9,20 +9,30 @@ const MIN_PARALLEL: usize = 4_096;
 
 /// `f` of every item, in the order of `items`.
 pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    by_slices(items, |slice| slice.iter().map(&f).collect::<Vec<R>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `f` of contiguous slices of `items`, one per core (one slice when
+/// `items` is short), in order: for results that sum up a slice (counts)
+/// rather than one per item, so memory holds a result per core.
+pub fn by_slices<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || items.len() < MIN_PARALLEL {
-        return items.iter().map(&f).collect();
+        return vec![f(items)];
     }
     let slice = items.len().div_ceil(threads);
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(slice)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .map(|chunk| scope.spawn(move || f(chunk)))
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| match h.join() {
+            .map(|h| match h.join() {
                 Ok(part) => part,
                 // A panic in `f` is a bug; let it surface as it would on
                 // one thread.
