@@ -276,28 +276,28 @@ struct Session {
 const SESSIONS: [Session; 5] = [
     Session {
         prefix: "names:",
-        companies_only: false,
         fields: &["given_name", "family_name"],
+        companies_only: false,
     },
     Session {
         prefix: "born:",
-        companies_only: false,
         fields: &["birth_date", "given_name", "family_name"],
+        companies_only: false,
     },
     Session {
         prefix: "email:",
-        companies_only: false,
         fields: &["email"],
+        companies_only: false,
     },
     Session {
         prefix: "phone:",
-        companies_only: false,
         fields: &["phone", "mobile"],
+        companies_only: false,
     },
     Session {
         prefix: "company:",
-        companies_only: true,
         fields: &["company"],
+        companies_only: true,
     },
 ];
 
@@ -311,9 +311,9 @@ const SESSION_RARE_AGREEMENT: f64 = 0.01;
 
 /// m by EM session by session (see `Session`), each comparison's m the
 /// mean over the sessions that learned it, weighted by the matching pairs
-/// that made the comparison in each; then the share of matching candidate pairs by EM over
-/// all candidate pairs with m and u held. A comparison no session learned
-/// keeps the m in `rules`.
+/// that made the comparison in each; then the share of matching candidate
+/// pairs by EM over all candidate pairs with m and u held. A comparison no
+/// session learned keeps the m in `rules`.
 pub fn estimate_m_by_sessions(
     profiles: &[&Profile],
     u: &[UEstimate],
@@ -321,7 +321,6 @@ pub fn estimate_m_by_sessions(
 ) -> EmEstimate {
     let keys = block_keys(profiles);
     let mut sums: BTreeMap<usize, (f64, Vec<f64>)> = BTreeMap::new();
-    let mut compared_matches: BTreeMap<usize, f64> = BTreeMap::new();
     let mut iterations = 0;
     let mut converged = true;
     for session in &SESSIONS {
@@ -380,9 +379,10 @@ pub fn estimate_m_by_sessions(
             for (s, x) in sum.iter_mut().zip(&m) {
                 *s += x * compared;
             }
-            *compared_matches.entry(c).or_default() += compared;
         }
     }
+    let compared_matches: BTreeMap<usize, f64> =
+        sums.iter().map(|(&c, (weight, _))| (c, *weight)).collect();
     let m: BTreeMap<usize, Vec<f64>> = sums
         .into_iter()
         .map(|(c, (weight, sum))| (c, sum.into_iter().map(|s| s / weight).collect()))
@@ -502,10 +502,10 @@ pub fn clamp_levels(levels: &[f64], floor: f64) -> Vec<f64> {
 }
 
 /// m and the share of matches by EM over `patterns` (the candidate pairs'
-/// outcome patterns with their counts), u held at `u` (the random-pair estimate; a
-/// comparison missing there keeps the u in `rules`). EM starts from the m in
-/// `rules` and a share of `start_lambda`, and runs to convergence or
-/// `max_iterations`.
+/// outcome patterns with their counts), u held at `u` (the random-pair
+/// estimate; a comparison missing there keeps the u in `rules`). EM starts
+/// from the m in `rules` and a share of `start_lambda`, and runs to
+/// convergence or `max_iterations`.
 pub fn estimate_m(
     patterns: &BTreeMap<Pattern, u64>,
     u: &[UEstimate],

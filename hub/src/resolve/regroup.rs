@@ -226,9 +226,7 @@ impl Resolver {
         groups.sort_by_key(|(first, _)| *first);
         groups.into_iter().map(|(_, g)| g).collect()
     }
-}
 
-impl Resolver {
     /// Of record `no`'s candidates `found`, those it is compared with in
     /// the plan: records before it that take part, of its entity, whose
     /// golden record a steward did not keep apart from its own.
