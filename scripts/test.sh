@@ -13,3 +13,6 @@ scripts/install-deps.sh
 # MDHUB_FAILPOINTS arms it, which only the degraded-hub test does.
 cargo build --workspace --bins --features mdhub-hub/failpoints
 cargo test --workspace
+# The hub's own tests again with derived state in memory instead of sled
+# (`[store] kind`): both stores must derive the same.
+MDHUB_STORE=memory cargo test -p mdhub-hub

@@ -39,6 +39,9 @@ pub struct HubConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub stream: StreamConfig,
+    /// Where derived state (golden records, the match index) is kept.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// Entity resolution: thresholds, block cap, m/u per comparison.
     #[serde(default, rename = "match")]
     pub matching: crate::resolve::rules::MatchConfig,
@@ -75,6 +78,58 @@ pub struct SurvivorshipConfig {
     /// Per-field policy, overriding the model's default.
     #[serde(default)]
     pub fields: BTreeMap<String, Survivorship>,
+}
+
+/// Derived state: golden records and the match index, rebuilt from the log.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sled`: on disk in `<data_dir>/derived`, memory bounded by the caches.
+    /// `memory`: in the hub's memory, encoded (tests, small hubs). The
+    /// environment variable `MDHUB_STORE` overrides it, so that a test
+    /// suite can run on either.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// Golden records kept decoded in memory; the others are read from the
+    /// store when an entry or a request needs them. About 10 KiB each.
+    #[serde(default = "default_cache_records")]
+    pub cache_records: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    #[default]
+    Sled,
+    Memory,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::default(),
+            cache_records: default_cache_records(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The kind in force: `MDHUB_STORE` (`sled` or `memory`) if set, else
+    /// the configured one.
+    pub fn kind(&self) -> Result<StoreKind, String> {
+        match std::env::var("MDHUB_STORE").as_deref() {
+            Err(_) | Ok("") => Ok(self.kind),
+            Ok("sled") => Ok(StoreKind::Sled),
+            Ok("memory") => Ok(StoreKind::Memory),
+            Ok(other) => Err(format!(
+                "MDHUB_STORE={other:?}: expected \"sled\" or \"memory\""
+            )),
+        }
+    }
+}
+
+fn default_cache_records() -> usize {
+    crate::state::DEFAULT_CACHE_RECORDS
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -293,7 +293,7 @@ async fn script(mut bus: impl DemoBus) -> anyhow::Result<()> {
     println!("\nBoth systems now hold the golden values:");
     print_rows(&crm);
     print_rows(&erp);
-    let hash = bus.state(|s| s.state_hash());
+    let hash = bus.state(|s| s.state_hash())?;
     println!("\nstate hash {hash}");
     Ok(())
 }
@@ -353,7 +353,7 @@ async fn round_trip(
 
 fn print_golden(bus: &impl DemoBus, id: Uuid) {
     bus.state(|s| {
-        let Some(r) = s.record(id) else { return };
+        let Ok(Some(r)) = s.record(id) else { return };
         println!("   golden {id}:");
         println!("     {}", show(&r.values));
         let links: Vec<String> = r

@@ -13,11 +13,13 @@ use mdhub_schema::{validate_event, Limits, Op, Rejection};
 use time::OffsetDateTime;
 use tracing::{info, warn};
 
+use crate::config::{StoreConfig, StoreKind};
 use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
 use crate::resolve::regroup;
 use crate::resolve::trained::{TrainedModel, Trigger};
 use crate::state::{cleanse_event, Outbound, Rules, State};
+use crate::store::{MemoryStorage, Storage, StoreError};
 
 /// Log sequence up to which outbound messages are acknowledged by the bus.
 const PUBLISHED_SEQ: &str = "outbound_published_seq";
@@ -90,8 +92,16 @@ impl IngestOutcome {
 pub struct Hub {
     log: EventLog,
     state: State,
+    /// Where the state keeps golden records and the match index.
+    storage: DerivedStorage,
     limits: Limits,
     health: Health,
+}
+
+/// The derived state's storage and its cache size, to derive anew.
+struct DerivedStorage {
+    tables: Arc<dyn Storage>,
+    cache_records: usize,
 }
 
 /// Whether the hub derives new entries. A hub that failed to derive an
@@ -116,24 +126,43 @@ impl Health {
 }
 
 impl Hub {
-    /// Opens (or creates) the hub's store in `dir`, checks the hash chain and
-    /// derives the state by replaying the log. Returns the hub and the
-    /// outbound messages of entries whose publication was not confirmed
-    /// before the last stop: publish them again (same ids, same content).
+    /// Opens (or creates) the hub's store in `dir` with the default
+    /// `[store]` settings. See `open_with`.
     pub fn open(
         dir: &Path,
         rules: Arc<Rules>,
         limits: Limits,
     ) -> Result<(Hub, Vec<Outbound>), LogError> {
+        Self::open_with(dir, rules, limits, &StoreConfig::default())
+    }
+
+    /// Opens (or creates) the hub's store in `dir`, checks the hash chain and
+    /// derives the state by replaying the log into the derived state store
+    /// `store` describes. Returns the hub and the outbound messages of
+    /// entries whose publication was not confirmed before the last stop:
+    /// publish them again (same ids, same content).
+    pub fn open_with(
+        dir: &Path,
+        rules: Arc<Rules>,
+        limits: Limits,
+        store: &StoreConfig,
+    ) -> Result<(Hub, Vec<Outbound>), LogError> {
         let log = EventLog::open(dir)?;
         let entries = log.verify()?;
         let published = log.marker(PUBLISHED_SEQ).get()?;
-        let derived = derive(&log, Arc::clone(&rules), published, u64::MAX)?;
+        let storage = DerivedStorage {
+            tables: open_storage(dir, store)?,
+            cache_records: store.cache_records,
+        };
+        let derived = derive(&log, &storage, Arc::clone(&rules), published, u64::MAX)?;
         let (derived, failed) = match derived.failed {
             None => (derived, None),
             // A failed entry may have changed part of the state: derive
             // again up to the entry before it, which succeeded before.
-            Some((seq, error)) => (derive(&log, rules, published, seq - 1)?, Some((seq, error))),
+            Some((seq, error)) => (
+                derive(&log, &storage, rules, published, seq - 1)?,
+                Some((seq, error)),
+            ),
         };
         info!(
             entries,
@@ -147,6 +176,7 @@ impl Hub {
         let mut hub = Hub {
             log,
             state: derived.state,
+            storage,
             limits,
             health: Health::Ok,
         };
@@ -261,6 +291,7 @@ impl Hub {
             // entries derive the same messages), so none are collected here.
             self.state = derive(
                 &self.log,
+                &self.storage,
                 Arc::clone(self.state.rules_arc()),
                 u64::MAX,
                 seq - 1,
@@ -328,7 +359,7 @@ impl Hub {
             return Ok(None);
         };
         let started = std::time::Instant::now();
-        let groups = self.state.regroup_plan();
+        let groups = self.state.regroup_plan()?;
         let records: usize = groups.iter().map(Vec::len).sum();
         let entries = regroup::entries(&pending, groups, time::OffsetDateTime::now_utc());
         info!(
@@ -483,6 +514,7 @@ fn conflicting_duplicate(payload: &LogPayload, seq: u64) -> Rejection {
 /// Derives one entry. A panic in derivation is a bug; it comes back as the
 /// error the hub reports while degraded, instead of stopping the process
 /// (which, with the entry in the log, would fail again at every start).
+/// A storage error comes back the same way: the hub stops deriving.
 fn derive_entry(
     state: &mut State,
     seq: u64,
@@ -497,7 +529,20 @@ fn derive_entry(
             "deriving log entry {seq} panicked: {}",
             panic_message(panic.as_ref())
         )
-    })
+    })?
+    .map_err(|e| format!("deriving log entry {seq}: {e}"))
+}
+
+/// The derived state store `config` asks for: sled in `<dir>/derived`, or
+/// memory.
+fn open_storage(dir: &Path, config: &StoreConfig) -> Result<Arc<dyn Storage>, StoreError> {
+    let kind = config
+        .kind()
+        .map_err(|e| StoreError::new("choosing the derived state store", e))?;
+    match kind {
+        StoreKind::Sled => crate::sled_store::SledStorage::open(&dir.join("derived")),
+        StoreKind::Memory => Ok(MemoryStorage::shared()),
+    }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -525,6 +570,8 @@ pub enum ReplayError {
     Log(#[from] LogError),
     #[error("{error}")]
     Derive { seq: u64, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Copies the log of `from` into a fresh store at `into` and derives the
@@ -552,19 +599,31 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
         .into());
     }
     target.verify()?;
-    let state = derive_all(&target, rules)?;
-    Ok((target.last_seq(), state.state_hash()))
+    let storage = DerivedStorage {
+        tables: open_storage(into, &StoreConfig::default())?,
+        cache_records: StoreConfig::default().cache_records,
+    };
+    let state = derive_all(&target, &storage, rules)?;
+    Ok((target.last_seq(), state.state_hash()?))
 }
 
 /// The state derived from the log in `data_dir`, for reports (the hub must
-/// not be running on it: sled locks its directory).
+/// not be running on it: sled locks its directory). Kept in memory.
 pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, ReplayError> {
     let log = EventLog::open(data_dir)?;
-    derive_all(&log, rules)
+    let storage = DerivedStorage {
+        tables: MemoryStorage::shared(),
+        cache_records: StoreConfig::default().cache_records,
+    };
+    derive_all(&log, &storage, rules)
 }
 
-fn derive_all(log: &EventLog, rules: Arc<Rules>) -> Result<State, ReplayError> {
-    let derived = derive(log, rules, u64::MAX, u64::MAX)?;
+fn derive_all(
+    log: &EventLog,
+    storage: &DerivedStorage,
+    rules: Arc<Rules>,
+) -> Result<State, ReplayError> {
+    let derived = derive(log, storage, rules, u64::MAX, u64::MAX)?;
     match derived.failed {
         Some((seq, error)) => Err(ReplayError::Derive { seq, error }),
         None => Ok(derived.state),
@@ -584,11 +643,12 @@ struct Derived {
 /// the first entry that fails.
 fn derive(
     log: &EventLog,
+    storage: &DerivedStorage,
     rules: Arc<Rules>,
     published: u64,
     until: u64,
 ) -> Result<Derived, LogError> {
-    let mut state = State::new(rules);
+    let mut state = State::open(rules, storage.tables.as_ref(), storage.cache_records)?;
     let mut pending = Vec::new();
     for entry in log.iter_from(1) {
         let entry = entry?;

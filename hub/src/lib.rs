@@ -37,5 +37,7 @@ pub mod memory_bus;
 pub mod nats_bus;
 pub mod resolve;
 pub mod serve;
+pub mod sled_store;
 pub mod state;
 pub mod steward;
+pub mod store;

@@ -36,6 +36,10 @@ pub enum LogError {
     Storage(#[from] sled::Error),
     #[error("event log entry {seq} is damaged: {reason}")]
     Damaged { seq: u64, reason: String },
+    /// Not the log's own storage: the derived state's, which the hub
+    /// writes beside it.
+    #[error(transparent)]
+    DerivedStore(#[from] crate::store::StoreError),
 }
 
 /// One stored entry.

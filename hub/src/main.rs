@@ -311,7 +311,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             use mdhub_hub::resolve::report;
             let state = derived_state(config.as_deref(), &data_dir)?;
-            let r = report::build(&state, samples);
+            let r = report::build(&state, samples)?;
             print!("{}", report::text(&r));
             if let Some(file) = html {
                 std::fs::write(&file, report::html(&r))

@@ -38,9 +38,11 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         max_event_bytes: config.ingest.max_event_bytes,
     };
     let data_dir = config.data_dir.clone();
-    let (hub, pending) = tokio::task::spawn_blocking(move || Hub::open(&data_dir, rules, limits))
-        .await?
-        .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
+    let store = config.store.clone();
+    let (hub, pending) =
+        tokio::task::spawn_blocking(move || Hub::open_with(&data_dir, rules, limits, &store))
+            .await?
+            .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
     let hub: SharedHub = Arc::new(RwLock::new(hub));
 
     let client = crate::nats_bus::connect(&nats, "mdhub-hub").await?;

@@ -268,7 +268,7 @@ async fn state_hash_needs_the_auditor_role() {
         "{body}"
     );
 
-    let expected = f.hub.read().unwrap().state().state_hash();
+    let expected = f.hub.read().unwrap().state().state_hash().unwrap();
     for token in [AUDITOR, ADMIN] {
         let r = get(&f.app, "/v1/state-hash", Some(token)).await;
         assert_eq!(r.status, StatusCode::OK);

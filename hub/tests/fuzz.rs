@@ -82,7 +82,8 @@ fn feed(batch: &[Inbound]) {
             fed.seq += 1;
             let seq = fed.seq;
             fed.state
-                .apply_cleansed(seq, &entry.payload, entry.cleansed);
+                .apply_cleansed(seq, &entry.payload, entry.cleansed)
+                .unwrap();
         }
     });
 }
@@ -271,12 +272,13 @@ proptest! {
                     }),
                 ),
                 _ => {
-                    let golden = FED.with(|f| {
-                        f.borrow().state.records().nth(n as usize % 50).map(|r| r.id)
+                    let ids = FED.with(|f| {
+                        let mut ids = Vec::new();
+                        f.borrow().state.for_each_record(|r| ids.push(r.id)).unwrap();
+                        ids
                     });
-                    let other = FED.with(|f| {
-                        f.borrow().state.records().nth((n as usize / 7) % 50).map(|r| r.id)
-                    });
+                    let golden = ids.get(n as usize % 50).copied();
+                    let other = ids.get((n as usize / 7) % 50).copied();
                     let Some(golden) = golden else { continue };
                     let command = match (kind, other) {
                         (6, Some(other)) => json!({"type": "merge", "golden_ids": [golden, other]}),

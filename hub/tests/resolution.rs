@@ -103,13 +103,19 @@ impl Given {
     fn when(&mut self, system: &str, record_id: &str, fields: Value) -> Vec<Outbound> {
         let seq = self.next();
         let e = change_event(seq, system, record_id, fields);
-        self.state.apply(seq, &LogPayload::Change(e)).outbound
+        self.state
+            .apply(seq, &LogPayload::Change(e))
+            .unwrap()
+            .outbound
     }
 
     fn steward(&mut self, command: Command) -> Vec<Outbound> {
         let seq = self.next();
         let a = steward_action(seq, command);
-        self.state.apply(seq, &LogPayload::Steward(a)).outbound
+        self.state
+            .apply(seq, &LogPayload::Steward(a))
+            .unwrap()
+            .outbound
     }
 
     fn golden(&self, system: &str, record_id: &str) -> Uuid {
@@ -200,13 +206,13 @@ fn a_record_matching_two_golden_records_merges_them_and_the_old_id_answers_with_
     let survivor = g.golden("erp", "e1");
     assert_eq!(survivor, first, "the golden record created first survives");
     assert_eq!(g.golden("crm", "c2"), survivor);
-    let retired = g.state.record(second).unwrap();
+    let retired = g.state.record(second).unwrap().unwrap();
     assert!(retired.retired);
     assert_eq!(retired.merged_into, Some(survivor));
     assert_eq!(g.state.survivor(second), survivor);
     // Every source value is kept: the survivor has all three links and the
     // retired record's tax id candidate.
-    let r = g.state.record(survivor).unwrap();
+    let r = g.state.record(survivor).unwrap().unwrap();
     assert_eq!(r.links.len(), 3);
     assert_eq!(r.values["tax_id"], "DE 123 456 789");
     assert!(r.candidates["tax_id"]
@@ -302,11 +308,15 @@ fn a_split_gives_the_source_record_its_own_golden_record_and_it_is_not_matched_b
     });
     let own = g.golden("erp", "e1");
     assert_ne!(own, joined);
-    assert_eq!(g.state.record(own).unwrap().values["job_title"], "Buyer");
+    assert_eq!(
+        g.state.record(own).unwrap().unwrap().values["job_title"],
+        "Buyer"
+    );
     // The old record no longer has erp's values (no erp record stays).
     assert!(!g
         .state
         .record(joined)
+        .unwrap()
         .unwrap()
         .values
         .contains_key("job_title"));
@@ -332,13 +342,16 @@ fn an_override_wins_over_every_source_until_cleared() {
         field: "city".into(),
         value: json!("Berlin-Mitte"),
     });
-    assert_eq!(g.state.record(id).unwrap().values["city"], "Berlin-Mitte");
+    assert_eq!(
+        g.state.record(id).unwrap().unwrap().values["city"],
+        "Berlin-Mitte"
+    );
     assert_eq!(updates_to(&out, "crm")[0].fields["city"], "Berlin-Mitte");
     let mut moved = anna();
     moved["city"] = json!("Potsdam");
     g.when("crm", "c1", moved);
     assert_eq!(
-        g.state.record(id).unwrap().values["city"],
+        g.state.record(id).unwrap().unwrap().values["city"],
         "Berlin-Mitte",
         "the override holds"
     );
@@ -347,7 +360,10 @@ fn an_override_wins_over_every_source_until_cleared() {
         field: "city".into(),
         value: Value::Null,
     });
-    assert_eq!(g.state.record(id).unwrap().values["city"], "Potsdam");
+    assert_eq!(
+        g.state.record(id).unwrap().unwrap().values["city"],
+        "Potsdam"
+    );
 }
 
 #[test]
@@ -365,7 +381,7 @@ fn a_value_that_fails_cleansing_is_kept_and_flagged_not_matched_on() {
     );
     let id = g.golden("crm", "c1");
     assert_ne!(id, g.golden("erp", "e1"), "an invalid email links nothing");
-    let r = g.state.record(id).unwrap();
+    let r = g.state.record(id).unwrap().unwrap();
     assert_eq!(r.values["email"], "anna(at)example.org", "kept as sent");
     let issues = &r.quality[&SourceKey {
         system: "crm".into(),
@@ -473,7 +489,7 @@ fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
 
     let entries = g.hub.log().last_seq();
     assert_eq!(entries, 8, "every event and action once in the log");
-    let live_hash = g.hub.state().state_hash();
+    let live_hash = g.hub.state().state_hash().unwrap();
     // sled locks its directory: the live hub must be gone before the log is
     // read again.
     drop(g);
@@ -488,11 +504,14 @@ fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
     let (reopened, _) = Hub::open(&live, rules, Limits::default()).unwrap();
     assert_eq!(reopened.log().last_seq(), entries);
     assert_eq!(
-        reopened.state().state_hash(),
+        reopened.state().state_hash().unwrap(),
         live_hash,
         "a restart derives the live state from its own log"
     );
-    let survivor = reopened.state().record(x).unwrap();
+    let survivor = reopened.state().record(x).unwrap().unwrap();
     assert_eq!(survivor.values["city"], "Hamburg");
-    assert_eq!(reopened.state().record(y).unwrap().merged_into, Some(x));
+    assert_eq!(
+        reopened.state().record(y).unwrap().unwrap().merged_into,
+        Some(x)
+    );
 }

@@ -565,7 +565,9 @@ fn derivation_alone(events: &[ChangeEvent]) -> anyhow::Result<DerivationFigures>
     let mut outbound = 0u64;
     let start = Instant::now();
     for (i, (payload, cleansed)) in payloads.iter().zip(cleansed).enumerate() {
-        let applied = state.apply_cleansed(i as u64 + 1, payload, cleansed);
+        let applied = state
+            .apply_cleansed(i as u64 + 1, payload, cleansed)
+            .unwrap();
         outbound += applied.outbound.len() as u64;
     }
     Ok(DerivationFigures {

@@ -42,7 +42,10 @@ fn run(records: usize) {
     let profile = DataProfile::default_profile(entities);
     let model = Model::default_customer();
     let rules = MatchRules::default();
-    let mut resolver = Resolver::new(rules.clone());
+    let blocks = mdhub_hub::store::MemoryStorage::shared()
+        .table("blocks")
+        .expect("an in-memory table");
+    let mut resolver = Resolver::new(rules.clone(), blocks);
     let mut truth = BTreeMap::new();
     let mut predicted = BTreeMap::new();
     let (mut links, mut news, mut merges, mut reviews) = (0u64, 0u64, 0u64, 0u64);
@@ -68,13 +71,16 @@ fn run(records: usize) {
             system: event.system.clone(),
             record_id: event.record_id.clone(),
         };
-        match resolver.decide(
-            "customer",
-            &source,
-            &profile_of(&rules, &cleansed.values, &cleansed.issues),
-            true,
-            n,
-        ) {
+        match resolver
+            .decide(
+                "customer",
+                &source,
+                &profile_of(&rules, &cleansed.values, &cleansed.issues),
+                true,
+                n,
+            )
+            .expect("in-memory storage does not fail")
+        {
             Decision::Link { merge, .. } => {
                 links += 1;
                 merges += merge.len() as u64;

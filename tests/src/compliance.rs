@@ -148,7 +148,8 @@ impl Bench {
 
     fn golden_value(&self, id: Uuid, field: &str) -> Option<Value> {
         let hub = self.hub.hub.read().unwrap();
-        hub.state().record(id)?.values.get(field).cloned()
+        let record = hub.state().record(id).expect("the derived state reads")?;
+        record.values.get(field).cloned()
     }
 
     async fn wait_golden(&self, system: &str, record_id: &str) -> anyhow::Result<Uuid> {
@@ -295,7 +296,7 @@ pub async fn run_compliance<S: SystemUnderTest>(mut sys: S) -> anyhow::Result<()
     let ext_golden = bench.wait_golden("ext", "x-new").await?;
     let inserted = wait_for("the system's copy to be linked", DEADLINE, || async {
         let hub = bench.hub.hub.read().unwrap();
-        Ok(hub.state().record(ext_golden).and_then(|r| {
+        Ok(hub.state().record(ext_golden)?.and_then(|r| {
             r.links
                 .iter()
                 .find(|l| l.system == system)

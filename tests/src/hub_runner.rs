@@ -40,7 +40,7 @@ impl InProcessHub {
         let limits = Limits {
             max_event_bytes: config.ingest.max_event_bytes,
         };
-        let (hub, pending) = Hub::open(&config.data_dir, rules, limits)?;
+        let (hub, pending) = Hub::open_with(&config.data_dir, rules, limits, &config.store)?;
         let hub: SharedHub = Arc::new(RwLock::new(hub));
         let nats = config.nats_connect().context("nats_url")?;
         let client = mdhub_hub::nats_bus::connect(&nats, "mdhub-test-hub").await?;
@@ -67,8 +67,8 @@ impl InProcessHub {
         self.hub.read().unwrap().log().last_seq()
     }
 
-    pub fn state_hash(&self) -> String {
-        self.hub.read().unwrap().state().state_hash()
+    pub fn state_hash(&self) -> anyhow::Result<String> {
+        Ok(self.hub.read().unwrap().state().state_hash()?)
     }
 
     /// Waits until the log holds `entries` entries and their outbound
@@ -117,7 +117,7 @@ pub fn reference_run(config_toml: &str, events: &[ChangeEvent]) -> anyhow::Resul
         bus.publish(e);
     }
     bus.pump(&mut hub, 1000)?;
-    Ok((hub.log().last_seq(), hub.state().state_hash()))
+    Ok((hub.log().last_seq(), hub.state().state_hash()?))
 }
 
 /// Publishes events as a connector does: in atomic batches (plain

@@ -53,7 +53,7 @@ fn reference(toml: &str, events: &[ChangeEvent]) -> anyhow::Result<(u64, String,
         assert!(outcome.rejected.is_empty(), "the workload is valid");
         out.extend(outcome.outbound.iter().map(|o| (o.subject(), o.to_json())));
     }
-    Ok((hub.log().last_seq(), hub.state().state_hash(), out))
+    Ok((hub.log().last_seq(), hub.state().state_hash().unwrap(), out))
 }
 
 /// Every message stored on `stream`, as `(subject, payload)`, with the
@@ -137,7 +137,7 @@ async fn assert_applied_once(
     assert_eq!(missing, 0, "events missing from the log");
     assert_eq!(hub.last_seq(), events.len() as u64, "one entry per event");
     assert_eq!(
-        hub.state_hash(),
+        hub.state_hash().unwrap(),
         ref_hash,
         "the state of a run without NATS"
     );

@@ -105,7 +105,7 @@ impl Bench {
     fn golden_city(&self, record_id: &str) -> Option<Value> {
         let id = self.golden_of("odoo", record_id)?;
         let hub = self.hub.hub.read().unwrap();
-        hub.state().record(id)?.values.get("city").cloned()
+        hub.state().record(id).unwrap()?.values.get("city").cloned()
     }
 
     async fn wait_city(&self, record_id: &str, city: &str, connector: &ConnectorProcess) {

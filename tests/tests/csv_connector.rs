@@ -259,13 +259,14 @@ impl Setup {
         let hub = self.hub.hub.read().unwrap();
         hub.state()
             .record(id)
+            .unwrap()
             .map(|r| r.values.clone())
             .unwrap_or_default()
     }
 
     fn retired(&self, id: Uuid) -> bool {
         let hub = self.hub.hub.read().unwrap();
-        hub.state().record(id).is_some_and(|r| r.retired)
+        hub.state().record(id).unwrap().is_some_and(|r| r.retired)
     }
 
     fn golden_count(&self) -> usize {

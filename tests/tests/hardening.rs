@@ -384,7 +384,11 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
         };
         assert!(linked("r/1").is_some() && linked("r/4").is_some() && linked("r/5").is_some());
         assert!(linked("r/2").is_none() && linked("r/3").is_none());
-        let golden = state.state().record(linked("r/1").unwrap()).unwrap();
+        let golden = state
+            .state()
+            .record(linked("r/1").unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(golden.values["job_title"], "a", "the first content stays");
     }
     hub.stop().await?;

@@ -27,7 +27,9 @@ fn derived(config: &HubConfig, events: &[ChangeEvent]) -> State {
     let rules = Rules::from_config(config, config.load_models("estimation").unwrap());
     let mut state = State::new(Arc::new(rules));
     for (i, e) in events.iter().enumerate() {
-        state.apply(i as u64 + 1, &LogPayload::Change(e.clone()));
+        state
+            .apply(i as u64 + 1, &LogPayload::Change(e.clone()))
+            .unwrap();
     }
     state
 }
@@ -90,7 +92,9 @@ fn training_starts_from_the_configured_rules_not_from_the_model_in_force() {
         c.m = c.u.clone();
     }
     poor.matches_per_record = 30.0;
-    state.apply(events.len() as u64 + 1, &LogPayload::MatchModel(poor));
+    state
+        .apply(events.len() as u64 + 1, &LogPayload::MatchModel(poor))
+        .unwrap();
     assert!(
         state.resolver().model().is_some(),
         "the poor model is in force"

@@ -53,9 +53,11 @@ fn score_of(name: &str, dir: &Path) -> (PairwiseScore, PairwiseScore) {
         &config,
         config.load_models("sets").unwrap(),
     )));
-    retrained.apply(1, &LogPayload::MatchModel(model));
+    retrained.apply(1, &LogPayload::MatchModel(model)).unwrap();
     for (i, e) in set.events.iter().enumerate() {
-        retrained.apply(i as u64 + 2, &LogPayload::Change(e.clone()));
+        retrained
+            .apply(i as u64 + 2, &LogPayload::Change(e.clone()))
+            .unwrap();
     }
     let predicted = clusters(&retrained, &set.truth);
     let trained = pairwise_f1(&set.truth, &predicted);

@@ -255,7 +255,7 @@ async fn each_identity_and_subject_reject_code_reaches_the_dlq_with_the_original
     };
     for (i, id) in ids.iter().enumerate() {
         let golden = golden_of("crm", id).unwrap_or_else(|| panic!("crm/{id:?} applied"));
-        let record = state.record(golden).unwrap();
+        let record = state.record(golden).unwrap().unwrap();
         assert!(!record.retired, "crm/{id:?} is not deleted");
         assert_eq!(
             record.values["email"],
@@ -269,7 +269,10 @@ async fn each_identity_and_subject_reject_code_reaches_the_dlq_with_the_original
     );
     // The refused events on an existing record changed nothing, and the
     // others created nothing.
-    let target_record = state.record(golden_of("crm", &target).unwrap()).unwrap();
+    let target_record = state
+        .record(golden_of("crm", &target).unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         target_record.values["city"], "Berlin",
         "neither the bad delete nor the bad base wrote"

@@ -250,7 +250,7 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
             TaskStatus::Same,
             "the decision is recorded"
         );
-        let anna = state.record(anna_id).unwrap();
+        let anna = state.record(anna_id).unwrap().unwrap();
         assert!(anna.links.contains(&SourceKey {
             system: "erp".into(),
             record_id: "e1".into(),
@@ -259,10 +259,10 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
         assert_eq!(anna.values["city"], "Berlin-Mitte", "the override holds");
         assert_eq!(anna.overrides["city"], "Berlin-Mitte");
 
-        let loser = state.record(y).unwrap();
+        let loser = state.record(y).unwrap().unwrap();
         assert!(loser.retired);
         assert_eq!(loser.merged_into, Some(x), "the first created survives");
-        let survivor = state.record(x).unwrap();
+        let survivor = state.record(x).unwrap().unwrap();
         assert_eq!(survivor.links.len(), 2, "{:?}", survivor.links);
         assert_eq!(survivor.values["given_name"], "Xaver");
         assert!(survivor.values.contains_key("phone"), "c8's phone is kept");
@@ -274,9 +274,13 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
             })
             .unwrap();
         assert_ne!(own, joined, "the split record has its own golden record");
-        assert_eq!(state.record(own).unwrap().values["job_title"], "Buyer");
+        assert_eq!(
+            state.record(own).unwrap().unwrap().values["job_title"],
+            "Buyer"
+        );
         assert!(!state
             .record(joined)
+            .unwrap()
             .unwrap()
             .values
             .contains_key("job_title"));
@@ -414,7 +418,13 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
     }
     {
         let hub = t.hub.hub.read().unwrap();
-        assert!(!hub.state().record(x).unwrap().values.contains_key("city"));
+        assert!(!hub
+            .state()
+            .record(x)
+            .unwrap()
+            .unwrap()
+            .values
+            .contains_key("city"));
     }
     t.hub.stop().await?;
     Ok(())

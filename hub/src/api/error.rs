@@ -126,3 +126,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The derived state store could not be read: the hub cannot answer now.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}

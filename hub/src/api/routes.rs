@@ -324,9 +324,9 @@ pub async fn get_customer(
     let id = parse_golden_id(&raw)?;
     read_hub(&state.hub, move |hub| {
         hub.state()
-            .record(id)
+            .record(id)?
             .filter(|r| r.entity == CUSTOMER)
-            .map(|r| Json(GoldenView::of(r, query.candidates)))
+            .map(|r| Json(GoldenView::of(&r, query.candidates)))
             .ok_or_else(|| ApiError::NotFound(format!("no customer has golden id {id}")))
     })
     .await
@@ -402,15 +402,16 @@ pub async fn find_customers(
         let ids = state
             .find_by_field(CUSTOMER, &field, &value, limit)
             .map_err(ApiError::BadRequest)?;
-        let results = ids
-            .into_iter()
-            .filter_map(|id| state.record(id))
-            .map(|r| Found {
-                golden_id: r.id,
-                retired: r.retired,
-                values: r.values.clone(),
-            })
-            .collect();
+        let mut results = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = state.record(id)? {
+                results.push(Found {
+                    golden_id: r.id,
+                    retired: r.retired,
+                    values: r.values.clone(),
+                });
+            }
+        }
         Ok(Json(FindResults { results }))
     })
     .await
@@ -484,7 +485,7 @@ pub struct StateHash {
 pub async fn state_hash(State(state): State<ApiState>) -> Result<Json<StateHash>, ApiError> {
     read_hub(&state.hub, |hub| {
         Ok(Json(StateHash {
-            state_hash: hub.state().state_hash(),
+            state_hash: hub.state().state_hash()?,
             log_seq: hub.state().applied_seq(),
         }))
     })

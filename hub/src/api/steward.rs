@@ -410,7 +410,7 @@ pub async fn merge(
     read_hub(&state.hub, move |hub| {
         let s = hub.state();
         for id in ids {
-            if s.record(id).is_none_or(|r| r.entity != CUSTOMER) {
+            if s.record(id)?.is_none_or(|r| r.entity != CUSTOMER) {
                 return Err(ApiError::NotFound(format!(
                     "no customer has golden id {id}"
                 )));
@@ -484,7 +484,7 @@ pub async fn split(
                 source.system, source.record_id
             )));
         };
-        if s.record(id).is_some_and(|r| r.links.len() < 2) {
+        if s.record(id)?.is_some_and(|r| r.links.len() < 2) {
             return Err(ApiError::BadRequest(format!(
                 "source record {}/{} is the only one of golden record {id}: nothing to split from",
                 source.system, source.record_id
@@ -544,7 +544,7 @@ pub async fn override_field(
     let (f, value) = (field.clone(), body.value.clone());
     read_hub(&state.hub, move |hub| {
         let s = hub.state();
-        if s.record(golden_id).is_none_or(|r| r.entity != CUSTOMER) {
+        if s.record(golden_id)?.is_none_or(|r| r.entity != CUSTOMER) {
             return Err(ApiError::NotFound(format!(
                 "no customer has golden id {golden_id}"
             )));

@@ -36,6 +36,7 @@ pub fn actor_for(system: &str) -> ActorId {
     crate::ids::actor(&["system".into(), system.into()])
 }
 
+#[derive(Clone)]
 pub struct GoldenRecord {
     pub id: Uuid,
     pub entity: String,
@@ -480,6 +481,140 @@ impl GoldenRecord {
             overrides: &self.overrides,
         };
         serde_json::to_writer(HashWriter(h), &s).expect("summary serializes");
+    }
+}
+
+/// A golden record as stored (`encode`): everything but the document, which
+/// follows as Automerge bytes. Maps keyed by source record are lists of
+/// pairs (JSON keys are strings); change hashes are hex.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    id: Uuid,
+    entity: String,
+    links: BTreeSet<SourceKey>,
+    retired: bool,
+    values: BTreeMap<String, Value>,
+    candidates: BTreeMap<String, Vec<Candidate>>,
+    own_last: BTreeMap<String, Vec<String>>,
+    merged_into: Option<Uuid>,
+    source_values: Vec<(SourceKey, BTreeMap<String, Value>)>,
+    quality: Vec<(SourceKey, Vec<QualityIssue>)>,
+    overrides: BTreeMap<String, Value>,
+    written: BTreeMap<String, BTreeMap<String, Value>>,
+    unconfirmed: Vec<(SourceKey, Vec<StoredUpdate>)>,
+}
+
+/// A `SentUpdate` as stored: its version (hex) and fields.
+type StoredUpdate = (Vec<String>, BTreeMap<String, Value>);
+
+fn hex_hashes(hashes: &[ChangeHash]) -> Vec<String> {
+    hashes.iter().map(ChangeHash::to_string).collect()
+}
+
+fn parse_hashes(hex: Vec<String>) -> Result<Vec<ChangeHash>, String> {
+    hex.iter()
+        .map(|h| {
+            h.parse::<ChangeHash>()
+                .map_err(|e| format!("change hash {h:?}: {e}"))
+        })
+        .collect()
+}
+
+impl GoldenRecord {
+    /// The stored form: a 4-byte big-endian length, that many bytes of JSON
+    /// (everything but the document), then the document saved by Automerge.
+    /// `decode` gives back a record that behaves the same in every way.
+    pub fn encode(self) -> Vec<u8> {
+        let doc = self.doc.save_nocompress();
+        let stored = Stored {
+            id: self.id,
+            entity: self.entity,
+            links: self.links,
+            retired: self.retired,
+            values: self.values,
+            candidates: self.candidates,
+            own_last: self
+                .own_last
+                .into_iter()
+                .map(|(s, h)| (s, hex_hashes(&h)))
+                .collect(),
+            merged_into: self.merged_into,
+            source_values: self.source_values.into_iter().collect(),
+            quality: self.quality.into_iter().collect(),
+            overrides: self.overrides,
+            written: self.written,
+            unconfirmed: self
+                .unconfirmed
+                .into_iter()
+                .map(|(k, sent)| {
+                    let sent = sent
+                        .into_iter()
+                        .map(|u| (hex_hashes(&u.version), u.fields))
+                        .collect();
+                    (k, sent)
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&stored).expect("golden records serialize");
+        let mut out = Vec::with_capacity(4 + json.len() + doc.len());
+        out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&doc);
+        out
+    }
+
+    /// A record from `encode`'s bytes; an error says what is wrong with them.
+    pub fn decode(bytes: &[u8]) -> Result<GoldenRecord, String> {
+        let (len, rest) = bytes
+            .split_first_chunk::<4>()
+            .ok_or("shorter than its length prefix")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(format!(
+                "{} bytes after the prefix, {len} expected",
+                rest.len()
+            ));
+        }
+        let (json, doc) = rest.split_at(len);
+        let stored: Stored = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let doc = Automerge::load(doc).map_err(|e| format!("document: {e}"))?;
+        let own_last = stored
+            .own_last
+            .into_iter()
+            .map(|(s, h)| Ok((s, parse_hashes(h)?)))
+            .collect::<Result<_, String>>()?;
+        let unconfirmed = stored
+            .unconfirmed
+            .into_iter()
+            .map(|(k, sent)| {
+                let sent = sent
+                    .into_iter()
+                    .map(|(version, fields)| {
+                        Ok(SentUpdate {
+                            version: parse_hashes(version)?,
+                            fields,
+                        })
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok((k, sent))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(GoldenRecord {
+            id: stored.id,
+            entity: stored.entity,
+            doc,
+            links: stored.links,
+            retired: stored.retired,
+            values: stored.values,
+            candidates: stored.candidates,
+            own_last,
+            merged_into: stored.merged_into,
+            source_values: stored.source_values.into_iter().collect(),
+            quality: stored.quality.into_iter().collect(),
+            overrides: stored.overrides,
+            written: stored.written,
+            unconfirmed,
+        })
     }
 }
 

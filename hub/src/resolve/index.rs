@@ -1,32 +1,33 @@
-//! The match index: blocking key → source records, kept in sled so that the
-//! blocks (several keys per record, the bulk of the index) do not grow the
-//! hub's memory with the number of records; and source record → profile,
-//! held in memory by source number, because every candidate's profile is
-//! read for scoring and a sled read plus decoding per candidate was a third
-//! of the matching time. It is derived state: built anew from the log at
-//! every start, in a temporary store that sled removes when the hub stops.
+//! The match index: blocking key → source records, kept in a derived state
+//! table (`store::Table`: sled in the hub's data dir) so that the blocks
+//! (several keys per record, the bulk of the index) do not grow the hub's
+//! memory with the number of records; and source record → profile, held in
+//! memory by source number, because every candidate's profile is read for
+//! scoring and a storage read plus decoding per candidate was a third of the
+//! matching time. It is derived state: built anew from the log.
 //!
-//! Layout of the sled tree: block key → the block's source numbers (u64
+//! Layout of the table: block key → the block's source numbers (u64
 //! big-endian each, in the order they joined). One entry per block, so a
-//! lookup is one read, not a scan (a sled range scan re-descends the tree
-//! at every step). A block holds at most `max_block + 1` members: the extra
-//! one says that the block is over the cap, and later records are not
-//! added to a block nobody reads past the cap.
+//! lookup is one read, not a scan. A block holds at most `max_block + 1`
+//! members: the extra one says that the block is over the cap, and later
+//! records are not added to a block nobody reads past the cap.
 //!
-//! A bounded cache of recent blocks sits in front of sled (`BlockCache`):
-//! edits come in bursts per customer, and their blocks are read and
-//! changed again and again. Changed blocks are written to sled in one batch
-//! when their cache generation is dropped.
+//! A bounded cache of recent blocks sits in front of the table
+//! (`BlockCache`): edits come in bursts per customer, and their blocks are
+//! read and changed again and again. Changed blocks are written to the
+//! table in one batch when their cache generation is dropped.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::profile::Profile;
+use crate::store::{StoreError, Table};
 
 pub struct MatchIndex {
-    _db: sled::Db,
-    blocks: sled::Tree,
-    /// Recently read or changed blocks, in front of sled; a changed block
-    /// is newer here than in sled until its generation is dropped.
+    blocks: Arc<dyn Table>,
+    /// Recently read or changed blocks, in front of the table; a changed
+    /// block is newer here than in the table until its generation is
+    /// dropped.
     cache: BlockCache,
     max_block: usize,
     /// By source number.
@@ -40,16 +41,6 @@ pub struct Candidates {
     pub capped_blocks: usize,
 }
 
-/// The index lives beside the process, not in the hub's data dir: it is
-/// rebuilt at every start, and sled's cache bounds its memory.
-const CACHE_BYTES: u64 = 256 * 1024 * 1024;
-
-fn storage_failed(e: sled::Error) -> ! {
-    // The index is derived and local; losing its storage mid-run leaves
-    // nothing sound to continue with. A restart rebuilds it from the log.
-    panic!("match index storage failed: {e}")
-}
-
 fn members(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
     value
         .chunks_exact(8)
@@ -57,22 +48,18 @@ fn members(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
 }
 
 impl MatchIndex {
-    /// A new, empty index; blocks are read up to `max_block` members.
-    pub fn temporary(max_block: usize) -> MatchIndex {
-        Self::with_cache_generation(max_block, CACHE_GENERATION)
+    /// An index over the empty table `blocks`; blocks are read up to
+    /// `max_block` members.
+    pub fn new(max_block: usize, blocks: Arc<dyn Table>) -> MatchIndex {
+        Self::with_cache_generation(max_block, blocks, CACHE_GENERATION)
     }
 
-    fn with_cache_generation(max_block: usize, generation: usize) -> MatchIndex {
-        let db = sled::Config::new()
-            .temporary(true)
-            .cache_capacity(CACHE_BYTES)
-            .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(None)
-            .open()
-            .unwrap_or_else(|e| storage_failed(e));
-        let blocks = db.open_tree("blocks").unwrap_or_else(|e| storage_failed(e));
+    fn with_cache_generation(
+        max_block: usize,
+        blocks: Arc<dyn Table>,
+        generation: usize,
+    ) -> MatchIndex {
         MatchIndex {
-            _db: db,
             blocks,
             cache: BlockCache {
                 generation,
@@ -91,13 +78,18 @@ impl MatchIndex {
 
     /// Stores `profile` for `source`, replacing its earlier one and blocks.
     /// `new_keys` are `profile.block_keys()`, computed once by the caller.
-    pub fn put(&mut self, source: u64, profile: &Profile, new_keys: &[String]) {
+    pub fn put(
+        &mut self,
+        source: u64,
+        profile: &Profile,
+        new_keys: &[String],
+    ) -> Result<(), StoreError> {
         let slot = source as usize;
         if self.profiles.len() <= slot {
             self.profiles.resize(slot + 1, None);
         }
         if self.profiles[slot].as_ref() == Some(profile) {
-            return;
+            return Ok(());
         }
         let old_keys = self.profiles[slot]
             .as_ref()
@@ -106,7 +98,7 @@ impl MatchIndex {
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.update_block(k, |list| {
                 list.retain(|&n| n != source);
-            });
+            })?;
         }
         let cap = self.max_block + 1;
         for k in new_keys.iter().filter(|k| !old_keys.contains(k)) {
@@ -114,31 +106,34 @@ impl MatchIndex {
                 if list.len() < cap && !list.contains(&source) {
                     list.push(source);
                 }
-            });
+            })?;
         }
         self.profiles[slot] = Some(profile.clone());
+        Ok(())
     }
 
-    fn update_block(&mut self, key: &str, change: impl FnOnce(&mut Vec<u64>)) {
-        let mut list = self.block(key).to_vec();
+    fn update_block(
+        &mut self,
+        key: &str,
+        change: impl FnOnce(&mut Vec<u64>),
+    ) -> Result<(), StoreError> {
+        let mut list = self.block(key)?.to_vec();
         let before = list.len();
         change(&mut list);
         if list.len() != before {
-            self.cache_put(key, list, true);
+            self.cache_put(key, list, true)?;
         }
+        Ok(())
     }
 
     /// The members of block `key`, brought into the cache's current
-    /// generation from the older one or from sled.
-    fn block(&mut self, key: &str) -> &[u64] {
+    /// generation from the older one or from the table.
+    fn block(&mut self, key: &str) -> Result<&[u64], StoreError> {
         if self.cache.get(key).is_none() {
             let (list, dirty) = match self.cache.take_older(key) {
                 Some(older) => (older.members, older.dirty),
                 None => {
-                    let stored = self
-                        .blocks
-                        .get(key.as_bytes())
-                        .unwrap_or_else(|e| storage_failed(e));
+                    let stored = self.blocks.get(key.as_bytes())?;
                     (
                         stored
                             .as_deref()
@@ -150,42 +145,37 @@ impl MatchIndex {
                     )
                 }
             };
-            self.cache_put(key, list, dirty);
+            self.cache_put(key, list, dirty)?;
         }
-        self.cache.get(key).expect("just cached")
+        Ok(self.cache.get(key).expect("just cached"))
     }
 
-    /// Caches a block; changed blocks (`dirty`) reach sled when their cache
-    /// generation is dropped, in one batch.
-    fn cache_put(&mut self, key: &str, list: Vec<u64>, dirty: bool) {
+    /// Caches a block; changed blocks (`dirty`) reach the table when their
+    /// cache generation is dropped, in one batch.
+    fn cache_put(&mut self, key: &str, list: Vec<u64>, dirty: bool) -> Result<(), StoreError> {
         let Some(dropped) = self.cache.put(key, list, dirty) else {
-            return;
+            return Ok(());
         };
-        let mut batch = sled::Batch::default();
-        for (key, block) in dropped {
-            if !block.dirty {
-                continue;
-            }
-            if block.members.is_empty() {
-                batch.remove(key.as_bytes());
-            } else {
-                let value: Vec<u8> = block.members.iter().flat_map(|n| n.to_be_bytes()).collect();
-                batch.insert(key.as_bytes(), value);
-            }
-        }
-        self.blocks
-            .apply_batch(batch)
-            .unwrap_or_else(|e| storage_failed(e));
+        let writes = dropped
+            .into_iter()
+            .filter(|(_, block)| block.dirty)
+            .map(|(key, block)| {
+                let value = (!block.members.is_empty())
+                    .then(|| block.members.iter().flat_map(|n| n.to_be_bytes()).collect());
+                (key.into_bytes(), value)
+            })
+            .collect();
+        self.blocks.apply(writes)
     }
 
     /// Source records in the blocks `keys` (a profile's block keys): at most
     /// `max_block` per block, the earliest indexed first.
-    pub fn candidates(&mut self, keys: &[String]) -> Candidates {
+    pub fn candidates(&mut self, keys: &[String]) -> Result<Candidates, StoreError> {
         let mut sources = Vec::new();
         let mut capped_blocks = 0;
         let max_block = self.max_block;
         for key in keys {
-            let list = self.block(key);
+            let list = self.block(key)?;
             sources.extend(list.iter().take(max_block));
             if list.len() > max_block {
                 capped_blocks += 1;
@@ -193,19 +183,19 @@ impl MatchIndex {
         }
         sources.sort_unstable();
         sources.dedup();
-        Candidates {
+        Ok(Candidates {
             sources,
             capped_blocks,
-        }
+        })
     }
 }
 
-/// Blocks by key, bounded, in front of sled: two generations, the current
+/// Blocks by key, bounded, in front of the table: two generations, the current
 /// one and the one before; a block read from the older is moved to the
 /// current one, and when the current one is full the older is dropped (its
-/// changed blocks written to sled by the caller). Roughly LRU, with no
+/// changed blocks written to the table by the caller). Roughly LRU, with no
 /// bookkeeping per read. Reads always see the newest members: a block is
-/// either here, or in sled as last written.
+/// either here, or in the table as last written.
 struct BlockCache {
     /// Blocks per generation (`CACHE_GENERATION`; small in tests).
     generation: usize,
@@ -215,13 +205,13 @@ struct BlockCache {
 
 struct CachedBlock {
     members: Vec<u64>,
-    /// Changed since read from sled.
+    /// Changed since read from the table.
     dirty: bool,
 }
 
 /// Blocks per generation: at most twice this many are held (about a
 /// hundred bytes each), enough for the blocks of the records being edited
-/// now; writing changed ones to sled in bulk coalesces repeated changes.
+/// now; writing changed ones to the table in bulk coalesces repeated changes.
 const CACHE_GENERATION: usize = 200_000;
 
 impl BlockCache {
@@ -272,22 +262,24 @@ mod tests {
     #[test]
     fn a_tiny_cache_gives_the_same_candidates_as_a_big_one() {
         // Generations of 3 blocks turn over all the time, so changed blocks
-        // go to sled and come back: the answers must not change.
-        let mut tiny = MatchIndex::with_cache_generation(4, 3);
-        let mut big = MatchIndex::with_cache_generation(4, 1_000_000);
+        // go to the table and come back: the answers must not change.
+        let storage = crate::store::MemoryStorage::shared();
+        let table = |name| storage.table(name).unwrap();
+        let mut tiny = MatchIndex::with_cache_generation(4, table("tiny"), 3);
+        let mut big = MatchIndex::with_cache_generation(4, table("big"), 1_000_000);
         for round in 0..3 {
             for i in 0..40 {
                 let p = profile(i, round * (i % 4));
                 let keys = p.block_keys();
-                let a = tiny.candidates(&keys);
-                let b = big.candidates(&keys);
+                let a = tiny.candidates(&keys).unwrap();
+                let b = big.candidates(&keys).unwrap();
                 assert_eq!(a.sources, b.sources, "record {i}, round {round}");
                 assert_eq!(a.capped_blocks, b.capped_blocks);
-                tiny.put(i, &p, &keys);
-                big.put(i, &p, &keys);
+                tiny.put(i, &p, &keys).unwrap();
+                big.put(i, &p, &keys).unwrap();
             }
         }
         let everything = profile(0, 0).block_keys();
-        assert!(!big.candidates(&everything).sources.is_empty());
+        assert!(!big.candidates(&everything).unwrap().sources.is_empty());
     }
 }

@@ -38,11 +38,13 @@ pub mod score;
 pub mod trained;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::golden::SourceKey;
+use crate::store::{StoreError, Table};
 use index::MatchIndex;
 use profile::Profile;
 use rules::MatchRules;
@@ -147,9 +149,11 @@ pub struct ModelInForce {
 }
 
 impl Resolver {
-    pub fn new(rules: MatchRules) -> Self {
+    /// A matcher with no records yet; its match index is kept in `blocks`,
+    /// an empty table.
+    pub fn new(rules: MatchRules, blocks: Arc<dyn Table>) -> Self {
         Resolver {
-            index: MatchIndex::temporary(rules.max_block),
+            index: MatchIndex::new(rules.max_block, blocks),
             terms: Terms::new(&rules),
             configured: rules.clone(),
             rules,
@@ -246,7 +250,7 @@ impl Resolver {
         profile: &Profile,
         exact_email: bool,
         seq: u64,
-    ) -> Decision {
+    ) -> Result<Decision, StoreError> {
         let no = self.number(source);
         let current = self.golden_of(source);
         let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
@@ -255,7 +259,7 @@ impl Resolver {
         let mut new_keys = None;
         if !unchanged {
             let keys = profile.block_keys();
-            let candidates = self.index.candidates(&keys);
+            let candidates = self.index.candidates(&keys)?;
             if candidates.capped_blocks > 0 {
                 metrics::counter!("mdhub_match_blocks_capped_total")
                     .increment(candidates.capped_blocks as u64);
@@ -319,7 +323,7 @@ impl Resolver {
                 self.terms.count(&self.rules, old, false);
             }
             self.terms.count(&self.rules, profile, true);
-            self.index.put(no, profile, &keys);
+            self.index.put(no, profile, &keys)?;
         }
 
         if let Some(&survivor) = group.iter().min_by_key(|g| (self.created[*g], **g)) {
@@ -341,10 +345,10 @@ impl Resolver {
                     }
                 }
             }
-            return Decision::Link {
+            return Ok(Decision::Link {
                 golden: survivor,
                 merge,
-            };
+            });
         }
 
         let golden = self.new_golden_id(entity, source, profile, exact_email, seq);
@@ -359,7 +363,7 @@ impl Resolver {
             .map(|(candidate, (s, parts))| {
                 self.open_review(source, golden, *candidate, *s, parts, seq)
             });
-        Decision::New { golden, review }
+        Ok(Decision::New { golden, review })
     }
 
     /// The score of a record against one source record (its profile
@@ -758,13 +762,17 @@ mod tests {
 
     /// Feeds the records in order through `decide` (sequence 1, 2, ...).
     fn run(records: &[(&str, Vec<(&str, &str)>)]) -> (Resolver, Vec<Decision>) {
-        let mut r = Resolver::new(MatchRules::default());
+        let blocks = crate::store::MemoryStorage::shared()
+            .table("blocks")
+            .unwrap();
+        let mut r = Resolver::new(MatchRules::default(), blocks);
         let decisions = records
             .iter()
             .enumerate()
             .map(|(i, (id, fields))| {
                 let p = profile(&MatchRules::default(), fields);
                 r.decide("customer", &key(id), &p, false, i as u64 + 1)
+                    .unwrap()
             })
             .collect();
         (r, decisions)

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::{parallel, Resolver};
 use crate::golden::SourceKey;
+use crate::store::StoreError;
 
 /// At most this many source records per regrouping entry, so that one log
 /// entry stays small; a plan for more is written as several entries.
@@ -111,8 +112,8 @@ impl Resolver {
     /// match key; records of different entities are never compared.
     pub fn regroup_plan(
         &mut self,
-        entity: impl Fn(Uuid) -> Option<(String, bool)>,
-    ) -> Vec<Vec<SourceKey>> {
+        mut entity: impl FnMut(Uuid) -> Result<Option<(String, bool)>, StoreError>,
+    ) -> Result<Vec<Vec<SourceKey>>, StoreError> {
         let n = self.sources.len();
         let (link, _) = self.rules.thresholds(n as u64);
         let pinned = self.pinned_survivors();
@@ -121,16 +122,17 @@ impl Resolver {
             .map(|no| {
                 let slot = &self.sources[no as usize];
                 if !slot.linked || self.index.profile(no).is_none() {
-                    return None;
+                    return Ok(None);
                 }
-                let golden = self.golden_of_number(no)?;
+                let Some(golden) = self.golden_of_number(no) else {
+                    return Ok(None);
+                };
                 if pinned.contains(&golden) {
-                    return None;
+                    return Ok(None);
                 }
-                let (name, exact_email) = entity(golden)?;
-                Some((golden, name, exact_email))
+                Ok(entity(golden)?.map(|(name, exact_email)| (golden, name, exact_email)))
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
 
         let mut cluster_of: Vec<Option<usize>> = vec![None; n];
         let mut clusters: Vec<Cluster> = Vec::new();
@@ -146,10 +148,10 @@ impl Resolver {
                 .iter()
                 .map(|&no| {
                     let keys = self.index.profile(no).expect("taking part").block_keys();
-                    let found = self.index.candidates(&keys).sources;
-                    (no, self.comparable(no, found, &current))
+                    let found = self.index.candidates(&keys)?.sources;
+                    Ok((no, self.comparable(no, found, &current)))
                 })
-                .collect();
+                .collect::<Result<_, StoreError>>()?;
             let scores: Vec<Vec<(u64, f64)>> = parallel::map(&candidates, |(no, others)| {
                 let (_, _, exact_email) = current[*no as usize].as_ref().expect("taking part");
                 let profile = self.index.profile(*no).expect("taking part");
@@ -224,7 +226,7 @@ impl Resolver {
             }
         }
         groups.sort_by_key(|(first, _)| *first);
-        groups.into_iter().map(|(_, g)| g).collect()
+        Ok(groups.into_iter().map(|(_, g)| g).collect())
     }
 
     /// Of record `no`'s candidates `found`, those it is compared with in

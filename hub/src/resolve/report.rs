@@ -25,6 +25,7 @@ use super::score::{self, Terms};
 use super::{ModelInForce, ReviewTask, TaskStatus};
 use crate::golden::{GoldenRecord, SourceKey};
 use crate::state::State;
+use crate::store::StoreError;
 
 /// Values shown per term-frequency table: the most frequent.
 pub const TOP_TERMS: usize = 20;
@@ -312,37 +313,46 @@ pub fn term_tables<'a>(
 
 /// The report of a derived state, with up to `samples` link samples and
 /// as many review samples.
-pub fn build(state: &State, samples: usize) -> Report {
+pub fn build(state: &State, samples: usize) -> Result<Report, StoreError> {
     let resolver = state.resolver();
     let rules = resolver.rules();
     let model = MatchModel::of(rules, resolver.records_held(), resolver.model());
-    let linked: Vec<&GoldenRecord> = state
-        .records()
-        .filter(|r| !r.retired && r.links.len() >= 2)
-        .collect();
+    // One pass over the golden records; only the samples are kept.
+    let mut golden_records = 0;
+    let mut linked_golden_records = 0;
+    let mut links = Vec::new();
+    state.for_each_record(|r| {
+        if r.retired {
+            return;
+        }
+        golden_records += 1;
+        if r.links.len() >= 2 {
+            linked_golden_records += 1;
+            if links.len() < samples {
+                links.extend(link_sample(state, r, &model));
+            }
+        }
+    })?;
     let mut open: Vec<&ReviewTask> = state
         .review_tasks()
         .filter(|t| t.status == TaskStatus::Open)
         .collect();
     open.sort_by_key(|t| (t.golden_id, t.task_id));
-    Report {
+    let reviews = open
+        .iter()
+        .take(samples)
+        .map(|t| review_sample(state, t, &model))
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Report {
         log_seq: state.applied_seq(),
-        golden_records: state.records().filter(|r| !r.retired).count(),
+        golden_records,
         terms: term_tables(rules, resolver.profiles(), resolver.terms()),
-        links: linked
-            .iter()
-            .filter_map(|r| link_sample(state, r, &model))
-            .take(samples)
-            .collect(),
-        linked_golden_records: linked.len(),
-        reviews: open
-            .iter()
-            .take(samples)
-            .map(|t| review_sample(state, t, &model))
-            .collect(),
+        links,
+        linked_golden_records,
+        reviews,
         open_reviews: open.len(),
         model,
-    }
+    })
 }
 
 fn source_label(k: &SourceKey) -> String {
@@ -420,13 +430,17 @@ fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Opti
 
 /// An open review task as scored, with the values of its source record
 /// and of the candidate's source record that scores best now.
-fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Sample {
+fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Result<Sample, StoreError> {
     let resolver = state.resolver();
     let rules = resolver.rules();
     let mine = resolver.profile_of(&t.source);
     let candidate = state.survivor(t.candidate);
     let mut theirs: Option<(f64, &SourceKey, &Profile)> = None;
-    for k in state.record(candidate).into_iter().flat_map(|r| &r.links) {
+    let candidate_links = state
+        .record(candidate)?
+        .map(|r| r.links.clone())
+        .unwrap_or_default();
+    for k in &candidate_links {
         let Some(p) = resolver.profile_of(k) else {
             continue;
         };
@@ -460,10 +474,10 @@ fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Sample {
             t.score
         )
     });
-    Sample {
+    Ok(Sample {
         kind: SampleKind::Review,
         entity: state
-            .record(t.golden_id)
+            .record(t.golden_id)?
             .map(|r| r.entity.clone())
             .unwrap_or_default(),
         golden: t.golden_id,
@@ -474,7 +488,7 @@ fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Sample {
         score,
         probability: probability(score, model.prior),
         note,
-    }
+    })
 }
 
 // ---- figures ----
@@ -1228,7 +1242,7 @@ mod tests {
                 base: None,
                 caused_by: None,
             };
-            state.apply(seq, &LogPayload::Change(e));
+            state.apply(seq, &LogPayload::Change(e)).unwrap();
         }
         state
     }
@@ -1380,7 +1394,7 @@ mod tests {
     #[test]
     fn sample_contributions_sum_to_the_printed_score_and_give_the_printed_probability() {
         let state = sample_state();
-        let report = build(&state, 10);
+        let report = build(&state, 10).unwrap();
         let text = text(&report);
         assert_eq!(report.links.len(), 2, "{text}");
         assert_eq!(report.linked_golden_records, 2);
@@ -1456,7 +1470,10 @@ mod tests {
     #[test]
     fn the_same_log_gives_the_same_report_with_samples_by_golden_id() {
         let state = sample_state();
-        let (a, b) = (build(&state, 10), build(&sample_state(), 10));
+        let (a, b) = (
+            build(&state, 10).unwrap(),
+            build(&sample_state(), 10).unwrap(),
+        );
         assert_eq!(a, b);
         assert_eq!(text(&a), text(&b));
         assert_eq!(html(&a), html(&b));
@@ -1465,7 +1482,7 @@ mod tests {
         sorted.sort();
         assert_eq!(ids, sorted);
         // Fewer samples: the first by golden id.
-        let one = build(&state, 1);
+        let one = build(&state, 1).unwrap();
         assert_eq!(one.links, a.links[..1]);
         assert_eq!(one.linked_golden_records, 2);
     }
@@ -1473,7 +1490,7 @@ mod tests {
     #[test]
     fn term_tables_count_the_records_held_and_take_the_matchers_u() {
         let state = sample_state();
-        let report = build(&state, 0);
+        let report = build(&state, 0).unwrap();
         let rules = state.resolver().rules();
         let tf: Vec<&str> = rules
             .comparisons
@@ -1512,7 +1529,7 @@ mod tests {
 
     #[test]
     fn html_is_one_page_that_shows_record_values_as_text() {
-        let report = build(&sample_state(), 10);
+        let report = build(&sample_state(), 10).unwrap();
         let page = html(&report);
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert!(
@@ -1555,7 +1572,7 @@ mod tests {
 
     #[test]
     fn text_writes_control_characters_out() {
-        let mut report = build(&sample_state(), 10);
+        let mut report = build(&sample_state(), 10).unwrap();
         report.links[0].rows[0].a = "\u{1b}[2Jgone\nnext line".into();
         let t = text(&report);
         assert!(!t.contains('\u{1b}'));

@@ -6,6 +6,7 @@
 //! iterates a hash map where order could leak into results. Replaying the
 //! same log into an empty `State` gives the same state hash.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -25,9 +26,17 @@ use crate::golden::{survivorship, GoldenRecord, QualityIssue, SourceKey};
 use crate::resolve::profile::Profile;
 use crate::resolve::rules::MatchRules;
 use crate::resolve::{Decision, Resolver};
+use crate::store::{MemoryStorage, Storage, StoreError};
 
+mod records;
 mod regroup;
 mod steward;
+
+use records::Records;
+
+/// Decoded golden records kept in memory by default (`[store]
+/// cache_records`).
+pub const DEFAULT_CACHE_RECORDS: usize = 50_000;
 
 /// Namespace of outbound update ids.
 const UPDATE_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7570_6461_7465_2d69_6473);
@@ -108,7 +117,7 @@ pub struct Applied {
 
 pub struct State {
     rules: Arc<Rules>,
-    records: BTreeMap<Uuid, GoldenRecord>,
+    records: Records,
     resolver: Resolver,
     applied_seq: u64,
 }
@@ -131,13 +140,34 @@ impl Target {
 }
 
 impl State {
+    /// An empty state in memory, with the default cache.
     pub fn new(rules: Arc<Rules>) -> Self {
-        State {
-            resolver: Resolver::new(rules.matching.clone()),
+        Self::open(
             rules,
-            records: BTreeMap::new(),
+            MemoryStorage::shared().as_ref(),
+            DEFAULT_CACHE_RECORDS,
+        )
+        .expect("a new in-memory store opens")
+    }
+
+    /// An empty state kept in `storage` (its tables are cleared: state is
+    /// derived anew from the log), with room for `cache_records` decoded
+    /// golden records in memory.
+    pub fn open(
+        rules: Arc<Rules>,
+        storage: &dyn Storage,
+        cache_records: usize,
+    ) -> Result<Self, StoreError> {
+        let golden = storage.table("golden")?;
+        let blocks = storage.table("blocks")?;
+        golden.clear()?;
+        blocks.clear()?;
+        Ok(State {
+            resolver: Resolver::new(rules.matching.clone(), blocks),
+            rules,
+            records: Records::new(golden, cache_records),
             applied_seq: 0,
-        }
+        })
     }
 
     pub fn rules(&self) -> &Rules {
@@ -153,12 +183,14 @@ impl State {
         self.applied_seq
     }
 
-    pub fn record(&self, id: Uuid) -> Option<&GoldenRecord> {
-        self.records.get(&id)
+    /// Golden record `id`: from the cache, or read from storage.
+    pub fn record(&self, id: Uuid) -> Result<Option<Cow<'_, GoldenRecord>>, StoreError> {
+        self.records.peek(id)
     }
 
-    pub fn records(&self) -> impl Iterator<Item = &GoldenRecord> {
-        self.records.values()
+    /// Calls `f` on every golden record, in id order.
+    pub fn for_each_record(&self, f: impl FnMut(&GoldenRecord)) -> Result<(), StoreError> {
+        self.records.for_each(f)
     }
 
     pub fn golden_of(&self, source: &SourceKey) -> Option<Uuid> {
@@ -185,7 +217,7 @@ impl State {
     }
 
     pub fn golden_count(&self) -> usize {
-        self.records.len()
+        self.records.count()
     }
 
     /// Golden records whose `field` has this value (normalized like input),
@@ -207,17 +239,21 @@ impl State {
             .ok_or_else(|| format!("entity {entity:?} has no field {field:?}"))?;
         let wanted = normalize(def, &Value::String(raw.to_string()))
             .map_err(|e| format!("field {field:?}: {e}"))?;
-        Ok(self
-            .records
-            .values()
-            .filter(|r| r.entity == entity && r.values.get(field) == Some(&wanted))
-            .map(|r| r.id)
-            .take(limit)
-            .collect())
+        let mut found = Vec::new();
+        self.records
+            .for_each(|r| {
+                if found.len() < limit && r.entity == entity && r.values.get(field) == Some(&wanted)
+                {
+                    found.push(r.id);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(found)
     }
 
     /// Applies log entry `seq`. Entries must come in log order, each once.
-    pub fn apply(&mut self, seq: u64, payload: &LogPayload) -> Applied {
+    /// A storage error leaves the state unusable: derive anew from the log.
+    pub fn apply(&mut self, seq: u64, payload: &LogPayload) -> Result<Applied, StoreError> {
         self.apply_cleansed(seq, payload, None)
     }
 
@@ -228,7 +264,7 @@ impl State {
         seq: u64,
         payload: &LogPayload,
         cleansed: Option<CleansedRecord>,
-    ) -> Applied {
+    ) -> Result<Applied, StoreError> {
         debug_assert!(seq > self.applied_seq, "entries are applied in order, once");
         self.applied_seq = seq;
         #[cfg(feature = "failpoints")]
@@ -238,33 +274,34 @@ impl State {
                 Op::Upsert => {
                     let cleansed = cleansed.or_else(|| cleanse_event(&self.rules, e));
                     match cleansed {
-                        Some(c) => self.apply_upsert(seq, e, c),
+                        Some(c) => self.apply_upsert(seq, e, c)?,
                         // An entity the model no longer knows derives nothing.
                         None => Applied::default(),
                     }
                 }
-                Op::Delete => self.apply_delete(seq, e),
+                Op::Delete => self.apply_delete(seq, e)?,
             },
-            LogPayload::Steward(a) => self.apply_steward(seq, a),
+            LogPayload::Steward(a) => self.apply_steward(seq, a)?,
             LogPayload::MatchModel(m) => {
                 self.resolver.use_model(seq, m);
                 Applied::default()
             }
-            LogPayload::Regroup(r) => self.apply_regroup(seq, r),
+            LogPayload::Regroup(r) => self.apply_regroup(seq, r)?,
         };
-        self.remember_sent(&applied.outbound);
-        applied
+        self.remember_sent(&applied.outbound)?;
+        self.records.trim()?;
+        Ok(applied)
     }
 
     /// Notes each update to a linked record on its golden record, so that
     /// the record's echo of it is known for one (see `GoldenRecord::write`).
-    fn remember_sent(&mut self, outbound: &[Outbound]) {
+    fn remember_sent(&mut self, outbound: &[Outbound]) -> Result<(), StoreError> {
         for o in outbound {
             let Outbound::Update(u) = o else { continue };
             let (Some(record_id), UpdateOp::Upsert) = (&u.record_id, u.op) else {
                 continue;
             };
-            if let Some(record) = self.records.get_mut(&u.golden_id) {
+            if let Some(record) = self.records.get_mut(u.golden_id)? {
                 let target = SourceKey {
                     system: u.system.clone(),
                     record_id: record_id.clone(),
@@ -272,12 +309,18 @@ impl State {
                 record.note_sent(target, &u.version, &u.fields);
             }
         }
+        Ok(())
     }
 
-    fn apply_upsert(&mut self, seq: u64, e: &ChangeEvent, cleansed: CleansedRecord) -> Applied {
+    fn apply_upsert(
+        &mut self,
+        seq: u64,
+        e: &ChangeEvent,
+        cleansed: CleansedRecord,
+    ) -> Result<Applied, StoreError> {
         let rules = Arc::clone(&self.rules);
         let Some(model) = rules.models.get(&e.entity) else {
-            return Applied::default();
+            return Ok(Applied::default());
         };
         let source = SourceKey {
             system: e.system.clone(),
@@ -292,7 +335,11 @@ impl State {
         // golden record it was linked to, updated, and put into the one it
         // is linked to after this entry.
         let current = self.resolver.golden_of(&source);
-        let (mut image, mut issues) = match current.and_then(|g| self.records.get_mut(&g)) {
+        let linked = match current {
+            Some(g) => self.records.get_mut(g)?,
+            None => None,
+        };
+        let (mut image, mut issues) = match linked {
             Some(r) => (
                 r.source_values.remove(&source).unwrap_or_default(),
                 r.quality.remove(&source).unwrap_or_default(),
@@ -323,7 +370,7 @@ impl State {
                 let exact_email = model.match_keys().any(|f| f.name == "email");
                 match self
                     .resolver
-                    .decide(&e.entity, &source, &profile, exact_email, seq)
+                    .decide(&e.entity, &source, &profile, exact_email, seq)?
                 {
                     Decision::Link { golden, merge } => (golden, merge),
                     Decision::New { golden, .. } => (golden, Vec::new()),
@@ -334,16 +381,13 @@ impl State {
 
         // Targets that do not hold the survivor's golden values: those of
         // the records merged into it.
-        let held = self.held_by_merged(&merge);
+        let held = self.held_by_merged(&merge)?;
         let mut outbound = Vec::new();
         for loser in &merge {
-            outbound.extend(self.merge_records(*loser, golden_id, seq, e.event_id, time_ns));
+            outbound.extend(self.merge_records(*loser, golden_id, seq, e.event_id, time_ns)?);
         }
 
-        let record = self
-            .records
-            .entry(golden_id)
-            .or_insert_with(|| GoldenRecord::new(golden_id, &e.entity));
+        let record = self.records.get_or_create(golden_id, &e.entity)?;
         let was_retired = record.retired;
         record.retired = false;
         if !record.links.contains(&source) {
@@ -385,7 +429,7 @@ impl State {
             }
         }
 
-        let record = &self.records[&golden_id];
+        let record = self.records.get(golden_id)?.expect("just written");
         let version = record.version();
         // The writer holds what it just sent, on top of what it held (a newly
         // linked writer holds only what it sent).
@@ -410,38 +454,44 @@ impl State {
         if !changed.is_empty() || was_retired || !merge.is_empty() {
             outbound.push(golden_change(record, changed, &version, seq, e.event_id));
         }
-        Applied {
+        Ok(Applied {
             golden_id: Some(golden_id),
             conflicts,
             outbound,
-        }
+        })
     }
 
     /// What each target of a golden record holds: its golden values.
-    fn held_by_targets(&self, golden: Uuid) -> BTreeMap<Target, BTreeMap<String, Value>> {
-        match self.records.get(&golden) {
+    fn held_by_targets(
+        &mut self,
+        golden: Uuid,
+    ) -> Result<BTreeMap<Target, BTreeMap<String, Value>>, StoreError> {
+        Ok(match self.records.get(golden)? {
             Some(r) => targets(&self.rules, r)
                 .into_iter()
                 .map(|(system, record_id)| (Target::new(system, record_id), r.values.clone()))
                 .collect(),
             None => BTreeMap::new(),
-        }
+        })
     }
 
     /// What the linked targets of golden records about to be merged away
     /// hold: their records' values. (A `receive_all` system without a copy
     /// holds each golden record under its own id; for the survivor's, that
     /// is the survivor's values.)
-    fn held_by_merged(&self, merged: &[Uuid]) -> BTreeMap<Target, BTreeMap<String, Value>> {
+    fn held_by_merged(
+        &mut self,
+        merged: &[Uuid],
+    ) -> Result<BTreeMap<Target, BTreeMap<String, Value>>, StoreError> {
         let mut held = BTreeMap::new();
         for golden in merged {
             held.extend(
-                self.held_by_targets(*golden)
+                self.held_by_targets(*golden)?
                     .into_iter()
                     .filter(|(t, _)| t.record_id.is_some()),
             );
         }
-        held
+        Ok(held)
     }
 
     /// Merges golden record `loser` into `survivor` (the resolver already
@@ -455,14 +505,11 @@ impl State {
         seq: u64,
         caused_by: Uuid,
         time_ns: i64,
-    ) -> Vec<Outbound> {
-        let Some(mut gone) = self.records.remove(&loser) else {
-            return Vec::new();
+    ) -> Result<Vec<Outbound>, StoreError> {
+        let Some(mut gone) = self.records.take(loser)? else {
+            return Ok(Vec::new());
         };
-        let record = self
-            .records
-            .entry(survivor)
-            .or_insert_with(|| GoldenRecord::new(survivor, &gone.entity));
+        let record = self.records.get_or_create(survivor, &gone.entity)?;
         let mut sets: BTreeMap<String, Vec<crate::golden::Candidate>> = BTreeMap::new();
         for (field, cands) in &gone.candidates {
             let mut all = record.candidates.get(field).cloned().unwrap_or_default();
@@ -489,21 +536,21 @@ impl State {
         gone.retired = true;
         gone.merged_into = Some(survivor);
         let change = golden_change(&gone, BTreeMap::new(), &gone.version(), seq, caused_by);
-        self.records.insert(loser, gone);
-        vec![change]
+        self.records.put_back(gone);
+        Ok(vec![change])
     }
 
-    fn apply_delete(&mut self, seq: u64, e: &ChangeEvent) -> Applied {
+    fn apply_delete(&mut self, seq: u64, e: &ChangeEvent) -> Result<Applied, StoreError> {
         let source = SourceKey {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
         };
         let Some(golden_id) = self.resolver.unlink(&source) else {
-            return Applied::default();
+            return Ok(Applied::default());
         };
         let record = self
             .records
-            .get_mut(&golden_id)
+            .get_mut(golden_id)?
             .expect("linked golden records exist");
         record.links.remove(&source);
         record.source_values.remove(&source);
@@ -531,23 +578,21 @@ impl State {
                 e.event_id,
             ));
         }
-        Applied {
+        Ok(Applied {
             golden_id: Some(golden_id),
             conflicts: 0,
             outbound,
-        }
+        })
     }
 
     /// SHA-256 over all derived state, in a canonical order. Equal for equal
     /// logs, and for any order of arrival of the same concurrent edits.
-    pub fn state_hash(&self) -> String {
+    pub fn state_hash(&self) -> Result<String, StoreError> {
         let mut h = Sha256::new();
         h.update(b"mdhub-state-v2");
-        for record in self.records.values() {
-            record.hash_into(&mut h);
-        }
+        self.records.for_each(|record| record.hash_into(&mut h))?;
         self.resolver.hash_into(&mut h);
-        hex::encode(h.finalize())
+        Ok(hex::encode(h.finalize()))
     }
 }
 

@@ -16,20 +16,29 @@ use uuid::Uuid;
 use super::{Applied, State};
 use crate::golden::SourceKey;
 use crate::resolve::regroup::Regrouping;
+use crate::store::StoreError;
 
 impl State {
     /// The groups re-resolution would regroup now (`Resolver::regroup_plan`).
-    pub fn regroup_plan(&mut self) -> Vec<Vec<SourceKey>> {
-        let (records, rules) = (&self.records, &self.rules);
+    pub fn regroup_plan(&mut self) -> Result<Vec<Vec<SourceKey>>, StoreError> {
+        let (records, rules) = (&mut self.records, &self.rules);
         self.resolver.regroup_plan(|g| {
-            let record = records.get(&g)?;
-            let model = rules.models.get(&record.entity)?;
+            let Some(record) = records.get(g)? else {
+                return Ok(None);
+            };
+            let Some(model) = rules.models.get(&record.entity) else {
+                return Ok(None);
+            };
             let exact_email = model.match_keys().any(|f| f.name == "email");
-            Some((record.entity.clone(), exact_email))
+            Ok(Some((record.entity.clone(), exact_email)))
         })
     }
 
-    pub(super) fn apply_regroup(&mut self, seq: u64, r: &Regrouping) -> Applied {
+    pub(super) fn apply_regroup(
+        &mut self,
+        seq: u64,
+        r: &Regrouping,
+    ) -> Result<Applied, StoreError> {
         let time_ns =
             r.at.unix_timestamp_nanos()
                 .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
@@ -40,11 +49,11 @@ impl State {
             .is_none_or(|p| p.model_seq != r.model_seq);
         if !stale {
             for group in &r.groups {
-                self.regroup(group, seq, r.regroup_id, time_ns, &mut applied);
+                self.regroup(group, seq, r.regroup_id, time_ns, &mut applied)?;
             }
         }
         self.resolver.regrouped(r);
-        applied
+        Ok(applied)
     }
 
     fn regroup(
@@ -54,7 +63,7 @@ impl State {
         caused_by: Uuid,
         time_ns: i64,
         applied: &mut Applied,
-    ) {
+    ) -> Result<(), StoreError> {
         let pinned = self.resolver.pinned_survivors();
         let members: Vec<(&SourceKey, Uuid)> = group
             .iter()
@@ -62,15 +71,14 @@ impl State {
             .filter(|(_, g)| !pinned.contains(g))
             .collect();
         let named: BTreeSet<&SourceKey> = members.iter().map(|(k, _)| *k).collect();
-        let holds_only_group = |g: &Uuid| {
-            self.records
-                .get(g)
-                .is_some_and(|r| r.links.iter().all(|l| named.contains(l)))
-        };
         let mut parts: Vec<Uuid> = Vec::new();
         let mut mixed: Vec<SourceKey> = Vec::new();
         for (k, g) in &members {
-            if holds_only_group(g) {
+            let holds_only_group = self
+                .records
+                .get(*g)?
+                .is_some_and(|r| r.links.iter().all(|l| named.contains(l)));
+            if holds_only_group {
                 if !parts.contains(g) {
                     parts.push(*g);
                 }
@@ -79,21 +87,22 @@ impl State {
             }
         }
         for source in mixed {
-            let split = self.steward_split(source, seq, caused_by, time_ns, false);
+            let split = self.steward_split(source, seq, caused_by, time_ns, false)?;
             applied.outbound.extend(split.outbound);
             parts.extend(split.golden_id);
         }
         let Some(&first) = parts.first() else {
-            return;
+            return Ok(());
         };
         for &other in &parts[1..] {
             let (a, b) = (self.resolver.survivor(first), self.resolver.survivor(other));
             if self.resolver.is_distinct(a, b) {
                 continue;
             }
-            let merged = self.steward_merge(a, b, seq, caused_by, time_ns);
+            let merged = self.steward_merge(a, b, seq, caused_by, time_ns)?;
             applied.outbound.extend(merged.outbound);
         }
         applied.golden_id = Some(self.resolver.survivor(first));
+        Ok(())
     }
 }

@@ -12,12 +12,17 @@ use super::{golden_change, targets, updates_for, Applied, Holdings, Outbound, St
 use crate::golden::{survivorship, Candidate, GoldenRecord, SourceKey};
 use crate::resolve::TaskStatus;
 use crate::steward::{Command, StewardAction};
+use crate::store::StoreError;
 
 /// Namespace of golden ids made by splits.
 const SPLIT_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7370_6c69_742d_6964_7321);
 
 impl State {
-    pub(super) fn apply_steward(&mut self, seq: u64, a: &StewardAction) -> Applied {
+    pub(super) fn apply_steward(
+        &mut self,
+        seq: u64,
+        a: &StewardAction,
+    ) -> Result<Applied, StoreError> {
         let time_ns =
             a.at.unix_timestamp_nanos()
                 .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
@@ -55,10 +60,10 @@ impl State {
             }
             Command::Decide { task_id, same } => {
                 let Some(task) = self.resolver.task(*task_id).cloned() else {
-                    return Applied::default();
+                    return Ok(Applied::default());
                 };
                 if task.status != TaskStatus::Open {
-                    return Applied::default();
+                    return Ok(Applied::default());
                 }
                 if *same {
                     let applied = self.steward_merge(
@@ -67,9 +72,9 @@ impl State {
                         seq,
                         a.action_id,
                         time_ns,
-                    );
+                    )?;
                     self.resolver.set_task_status(*task_id, TaskStatus::Same);
-                    applied
+                    Ok(applied)
                 } else {
                     self.resolver.mark_distinct(
                         self.resolver.survivor(task.golden_id),
@@ -77,7 +82,7 @@ impl State {
                     );
                     self.resolver
                         .set_task_status(*task_id, TaskStatus::Different);
-                    Applied::default()
+                    Ok(Applied::default())
                 }
             }
             Command::Split { system, record_id } => {
@@ -90,11 +95,11 @@ impl State {
                     a.action_id,
                     time_ns,
                     true,
-                );
+                )?;
                 if let Some(g) = applied.golden_id {
                     self.resolver.pin(g);
                 }
-                applied
+                Ok(applied)
             }
             Command::Override {
                 golden_id,
@@ -113,27 +118,34 @@ impl State {
         seq: u64,
         caused_by: Uuid,
         time_ns: i64,
-    ) -> Applied {
+    ) -> Result<Applied, StoreError> {
         let (a, b) = (self.resolver.survivor(a), self.resolver.survivor(b));
-        if a == b || !self.records.contains_key(&a) || !self.records.contains_key(&b) {
-            return Applied::default();
+        if a == b || !self.records.contains(a)? || !self.records.contains(b)? {
+            return Ok(Applied::default());
         }
         let (survivor, loser) = if self.resolver.created_before(a, b) {
             (a, b)
         } else {
             (b, a)
         };
-        let held = self.held_by_merged(&[loser]);
-        let before = self.records[&survivor].values.clone();
+        let held = self.held_by_merged(&[loser])?;
+        let before = self.existing(survivor)?.values.clone();
         self.resolver.record_merge(loser, survivor);
-        let mut outbound = self.merge_records(loser, survivor, seq, caused_by, time_ns);
-        self.resolve_all(survivor);
-        outbound.extend(self.announce(survivor, &before, &held, seq, caused_by));
-        Applied {
+        let mut outbound = self.merge_records(loser, survivor, seq, caused_by, time_ns)?;
+        self.resolve_all(survivor)?;
+        outbound.extend(self.announce(survivor, &before, &held, seq, caused_by)?);
+        Ok(Applied {
             golden_id: Some(survivor),
             conflicts: 0,
             outbound,
-        }
+        })
+    }
+
+    /// Golden record `id`, which the resolver says exists.
+    fn existing(&mut self, id: Uuid) -> Result<&mut GoldenRecord, StoreError> {
+        self.records.get_mut(id)?.ok_or_else(|| {
+            StoreError::new("reading a linked golden record", format!("{id} is missing"))
+        })
     }
 
     /// Gives `source` a golden record of its own, out of the one it shares
@@ -146,13 +158,13 @@ impl State {
         caused_by: Uuid,
         time_ns: i64,
         keep_apart: bool,
-    ) -> Applied {
+    ) -> Result<Applied, StoreError> {
         let Some(old_id) = self.resolver.golden_of(&source) else {
-            return Applied::default();
+            return Ok(Applied::default());
         };
-        let old = &self.records[&old_id];
+        let old = self.existing(old_id)?;
         if old.links.len() < 2 {
-            return Applied::default();
+            return Ok(Applied::default());
         }
         let entity = old.entity.clone();
         let before_old = old.values.clone();
@@ -190,11 +202,11 @@ impl State {
         for field in record.write(&source, None, &values, caused_by, time_ns, pick) {
             record.resolve(&field, |c| pick(&field, c));
         }
-        self.records.insert(new_id, record);
+        self.records.insert_new(record);
 
         // The old record: without the split record's link and, where no other
         // record of that system stays linked, without that system's values.
-        let old = self.records.get_mut(&old_id).expect("exists");
+        let old = self.existing(old_id)?;
         old.links.remove(&source);
         old.source_values.remove(&source);
         old.quality.remove(&source);
@@ -224,22 +236,23 @@ impl State {
                 time_ns,
             );
         }
-        self.resolve_all(old_id);
+        self.resolve_all(old_id)?;
 
         // The split record's system holds the values it sent, now under the
         // new golden id, and nothing under that id yet: tell it the id (and
         // any value it lacks).
-        let held_new = targets(&self.rules, &self.records[&new_id])
+        let rules = std::sync::Arc::clone(&self.rules);
+        let held_new = targets(&rules, self.existing(new_id)?)
             .into_iter()
             .map(|(system, record_id)| (Target::new(system, record_id), BTreeMap::new()))
             .collect();
-        let mut outbound = self.announce(new_id, &BTreeMap::new(), &held_new, seq, caused_by);
-        outbound.extend(self.announce(old_id, &before_old, &BTreeMap::new(), seq, caused_by));
-        Applied {
+        let mut outbound = self.announce(new_id, &BTreeMap::new(), &held_new, seq, caused_by)?;
+        outbound.extend(self.announce(old_id, &before_old, &BTreeMap::new(), seq, caused_by)?);
+        Ok(Applied {
             golden_id: Some(new_id),
             conflicts: 0,
             outbound,
-        }
+        })
     }
 
     fn steward_override(
@@ -249,18 +262,18 @@ impl State {
         value: &Value,
         seq: u64,
         caused_by: Uuid,
-    ) -> Applied {
+    ) -> Result<Applied, StoreError> {
         let id = self.resolver.survivor(golden_id);
         let rules = std::sync::Arc::clone(&self.rules);
-        let Some(record) = self.records.get(&id) else {
-            return Applied::default();
+        let Some(record) = self.records.get_mut(id)? else {
+            return Ok(Applied::default());
         };
         let Some(def) = rules
             .models
             .get(&record.entity)
             .and_then(|m| m.field(field))
         else {
-            return Applied::default();
+            return Ok(Applied::default());
         };
         // The API checked the value; a log from an older model may hold one
         // that no longer cleanses: it is kept as sent.
@@ -271,18 +284,17 @@ impl State {
                 .unwrap_or_else(|_| value.clone())
         };
         let before = record.values.clone();
-        let record = self.records.get_mut(&id).expect("exists");
         if value.is_null() {
             record.overrides.remove(field);
         } else {
             record.overrides.insert(field.to_string(), value);
         }
-        self.resolve_all(id);
-        Applied {
+        self.resolve_all(id)?;
+        Ok(Applied {
             golden_id: Some(id),
             conflicts: 0,
-            outbound: self.announce(id, &before, &BTreeMap::new(), seq, caused_by),
-        }
+            outbound: self.announce(id, &before, &BTreeMap::new(), seq, caused_by)?,
+        })
     }
 
     /// What a steward action that changed golden record `id` sends: each
@@ -290,14 +302,15 @@ impl State {
     /// Targets held `before` (its values before the action) unless `held`
     /// says otherwise.
     fn announce(
-        &self,
+        &mut self,
         id: Uuid,
         before: &BTreeMap<String, Value>,
         held: &BTreeMap<Target, BTreeMap<String, Value>>,
         seq: u64,
         caused_by: Uuid,
-    ) -> Vec<Outbound> {
-        let record = &self.records[&id];
+    ) -> Result<Vec<Outbound>, StoreError> {
+        let rules = std::sync::Arc::clone(&self.rules);
+        let record = &*self.existing(id)?;
         let changed = super::diff(before, &record.values, |_| true);
         let version = record.version();
         let holdings = Holdings {
@@ -305,20 +318,20 @@ impl State {
             held,
             writer: None,
         };
-        let mut outbound = updates_for(&self.rules, record, &holdings, &version, seq, caused_by);
+        let mut outbound = updates_for(&rules, record, &holdings, &version, seq, caused_by);
         outbound.push(golden_change(record, changed, &version, seq, caused_by));
-        outbound
+        Ok(outbound)
     }
 
     /// Re-picks every field of a golden record (after a merge, split or
     /// override changed its candidates).
-    pub(super) fn resolve_all(&mut self, id: Uuid) {
+    pub(super) fn resolve_all(&mut self, id: Uuid) -> Result<(), StoreError> {
         let rules = std::sync::Arc::clone(&self.rules);
-        let Some(record) = self.records.get_mut(&id) else {
-            return;
+        let Some(record) = self.records.get_mut(id)? else {
+            return Ok(());
         };
         let Some(model) = rules.models.get(&record.entity) else {
-            return;
+            return Ok(());
         };
         let fields: Vec<String> = record
             .candidates
@@ -334,5 +347,6 @@ impl State {
                 survivorship::pick(rules.policy(model, &field), &rules.source_priority, c)
             });
         }
+        Ok(())
     }
 }

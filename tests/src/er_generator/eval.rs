@@ -18,7 +18,9 @@ pub fn derive(config: &HubConfig, label: &str, events: &[ChangeEvent]) -> State 
     let models = config.load_models(label).unwrap();
     let mut state = State::new(Arc::new(Rules::from_config(config, models)));
     for (i, e) in events.iter().enumerate() {
-        state.apply(i as u64 + 1, &LogPayload::Change(e.clone()));
+        state
+            .apply(i as u64 + 1, &LogPayload::Change(e.clone()))
+            .unwrap();
     }
     state
 }

@@ -1,0 +1,102 @@
+//! Derived state on disk: the `store::Storage` tables as sled trees in
+//! `<data_dir>/derived`, a sled database of its own beside the log's, with
+//! its own page cache (`SLED_CACHE_BYTES`). Derived state is rebuilt from the
+//! log, so it is written without fsync.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::store::{Storage, StoreError, Table, Write};
+
+/// sled's page cache for derived state. Golden records have a cache of
+/// their own, decoded (`[store] cache_records`); this one holds pages of
+/// encoded records and match blocks.
+const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
+pub struct SledStorage {
+    db: sled::Db,
+}
+
+impl SledStorage {
+    /// Opens (or creates) the derived store in `dir`.
+    pub fn open(dir: &Path) -> Result<Arc<dyn Storage>, StoreError> {
+        let doing = format!("opening {}", dir.display());
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .mode(sled::Mode::HighThroughput)
+            .flush_every_ms(None);
+        // As for the log (`log.rs`): a store closed a moment ago may still
+        // hold its lock.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(|e| StoreError::new(doing, e))?,
+            }
+        };
+        Ok(Arc::new(SledStorage { db }))
+    }
+}
+
+impl Storage for SledStorage {
+    fn table(&self, name: &str) -> Result<Arc<dyn Table>, StoreError> {
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(|e| StoreError::new(format!("opening table {name}"), e))?;
+        Ok(Arc::new(SledTable {
+            name: name.to_string(),
+            tree,
+        }))
+    }
+}
+
+struct SledTable {
+    name: String,
+    tree: sled::Tree,
+}
+
+impl SledTable {
+    fn failed(&self, doing: &str, e: sled::Error) -> StoreError {
+        StoreError::new(format!("{doing} in table {}", self.name), e)
+    }
+}
+
+impl Table for SledTable {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.failed("reading", e))
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.failed("writing", e))
+    }
+
+    fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
+        Box::new(self.tree.iter().keys().map(|k| {
+            k.map(|k| k.to_vec())
+                .map_err(|e| self.failed("scanning", e))
+        }))
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        self.tree.clear().map_err(|e| self.failed("clearing", e))
+    }
+}

@@ -1,0 +1,150 @@
+//! The derived state store and its cache of decoded golden records change
+//! nothing that derivation derives: one log, made by a hub that matched,
+//! trained, re-resolved and took edits made on top of the updates it sent
+//! (and their echoes), derived again in memory and in sled, with a cache
+//! that holds everything and with one that holds three records (so nearly
+//! every record is written out, read back and changed again), gives the
+//! same outbound messages entry by entry and the same state hash.
+
+use std::sync::Arc;
+
+use mdhub_hub::config::HubConfig;
+use mdhub_hub::entry::LogPayload;
+use mdhub_hub::hub::Hub;
+use mdhub_hub::log::EventLog;
+use mdhub_hub::memory_bus::MemoryBus;
+use mdhub_hub::sled_store::SledStorage;
+use mdhub_hub::state::{Outbound, Rules, State};
+use mdhub_hub::store::{MemoryStorage, Storage};
+use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
+use mdhub_tests::er_generator::{generate_iter, Profile, SYSTEM_REGIONS};
+use serde_json::json;
+use uuid::Uuid;
+
+fn config() -> HubConfig {
+    let toml: String = SYSTEM_REGIONS
+        .iter()
+        .map(|(system, region)| format!("[system.{system}]\nregion = \"{region}\"\n"))
+        .collect();
+    HubConfig::parse(&toml, "derived-store").unwrap()
+}
+
+/// A log of `records` generator records, then, for every third update the
+/// hub sent, an edit of the updated record on top of the update, and for
+/// the others the update coming back (an echo). Returns the hub's data dir
+/// and its state hash.
+fn make_log(config: &HubConfig, records: usize) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = Arc::new(Rules::from_config(config, config.load_models("t").unwrap()));
+    let (mut hub, _) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
+    let mut bus = MemoryBus::default();
+    let profile = Profile::default_profile(records / 2);
+    let events: Vec<ChangeEvent> = generate_iter(&profile)
+        .map(|(e, _)| e)
+        .take(records)
+        .collect();
+    let observed_at = events.last().unwrap().observed_at;
+    for e in &events {
+        bus.publish(e);
+    }
+    assert!(!bus.pump(&mut hub, 200).unwrap().degraded);
+
+    let mut n = 0u64;
+    for (system, _) in SYSTEM_REGIONS {
+        for update in bus.take_updates(system) {
+            let Some(record_id) = update.record_id.clone() else {
+                continue;
+            };
+            n += 1;
+            let mut fields = update.fields.clone();
+            if n.is_multiple_of(3) {
+                fields.insert("city".into(), json!(format!("Edited {n}")));
+            }
+            bus.publish(&ChangeEvent {
+                schema_version: SCHEMA_VERSION,
+                event_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("edit/{n}").as_bytes()),
+                system: system.to_string(),
+                entity: update.entity.clone(),
+                record_id,
+                op: Op::Upsert,
+                fields,
+                observed_at: observed_at + time::Duration::seconds(n as i64),
+                base: Some(update.version.clone()),
+                caused_by: Some(update.update_id),
+            });
+        }
+    }
+    assert!(n > 100, "only {n} updates to edit");
+    assert!(!bus.pump(&mut hub, 200).unwrap().degraded);
+    let hash = hub.state().state_hash().unwrap();
+    (dir, hash)
+}
+
+/// Derives the log in `dir` into `state`, returning each entry's outbound
+/// messages.
+fn derive(dir: &std::path::Path, state: &mut State) -> Vec<Vec<Outbound>> {
+    let log = EventLog::open(dir).unwrap();
+    let mut out = Vec::new();
+    for entry in log.iter_from(1) {
+        let entry = entry.unwrap();
+        out.push(state.apply(entry.seq, &entry.payload).unwrap().outbound);
+    }
+    out
+}
+
+#[test]
+fn the_store_and_its_cache_size_change_nothing_derived() {
+    let config = config();
+    let (dir, live_hash) = make_log(&config, 2_000);
+    let log = EventLog::open(dir.path()).unwrap();
+    let kinds = |p: fn(&LogPayload) -> bool| {
+        log.iter_from(1)
+            .filter(|e| p(&e.as_ref().unwrap().payload))
+            .count()
+    };
+    assert!(
+        kinds(|p| matches!(p, LogPayload::MatchModel(_))) >= 2,
+        "trainings in the log"
+    );
+    assert!(
+        kinds(|p| matches!(p, LogPayload::Regroup(_))) >= 2,
+        "re-resolutions in the log"
+    );
+    drop(log);
+
+    let rules = || {
+        Arc::new(Rules::from_config(
+            &config,
+            config.load_models("t").unwrap(),
+        ))
+    };
+    let memory = MemoryStorage::shared();
+    let mut reference = State::open(rules(), memory.as_ref(), 1_000_000).unwrap();
+    let expected = derive(dir.path(), &mut reference);
+    assert_eq!(reference.state_hash().unwrap(), live_hash);
+
+    let sled_dir = tempfile::tempdir().unwrap();
+    let stores: Vec<(&str, Arc<dyn Storage>)> = vec![
+        ("memory", MemoryStorage::shared()),
+        ("sled", SledStorage::open(sled_dir.path()).unwrap()),
+    ];
+    for (name, storage) in stores {
+        let mut tiny = State::open(rules(), storage.as_ref(), 3).unwrap();
+        let got = derive(dir.path(), &mut tiny);
+        assert_eq!(got.len(), expected.len());
+        for (seq, (a, b)) in got.iter().zip(&expected).enumerate() {
+            assert_eq!(
+                a,
+                b,
+                "{name} store, 3 cached records: outbound of entry {}",
+                seq + 1
+            );
+        }
+        assert_eq!(tiny.state_hash().unwrap(), live_hash, "{name} store");
+        assert_eq!(
+            tiny.golden_count(),
+            reference.golden_count(),
+            "{name} store"
+        );
+    }
+}
