@@ -96,6 +96,16 @@ impl Table for SledTable {
         }))
     }
 
+    fn keys_with_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
+        Box::new(self.tree.scan_prefix(prefix).keys().map(|k| {
+            k.map(|k| k.to_vec())
+                .map_err(|e| self.failed("scanning", e))
+        }))
+    }
+
     fn clear(&self) -> Result<(), StoreError> {
         self.tree.clear().map_err(|e| self.failed("clearing", e))
     }

@@ -38,6 +38,11 @@ pub trait Table: Send + Sync {
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// Every key, ascending.
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_>;
+    /// The keys that start with `prefix`, ascending.
+    fn keys_with_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_>;
     /// Removes every key.
     fn clear(&self) -> Result<(), StoreError>;
 }
@@ -96,6 +101,20 @@ impl Table for MemoryTable {
         // A copy: the lock is not held while the caller reads.
         let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
         let keys: Vec<Vec<u8>> = rows.keys().cloned().collect();
+        Box::new(keys.into_iter().map(Ok))
+    }
+
+    fn keys_with_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<Vec<u8>> = rows
+            .range(prefix.to_vec()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         Box::new(keys.into_iter().map(Ok))
     }
 

@@ -19,6 +19,7 @@ use super::error::{ApiError, ErrorBody};
 use super::ApiState;
 use crate::golden::{Candidate, GoldenRecord, SourceKey};
 use crate::hub::{Health as HubHealth, Hub, SharedHub};
+use crate::state::FindError;
 
 /// The entity served under `/v1/customers`.
 const CUSTOMER: &str = "customer";
@@ -401,7 +402,10 @@ pub async fn find_customers(
         let state = hub.state();
         let ids = state
             .find_by_field(CUSTOMER, &field, &value, limit)
-            .map_err(ApiError::BadRequest)?;
+            .map_err(|e| match e {
+                FindError::Invalid(message) => ApiError::BadRequest(message),
+                FindError::Store(e) => e.into(),
+            })?;
         let mut results = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(r) = state.record(id)? {

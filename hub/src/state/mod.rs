@@ -122,6 +122,17 @@ pub struct State {
     applied_seq: u64,
 }
 
+/// Why `State::find_by_field` found nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FindError {
+    /// The question is wrong: an unknown entity or field, a value the
+    /// field cannot hold.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Who receives updates for one golden record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Target {
@@ -159,13 +170,15 @@ impl State {
         cache_records: usize,
     ) -> Result<Self, StoreError> {
         let golden = storage.table("golden")?;
+        let by_value = storage.table("golden_by_value")?;
         let blocks = storage.table("blocks")?;
-        golden.clear()?;
-        blocks.clear()?;
+        for table in [&golden, &by_value, &blocks] {
+            table.clear()?;
+        }
         Ok(State {
             resolver: Resolver::new(rules.matching.clone(), blocks),
             rules,
-            records: Records::new(golden, cache_records),
+            records: Records::new(golden, by_value, cache_records),
             applied_seq: 0,
         })
     }
@@ -221,34 +234,26 @@ impl State {
     }
 
     /// Golden records whose `field` has this value (normalized like input),
-    /// in id order, at most `limit`.
+    /// in id order, at most `limit`: read from an index of golden values,
+    /// never by a scan.
     pub fn find_by_field(
         &self,
         entity: &str,
         field: &str,
         raw: &str,
         limit: usize,
-    ) -> Result<Vec<Uuid>, String> {
+    ) -> Result<Vec<Uuid>, FindError> {
         let model = self
             .rules
             .models
             .get(entity)
-            .ok_or_else(|| format!("unknown entity {entity:?}"))?;
-        let def = model
-            .field(field)
-            .ok_or_else(|| format!("entity {entity:?} has no field {field:?}"))?;
+            .ok_or_else(|| FindError::Invalid(format!("unknown entity {entity:?}")))?;
+        let def = model.field(field).ok_or_else(|| {
+            FindError::Invalid(format!("entity {entity:?} has no field {field:?}"))
+        })?;
         let wanted = normalize(def, &Value::String(raw.to_string()))
-            .map_err(|e| format!("field {field:?}: {e}"))?;
-        let mut found = Vec::new();
-        self.records
-            .for_each(|r| {
-                if found.len() < limit && r.entity == entity && r.values.get(field) == Some(&wanted)
-                {
-                    found.push(r.id);
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(found)
+            .map_err(|e| FindError::Invalid(format!("field {field:?}: {e}")))?;
+        Ok(self.records.find(entity, field, &wanted, limit)?)
     }
 
     /// Applies log entry `seq`. Entries must come in log order, each once.
@@ -289,7 +294,7 @@ impl State {
             LogPayload::Regroup(r) => self.apply_regroup(seq, r)?,
         };
         self.remember_sent(&applied.outbound)?;
-        self.records.trim()?;
+        self.records.finish_entry()?;
         Ok(applied)
     }
 

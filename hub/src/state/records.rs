@@ -7,19 +7,31 @@
 //!
 //! The cache never changes what derivation derives: a record written and
 //! read back behaves exactly as the one that stayed (`GoldenRecord::encode`),
-//! and `trim` only runs between entries.
+//! and `finish_entry` trims it only between entries.
+//!
+//! Beside the records, an index of their golden values (`by_value`: entity,
+//! field, value → golden ids), brought up to date at the end of every
+//! entry, so that finding records by a value reads a few keys instead of
+//! decoding every record.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::golden::GoldenRecord;
-use crate::store::{StoreError, Table};
+use crate::store::{StoreError, Table, Write};
 
 pub struct Records {
     table: Arc<dyn Table>,
+    /// (entity, field, value, golden id) of every golden value: see
+    /// `value_key`.
+    by_value: Arc<dyn Table>,
+    /// Golden values, before the current entry, of each record the entry
+    /// may have changed (none for a record it created).
+    before: HashMap<Uuid, BTreeMap<String, Value>>,
     hot: HashMap<Uuid, Hot>,
     /// Decoded records kept after `trim`.
     capacity: usize,
@@ -40,16 +52,33 @@ fn key(id: Uuid) -> Vec<u8> {
     id.as_bytes().to_vec()
 }
 
+/// The `by_value` key prefix of a value: entity, field and the value's JSON,
+/// each followed by a zero byte (names hold none, and JSON escapes it).
+/// The golden id follows it.
+fn value_key(entity: &str, field: &str, value: &Value) -> Vec<u8> {
+    let mut key = Vec::with_capacity(entity.len() + field.len() + 32);
+    key.extend_from_slice(entity.as_bytes());
+    key.push(0);
+    key.extend_from_slice(field.as_bytes());
+    key.push(0);
+    serde_json::to_writer(&mut key, value).expect("JSON values serialize");
+    key.push(0);
+    key
+}
+
 fn decode(id: Uuid, bytes: &[u8]) -> Result<GoldenRecord, StoreError> {
     GoldenRecord::decode(bytes)
         .map_err(|e| StoreError::new(format!("decoding golden record {id}"), e))
 }
 
 impl Records {
-    /// The records of an empty table, with room for `capacity` decoded ones.
-    pub fn new(table: Arc<dyn Table>, capacity: usize) -> Self {
+    /// The records of an empty `table`, with an empty value index
+    /// `by_value` and room for `capacity` decoded ones.
+    pub fn new(table: Arc<dyn Table>, by_value: Arc<dyn Table>, capacity: usize) -> Self {
         Records {
             table,
+            by_value,
+            before: HashMap::new(),
             hot: HashMap::new(),
             capacity: capacity.max(1),
             count: 0,
@@ -99,10 +128,12 @@ impl Records {
     /// Record `id`, to change.
     pub fn get_mut(&mut self, id: Uuid) -> Result<Option<&mut GoldenRecord>, StoreError> {
         Ok(if self.load(id)? {
-            self.hot.get_mut(&id).map(|h| {
-                h.dirty = true;
-                &mut h.record
-            })
+            let hot = self.hot.get_mut(&id).expect("loaded");
+            self.before
+                .entry(id)
+                .or_insert_with(|| hot.record.values.clone());
+            hot.dirty = true;
+            Some(&mut hot.record)
         } else {
             None
         })
@@ -116,18 +147,16 @@ impl Records {
         entity: &str,
     ) -> Result<&mut GoldenRecord, StoreError> {
         if !self.load(id)? {
-            self.count += 1;
-            self.put_back(GoldenRecord::new(id, entity));
+            self.insert_new(GoldenRecord::new(id, entity));
         }
-        let hot = self.hot.get_mut(&id).expect("loaded or inserted");
-        hot.dirty = true;
-        Ok(&mut hot.record)
+        Ok(self.get_mut(id)?.expect("loaded or inserted"))
     }
 
     /// Adds a record whose id is new (one derived from the entry that
     /// creates it).
     pub fn insert_new(&mut self, record: GoldenRecord) {
         self.count += 1;
+        self.before.entry(record.id).or_default();
         self.put_back(record);
     }
 
@@ -137,7 +166,11 @@ impl Records {
         if !self.load(id)? {
             return Ok(None);
         }
-        Ok(self.hot.remove(&id).map(|h| h.record))
+        let hot = self.hot.remove(&id).expect("loaded");
+        self.before
+            .entry(id)
+            .or_insert_with(|| hot.record.values.clone());
+        Ok(Some(hot.record))
     }
 
     /// Puts back a record from `take`, changed.
@@ -191,11 +224,64 @@ impl Records {
         Ok(())
     }
 
+    /// Golden records of `entity` whose `field` holds `value`, in id order,
+    /// at most `limit`.
+    pub fn find(
+        &self,
+        entity: &str,
+        field: &str,
+        value: &Value,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let prefix = value_key(entity, field, value);
+        self.by_value
+            .keys_with_prefix(&prefix)
+            .take(limit)
+            .map(|key| {
+                let key = key?;
+                Uuid::from_slice(&key[prefix.len()..])
+                    .map_err(|e| StoreError::new("reading the value index", e))
+            })
+            .collect()
+    }
+
+    /// Ends an entry: the value index takes the golden values it changed,
+    /// then the cache is trimmed.
+    pub fn finish_entry(&mut self) -> Result<(), StoreError> {
+        let mut writes: Vec<Write> = Vec::new();
+        let mut touched: Vec<(Uuid, BTreeMap<String, Value>)> = self.before.drain().collect();
+        touched.sort_unstable_by_key(|(id, _)| *id);
+        for (id, before) in touched {
+            let Some(hot) = self.hot.get(&id) else {
+                continue;
+            };
+            let (entity, after) = (&hot.record.entity, &hot.record.values);
+            for (field, old) in &before {
+                if after.get(field) != Some(old) {
+                    let mut key = value_key(entity, field, old);
+                    key.extend_from_slice(id.as_bytes());
+                    writes.push((key, None));
+                }
+            }
+            for (field, new) in after {
+                if before.get(field) != Some(new) {
+                    let mut key = value_key(entity, field, new);
+                    key.extend_from_slice(id.as_bytes());
+                    writes.push((key, Some(Vec::new())));
+                }
+            }
+        }
+        if !writes.is_empty() {
+            self.by_value.apply(writes)?;
+        }
+        self.trim()
+    }
+
     /// Brings the cache back to its capacity, between entries: the records
     /// used longest ago leave it (a quarter of the capacity at a time, so
     /// that choosing them is rare), and those changed are written to the
     /// table in one batch.
-    pub fn trim(&mut self) -> Result<(), StoreError> {
+    fn trim(&mut self) -> Result<(), StoreError> {
         if self.hot.len() <= self.capacity {
             return Ok(());
         }
