@@ -91,7 +91,8 @@ pub struct StoreConfig {
     #[serde(default)]
     pub kind: StoreKind,
     /// Golden records kept decoded in memory; the others are read from the
-    /// store when an entry or a request needs them. About 10 KiB each.
+    /// store when an entry or a request needs them. A decoded record takes
+    /// 25 to 50 KiB (its Automerge document, most of it).
     #[serde(default = "default_cache_records")]
     pub cache_records: usize,
 }
