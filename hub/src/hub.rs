@@ -4,7 +4,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mdhub_schema::validate::check_observed_at;
@@ -147,20 +149,40 @@ impl Hub {
         limits: Limits,
         store: &StoreConfig,
     ) -> Result<(Hub, Vec<Outbound>), LogError> {
+        Self::open_reporting(dir, rules, limits, store, &Progress::default())
+    }
+
+    /// `open_with`, reporting how far derivation has got in `progress`
+    /// (the API answers with it while the hub starts).
+    pub fn open_reporting(
+        dir: &Path,
+        rules: Arc<Rules>,
+        limits: Limits,
+        store: &StoreConfig,
+        progress: &Progress,
+    ) -> Result<(Hub, Vec<Outbound>), LogError> {
         let log = EventLog::open(dir)?;
+        progress.checking(log.last_seq());
         let entries = log.verify()?;
         let published = log.marker(PUBLISHED_SEQ).get()?;
         let storage = DerivedStorage {
             tables: open_storage(dir, store)?,
             cache_records: store.cache_records,
         };
-        let derived = derive(&log, &storage, Arc::clone(&rules), published, u64::MAX)?;
+        let derived = derive(
+            &log,
+            &storage,
+            Arc::clone(&rules),
+            published,
+            u64::MAX,
+            progress,
+        )?;
         let (derived, failed) = match derived.failed {
             None => (derived, None),
             // A failed entry may have changed part of the state: derive
             // again up to the entry before it, which succeeded before.
             Some((seq, error)) => (
-                derive(&log, &storage, rules, published, seq - 1)?,
+                derive(&log, &storage, rules, published, seq - 1, progress)?,
                 Some((seq, error)),
             ),
         };
@@ -295,6 +317,7 @@ impl Hub {
                 Arc::clone(self.state.rules_arc()),
                 u64::MAX,
                 seq - 1,
+                &Progress::default(),
             )?
             .state;
             self.mark_degraded(seq, error);
@@ -623,7 +646,14 @@ fn derive_all(
     storage: &DerivedStorage,
     rules: Arc<Rules>,
 ) -> Result<State, ReplayError> {
-    let derived = derive(log, storage, rules, u64::MAX, u64::MAX)?;
+    let derived = derive(
+        log,
+        storage,
+        rules,
+        u64::MAX,
+        u64::MAX,
+        &Progress::default(),
+    )?;
     match derived.failed {
         Some((seq, error)) => Err(ReplayError::Derive { seq, error }),
         None => Ok(derived.state),
@@ -639,21 +669,104 @@ struct Derived {
     failed: Option<(u64, String)>,
 }
 
+/// How far a derivation of the log has got: entries derived of how many,
+/// and since when. Shared with whoever reports it (the API while the hub
+/// starts); derivation itself never reads it.
+#[derive(Default)]
+pub struct Progress {
+    derived: AtomicU64,
+    total: AtomicU64,
+    /// When derivation started; `None` before (the log is being opened and
+    /// its hash chain checked).
+    started: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    /// The log is open and holds `total` entries; its chain is checked next.
+    fn checking(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+    }
+
+    fn start(&self, total: u64) {
+        self.derived.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Entries derived, entries to derive, entries per second so far and
+    /// the seconds left at that rate.
+    pub fn figures(&self) -> (u64, u64, f64, Option<f64>) {
+        let derived = self.derived.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        let started = *self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let rate = if seconds > 0.0 {
+            derived as f64 / seconds
+        } else {
+            0.0
+        };
+        let eta = (rate > 0.0).then(|| total.saturating_sub(derived) as f64 / rate);
+        (derived, total, rate, eta)
+    }
+
+    /// For people: "derived 1200 of 5000 log entries (800/s, about 5 s
+    /// left)", or what comes before deriving.
+    pub fn describe(&self) -> String {
+        let (derived, total, rate, eta) = self.figures();
+        let deriving = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        match eta {
+            _ if !deriving && total == 0 => "opening the log".to_string(),
+            _ if !deriving => format!("checking the hash chain of {total} log entries"),
+            Some(eta) => format!(
+                "derived {derived} of {total} log entries ({rate:.0}/s, about {eta:.0} s left)"
+            ),
+            None => format!("derived {derived} of {total} log entries"),
+        }
+    }
+}
+
+/// How often a long derivation says how far it has got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Derives the state from the log, from its first entry up to `until` or
-/// the first entry that fails.
+/// the first entry that fails, reporting in `progress` and in the log.
 fn derive(
     log: &EventLog,
     storage: &DerivedStorage,
     rules: Arc<Rules>,
     published: u64,
     until: u64,
+    progress: &Progress,
 ) -> Result<Derived, LogError> {
     let mut state = State::open(rules, storage.tables.as_ref(), storage.cache_records)?;
     let mut pending = Vec::new();
+    let total = log.last_seq().min(until);
+    progress.start(total);
+    if total > 0 {
+        info!(entries = total, "deriving the state from the log");
+    }
+    let mut reported = Instant::now();
     for entry in log.iter_from(1) {
         let entry = entry?;
         if entry.seq > until {
             break;
+        }
+        progress.derived.store(entry.seq - 1, Ordering::Relaxed);
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            let (derived, total, rate, eta) = progress.figures();
+            info!(
+                derived,
+                total,
+                per_second = rate.round(),
+                eta_seconds = eta.map(f64::round),
+                "deriving the state from the log: {}",
+                progress.describe()
+            );
         }
         match derive_entry(&mut state, entry.seq, &entry.payload, None) {
             Ok(applied) if entry.seq > published => pending.extend(applied.outbound),
@@ -666,6 +779,15 @@ fn derive(
                 })
             }
         }
+    }
+    progress.derived.store(total, Ordering::Relaxed);
+    if total > 0 {
+        let (_, _, rate, _) = progress.figures();
+        info!(
+            entries = total,
+            per_second = rate.round(),
+            "state derived from the log"
+        );
     }
     Ok(Derived {
         state,

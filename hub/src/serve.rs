@@ -1,15 +1,19 @@
 //! `mdhub serve`: the hub as a service: NATS ingest loop plus HTTP API.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use mdhub_schema::Limits;
+use tower::ServiceExt;
 use tracing::info;
 
-use crate::api::{router, ApiState};
+use crate::api::{router, ApiError, ApiState};
 use crate::config::HubConfig;
-use crate::hub::{Hub, SharedHub};
+use crate::hub::{Hub, Progress, SharedHub};
 use crate::nats_bus::run_ingest;
 use crate::state::Rules;
 
@@ -37,31 +41,40 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
     let limits = Limits {
         max_event_bytes: config.ingest.max_event_bytes,
     };
+    // The API listens from the start: while the hub derives its log it
+    // answers every request 503 with how far derivation has got.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    info!(%addr, "HTTP API listening");
+    let progress = Arc::new(Progress::default());
+    let api: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+    let front = Router::new()
+        .fallback(starting_or_api)
+        .with_state((Arc::clone(&api), Arc::clone(&progress)));
+    let api_task = tokio::spawn(async move { axum::serve(listener, front).await });
+
     let data_dir = config.data_dir.clone();
     let store = config.store.clone();
-    let (hub, pending) =
-        tokio::task::spawn_blocking(move || Hub::open_with(&data_dir, rules, limits, &store))
-            .await?
-            .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
+    let opening = Arc::clone(&progress);
+    let (hub, pending) = tokio::task::spawn_blocking(move || {
+        Hub::open_reporting(&data_dir, rules, limits, &store, &opening)
+    })
+    .await?
+    .with_context(|| format!("opening the hub store in {}", config.data_dir.display()))?;
     let hub: SharedHub = Arc::new(RwLock::new(hub));
 
     let client = crate::nats_bus::connect(&nats, "mdhub-hub").await?;
     // The streams exist before the API answers: a client that waits for
     // /healthz may publish at once.
     crate::nats_bus::ensure_streams(&client, &config).await?;
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the HTTP API to {}", config.listen))?;
-    let addr: SocketAddr = listener.local_addr()?;
-    info!(%addr, "HTTP API listening");
-    let api = router(ApiState {
+    let _ = api.set(router(ApiState {
         hub: hub.clone(),
         tokens: Arc::new(config.tokens.clone()),
         metrics: Some(metrics),
         actions: crate::api::ActionSink::Nats(Box::new(async_nats::jetstream::new(client.clone()))),
-    });
-    let api_task = tokio::spawn(async move { axum::serve(listener, api).await });
+    }));
 
     let shutdown = async move {
         tokio::select! {
@@ -73,4 +86,20 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
     let result = run_ingest(hub, client, &config, pending, shutdown).await;
     api_task.abort();
     result.map_err(Into::into)
+}
+
+/// Every request while the hub starts: the API once it is up, else 503
+/// `unavailable` saying how far the derivation of the log has got.
+async fn starting_or_api(
+    State((api, progress)): State<(Arc<OnceLock<Router>>, Arc<Progress>)>,
+    request: Request,
+) -> Response {
+    match api.get() {
+        Some(api) => match api.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => ApiError::Unavailable(format!("the hub is starting: {}", progress.describe()))
+            .into_response(),
+    }
 }

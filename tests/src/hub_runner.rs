@@ -172,7 +172,16 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `mdhub serve`; `dir` holds the config, the store and the log.
     pub fn start(config_toml: &str, nats_url: &str, dir: &Path) -> anyhow::Result<Self> {
-        let api_port = free_port();
+        Self::start_on(config_toml, nats_url, dir, free_port())
+    }
+
+    /// `start`, with the HTTP API on `api_port`.
+    pub fn start_on(
+        config_toml: &str,
+        nats_url: &str,
+        dir: &Path,
+        api_port: u16,
+    ) -> anyhow::Result<Self> {
         let config_path = dir.join("hub.toml");
         std::fs::write(&config_path, config_toml)?;
         let data_dir = dir.join("data");

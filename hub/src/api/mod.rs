@@ -98,7 +98,7 @@ pub fn openapi_json() -> &'static str {
 #[openapi(
     info(
         title = "mdhub HTTP API",
-        description = "Golden customer records, source links, review tasks and steward actions of an mdhub hub.\n\nErrors are JSON `{\"error\":{\"code\",\"message\"}}` (`ErrorBody`); clients branch on `code`. Routes with a security requirement need `Authorization: Bearer <token>`; the requirement names the role the route needs (`admin` may do everything, every role may read).\n\n`GET /healthz` answers 200 also when the hub is degraded (`status: \"degraded\"`): restarting a degraded hub would fail on the same log entry again. Steward actions answer 503 `degraded` then.",
+        description = "Golden customer records, source links, review tasks and steward actions of an mdhub hub.\n\nErrors are JSON `{\"error\":{\"code\",\"message\"}}` (`ErrorBody`); clients branch on `code`. Routes with a security requirement need `Authorization: Bearer <token>`; the requirement names the role the route needs (`admin` may do everything, every role may read).\n\n`GET /healthz` answers 200 also when the hub is degraded (`status: \"degraded\"`): restarting a degraded hub would fail on the same log entry again. Steward actions answer 503 `degraded` then. While the hub starts (it derives its state from the log), every route answers 503 `unavailable` with the entries derived, the rate and the time left in the message.",
     ),
     components(schemas(ErrorBody, ErrorCode)),
     modifiers(&BearerScheme),
