@@ -92,7 +92,9 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// Golden records kept decoded in memory; the others are read from the
     /// store when an entry or a request needs them. A decoded record takes
-    /// 25 to 50 KiB (its Automerge document, most of it).
+    /// 25 to 50 KiB (its Automerge document, most of it); reading one back
+    /// costs about 70 us, so a cache smaller than the records being edited
+    /// slows ingest.
     #[serde(default = "default_cache_records")]
     pub cache_records: usize,
 }

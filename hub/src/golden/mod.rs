@@ -507,6 +507,33 @@ struct Stored {
 /// A `SentUpdate` as stored: its version (hex) and fields.
 type StoredUpdate = (Vec<String>, BTreeMap<String, Value>);
 
+/// The JSON part and the document part of `encode`'s bytes.
+fn split_encoded(bytes: &[u8]) -> Result<(&[u8], &[u8]), String> {
+    let (len, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or("shorter than its length prefix")?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(format!(
+            "{} bytes after the prefix, {len} expected",
+            rest.len()
+        ));
+    }
+    Ok(rest.split_at(len))
+}
+
+/// The entity of an encoded record, read without loading its document
+/// (the re-resolution plan asks it of every golden record).
+pub fn decode_entity(bytes: &[u8]) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct EntityOnly {
+        entity: String,
+    }
+    let (json, _) = split_encoded(bytes)?;
+    let only: EntityOnly = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    Ok(only.entity)
+}
+
 fn hex_hashes(hashes: &[ChangeHash]) -> Vec<String> {
     hashes.iter().map(ChangeHash::to_string).collect()
 }
@@ -565,17 +592,7 @@ impl GoldenRecord {
 
     /// A record from `encode`'s bytes; an error says what is wrong with them.
     pub fn decode(bytes: &[u8]) -> Result<GoldenRecord, String> {
-        let (len, rest) = bytes
-            .split_first_chunk::<4>()
-            .ok_or("shorter than its length prefix")?;
-        let len = u32::from_be_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(format!(
-                "{} bytes after the prefix, {len} expected",
-                rest.len()
-            ));
-        }
-        let (json, doc) = rest.split_at(len);
+        let (json, doc) = split_encoded(bytes)?;
         let stored: Stored = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let doc = Automerge::load(doc).map_err(|e| format!("document: {e}"))?;
         let own_last = stored

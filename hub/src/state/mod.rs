@@ -36,7 +36,7 @@ use records::Records;
 
 /// Decoded golden records kept in memory by default (`[store]
 /// cache_records`).
-pub const DEFAULT_CACHE_RECORDS: usize = 10_000;
+pub const DEFAULT_CACHE_RECORDS: usize = 50_000;
 
 /// Namespace of outbound update ids.
 const UPDATE_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7570_6461_7465_2d69_6473);

@@ -198,6 +198,20 @@ impl Records {
         }
     }
 
+    /// The entity of record `id`, without decoding a record that is not in
+    /// the cache, and without bringing it in.
+    pub fn entity_of(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        if let Some(hot) = self.hot.get(&id) {
+            return Ok(Some(hot.record.entity.clone()));
+        }
+        match self.table.get(&key(id))? {
+            Some(bytes) => crate::golden::decode_entity(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::new(format!("decoding golden record {id}"), e)),
+            None => Ok(None),
+        }
+    }
+
     /// Calls `f` on every record, in id order.
     pub fn for_each(&self, mut f: impl FnMut(&GoldenRecord)) -> Result<(), StoreError> {
         let mut hot: Vec<Uuid> = self.hot.keys().copied().collect();

@@ -21,16 +21,16 @@ use crate::store::StoreError;
 impl State {
     /// The groups re-resolution would regroup now (`Resolver::regroup_plan`).
     pub fn regroup_plan(&mut self) -> Result<Vec<Vec<SourceKey>>, StoreError> {
-        let (records, rules) = (&mut self.records, &self.rules);
+        let (records, rules) = (&self.records, &self.rules);
         self.resolver.regroup_plan(|g| {
-            let Some(record) = records.get(g)? else {
+            let Some(entity) = records.entity_of(g)? else {
                 return Ok(None);
             };
-            let Some(model) = rules.models.get(&record.entity) else {
+            let Some(model) = rules.models.get(&entity) else {
                 return Ok(None);
             };
             let exact_email = model.match_keys().any(|f| f.name == "email");
-            Ok(Some((record.entity.clone(), exact_email)))
+            Ok(Some((entity, exact_email)))
         })
     }
 
