@@ -195,6 +195,7 @@ impl Hub {
         metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(derived.state.golden_count() as f64);
         metrics::gauge!("mdhub_degraded").set(0.0);
+        report_match_counters(&derived.state);
         let mut hub = Hub {
             log,
             state: derived.state,
@@ -334,6 +335,7 @@ impl Hub {
         metrics::counter!("mdhub_conflicts_total").increment(outcome.conflicts);
         metrics::gauge!("mdhub_log_length").set(self.log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(self.state.golden_count() as f64);
+        report_match_counters(&self.state);
         Ok(outcome)
     }
 
@@ -554,6 +556,14 @@ fn derive_entry(
         )
     })?
     .map_err(|e| format!("deriving log entry {seq}: {e}"))
+}
+
+/// Matching's counters as metrics. Derivation only counts (it emits
+/// nothing); the counts cover the whole log, so they are set, not added to.
+fn report_match_counters(state: &State) {
+    let resolver = state.resolver();
+    metrics::counter!("mdhub_match_merges_prevented_total").absolute(resolver.merges_prevented());
+    metrics::counter!("mdhub_match_blocks_capped_total").absolute(resolver.blocks_capped());
 }
 
 /// The derived state store `config` asks for: sled in `<dir>/derived`, or

@@ -132,6 +132,9 @@ pub struct Resolver {
     /// Derived from the log like everything here, and left out of the state
     /// hash: the review tasks it opened are in it.
     merges_prevented: u64,
+    /// Blocks over `max_block` that candidate lookups met (only the first
+    /// `max_block` members were read). Left out of the state hash too.
+    blocks_capped: u64,
     /// Golden records a steward merged or split: re-resolution leaves them
     /// as the steward made them.
     pinned: BTreeSet<Uuid>,
@@ -166,6 +169,7 @@ impl Resolver {
             model: None,
             last_trained: 0,
             merges_prevented: 0,
+            blocks_capped: 0,
             pinned: BTreeSet::new(),
             reresolution: None,
         }
@@ -222,6 +226,12 @@ impl Resolver {
         self.merges_prevented
     }
 
+    /// How many candidate lookups met a block over `max_block` since the
+    /// start of the log, one per block.
+    pub fn blocks_capped(&self) -> u64 {
+        self.blocks_capped
+    }
+
     fn number(&mut self, source: &SourceKey) -> u64 {
         if let Some(&no) = self.numbers.get(source) {
             return no;
@@ -260,10 +270,7 @@ impl Resolver {
         if !unchanged {
             let keys = profile.block_keys();
             let candidates = self.index.candidates(&keys)?;
-            if candidates.capped_blocks > 0 {
-                metrics::counter!("mdhub_match_blocks_capped_total")
-                    .increment(candidates.capped_blocks as u64);
-            }
+            self.blocks_capped += candidates.capped_blocks as u64;
             for other in candidates.sources {
                 if other == no {
                     continue;
@@ -337,8 +344,6 @@ impl Resolver {
             };
             if !unsupported.is_empty() {
                 self.merges_prevented += unsupported.len() as u64;
-                metrics::counter!("mdhub_match_merges_prevented_total")
-                    .increment(unsupported.len() as u64);
                 for candidate in &unsupported {
                     if let Some((s, parts)) = best.get(candidate) {
                         self.open_review(source, survivor, *candidate, *s, parts, seq);
