@@ -129,22 +129,7 @@ impl EventLog {
             // Durability comes from our explicit flush before each ack, not
             // from sled's background timer.
             .flush_every_ms(None);
-        // sled releases its file lock a moment after the last handle in
-        // this process is dropped (its threads hold the store briefly), so
-        // reopening at once (a restart in tests, an audit rebuild) may find
-        // it still held: wait for it, up to two seconds.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && attempts < 100 =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other?,
-            }
-        };
+        let db = crate::sled_store::open_waiting_for_lock(&config)?;
         let tree = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let (last_seq, last_hash) = match tree.scan_prefix(b"e").next_back() {

@@ -26,21 +26,28 @@ impl SledStorage {
             .cache_capacity(SLED_CACHE_BYTES)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None);
-        // As for the log (`log.rs`): a store closed a moment ago may still
-        // hold its lock.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && attempts < 100 =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => break other.map_err(|e| StoreError::new(doing, e))?,
-            }
-        };
+        let db = open_waiting_for_lock(&config).map_err(|e| StoreError::new(doing, e))?;
         Ok(Arc::new(SledStorage { db }))
+    }
+}
+
+/// Opens a sled database. sled releases its file lock a moment after the
+/// last handle in this process is dropped (its threads hold the store
+/// briefly), so reopening at once (a restart in tests, an audit rebuild)
+/// may find it still held: wait for it, up to two seconds. The log and the
+/// derived store both open through here.
+pub fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

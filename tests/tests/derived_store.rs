@@ -19,16 +19,12 @@ use mdhub_hub::state::{Outbound, Rules, State};
 use mdhub_hub::store::{MemoryStorage, Storage};
 use mdhub_schema::normalize::normalize;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
-use mdhub_tests::er_generator::{generate_iter, Profile, SYSTEM_REGIONS};
+use mdhub_tests::er_generator::{generate_iter, systems_toml, Profile, SYSTEM_REGIONS};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn config() -> HubConfig {
-    let toml: String = SYSTEM_REGIONS
-        .iter()
-        .map(|(system, region)| format!("[system.{system}]\nregion = \"{region}\"\n"))
-        .collect();
-    HubConfig::parse(&toml, "derived-store").unwrap()
+    HubConfig::parse(&systems_toml(), "derived-store").unwrap()
 }
 
 /// A log of `records` generator records, then, for every third update the

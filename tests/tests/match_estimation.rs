@@ -11,15 +11,11 @@ use mdhub_hub::entry::LogPayload;
 use mdhub_hub::resolve::trained::{TrainedModel, Trigger};
 use mdhub_hub::state::{Rules, State};
 use mdhub_schema::ChangeEvent;
-use mdhub_tests::er_generator::{generate_iter, Profile, SYSTEM_REGIONS};
+use mdhub_tests::er_generator::{generate_iter, systems_toml, Profile};
 use time::OffsetDateTime;
 
 fn config() -> HubConfig {
-    let toml: String = SYSTEM_REGIONS
-        .iter()
-        .map(|(system, region)| format!("[system.{system}]\nregion = \"{region}\"\n"))
-        .collect();
-    HubConfig::parse(&toml, "estimation").unwrap()
+    HubConfig::parse(&systems_toml(), "estimation").unwrap()
 }
 
 /// The state after `events`, one log entry each, with no training.

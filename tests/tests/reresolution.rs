@@ -15,7 +15,7 @@ use mdhub_hub::resolve::trained::{TrainedModel, Trigger};
 use mdhub_hub::state::{Outbound, Rules, State};
 use mdhub_hub::steward::{Command, StewardAction};
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
-use mdhub_tests::er_generator::{clusters, generate, pairwise_f1, Profile, SYSTEM_REGIONS};
+use mdhub_tests::er_generator::{clusters, generate, pairwise_f1, systems_toml, Profile};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -108,6 +108,12 @@ fn three_customers(state: &mut State) {
 
 const TWO_SYSTEMS: &str = "[system.crm]\n[system.erp]\n";
 
+/// The source records linked to golden record `id`, in order.
+fn links(state: &State, id: Uuid) -> Vec<SourceKey> {
+    let record = state.record(id).unwrap().expect("the golden record exists");
+    record.links.iter().cloned().collect()
+}
+
 #[test]
 fn a_regrouping_splits_the_named_records_out_and_merges_them() {
     let mut state = State::new(rules(TWO_SYSTEMS));
@@ -145,24 +151,8 @@ fn a_regrouping_splits_the_named_records_out_and_merges_them() {
     assert_eq!(golden(&state, "crm", "c2"), bob);
     assert_eq!(golden(&state, "erp", "e1"), bob);
     assert_eq!(golden(&state, "crm", "c1"), anna, "c1 stays");
-    let anna_links: Vec<SourceKey> = state
-        .record(anna)
-        .unwrap()
-        .unwrap()
-        .links
-        .iter()
-        .cloned()
-        .collect();
-    assert_eq!(anna_links, vec![key("crm", "c1")]);
-    let bob_links: Vec<SourceKey> = state
-        .record(bob)
-        .unwrap()
-        .unwrap()
-        .links
-        .iter()
-        .cloned()
-        .collect();
-    assert_eq!(bob_links, vec![key("crm", "c2"), key("erp", "e1")]);
+    assert_eq!(links(&state, anna), vec![key("crm", "c1")]);
+    assert_eq!(links(&state, bob), vec![key("crm", "c2"), key("erp", "e1")]);
     assert!(
         state.resolver().reresolution().is_none(),
         "the last entry of the plan settles it"
@@ -250,11 +240,7 @@ fn re_resolution_leaves_what_a_steward_decided() {
 #[test]
 fn trainings_and_regroupings_replay_to_the_live_state() -> anyhow::Result<()> {
     let data = generate(&Profile::default_profile(1_500));
-    let mut toml = String::new();
-    for (system, region) in SYSTEM_REGIONS {
-        toml.push_str(&format!("[system.{system}]\nregion = \"{region}\"\n"));
-    }
-    toml.push_str("[match]\ntrain_at = 400\n");
+    let toml = systems_toml() + "[match]\ntrain_at = 400\n";
     let dir = tempfile::tempdir()?;
     let (mut hub, _) = Hub::open(dir.path(), rules(&toml), Limits::default())?;
     let mut bus = MemoryBus::default();

@@ -141,6 +141,15 @@ pub struct ErDataset {
     pub system_regions: BTreeMap<String, String>,
 }
 
+/// The `[system.<name>]` tables of a hub config for the generator's
+/// systems, each with its default phone region.
+pub fn systems_toml() -> String {
+    SYSTEM_REGIONS
+        .iter()
+        .map(|(system, region)| format!("[system.{system}]\nregion = \"{region}\"\n"))
+        .collect()
+}
+
 /// The records one at a time, in arrival order, with their entity: for
 /// runs too large to hold (memory: 8 bytes per entity).
 pub fn generate_iter(profile: &Profile) -> impl Iterator<Item = (ChangeEvent, u64)> + '_ {
