@@ -14,5 +14,8 @@ scripts/install-deps.sh
 cargo build --workspace --bins --features mdhub-hub/failpoints
 cargo test --workspace
 # The hub's own tests again with derived state in memory instead of sled
-# (`[store] kind`): both stores must derive the same.
+# (`[store] kind`): both stores must derive the same. Of the end-to-end
+# tests, those about derived state run on both too (the whole suite passes
+# on either: MDHUB_STORE=memory cargo test --workspace).
 MDHUB_STORE=memory cargo test -p mdhub-hub
+MDHUB_STORE=memory cargo test -p mdhub-tests --test derived_store --test pipeline

@@ -97,6 +97,14 @@ pub struct StoreConfig {
     /// slows ingest.
     #[serde(default = "default_cache_records")]
     pub cache_records: usize,
+    /// Log entries derived between two checkpoints of the derived state.
+    /// A start derives only the entries after the last checkpoint; between
+    /// checkpoints, what derivation wrote is held in memory. The hub also
+    /// checkpoints when it has been idle for a few seconds and when it
+    /// stops. Each checkpoint writes the records changed since the last
+    /// one, so fewer checkpoints cost less ingest time and more restart time.
+    #[serde(default = "default_checkpoint_entries")]
+    pub checkpoint_entries: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -112,6 +120,7 @@ impl Default for StoreConfig {
         StoreConfig {
             kind: StoreKind::default(),
             cache_records: default_cache_records(),
+            checkpoint_entries: default_checkpoint_entries(),
         }
     }
 }
@@ -129,6 +138,10 @@ impl StoreConfig {
             )),
         }
     }
+}
+
+fn default_checkpoint_entries() -> u64 {
+    crate::state::DEFAULT_CHECKPOINT_ENTRIES
 }
 
 fn default_cache_records() -> usize {

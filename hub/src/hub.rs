@@ -20,8 +20,8 @@ use crate::entry::{Encoded, LogPayload};
 use crate::log::{Appended, EventLog, LogError};
 use crate::resolve::regroup;
 use crate::resolve::trained::{TrainedModel, Trigger};
-use crate::state::{cleanse_event, Outbound, Rules, State};
-use crate::store::{MemoryStorage, Storage, StoreError};
+use crate::state::{cleanse_event, Checkpoint, Outbound, Rules, State, Unacked};
+use crate::store::{Buffered, MemoryStorage, Storage, StoreError};
 
 /// Log sequence up to which outbound messages are acknowledged by the bus.
 const PUBLISHED_SEQ: &str = "outbound_published_seq";
@@ -98,12 +98,36 @@ pub struct Hub {
     storage: DerivedStorage,
     limits: Limits,
     health: Health,
+    /// Outbound messages returned by commits, by their last log entry,
+    /// until the bus acknowledges them (the published marker): a
+    /// checkpoint keeps those not acknowledged yet.
+    unacked: Unacked,
+    /// Entries derived since the last checkpoint.
+    since_checkpoint: u64,
+    /// When the last commit derived something (to checkpoint when idle).
+    last_commit: Instant,
+    /// The log entry of the last checkpoint (0: none).
+    checkpoint_seq: u64,
+    /// The checkpoint this hub started from (0: the whole log was derived).
+    started_from_seq: u64,
 }
 
-/// The derived state's storage and its cache size, to derive anew.
+/// The derived state's storage, its cache size and how often it is
+/// checkpointed.
 struct DerivedStorage {
-    tables: Arc<dyn Storage>,
+    tables: Arc<Buffered>,
     cache_records: usize,
+    checkpoint_entries: u64,
+}
+
+impl DerivedStorage {
+    fn new(tables: Arc<dyn Storage>, config: &StoreConfig) -> Self {
+        DerivedStorage {
+            tables: Buffered::new(tables),
+            cache_records: config.cache_records,
+            checkpoint_entries: config.checkpoint_entries.max(1),
+        }
+    }
 }
 
 /// Whether the hub derives new entries. A hub that failed to derive an
@@ -138,11 +162,12 @@ impl Hub {
         Self::open_with(dir, rules, limits, &StoreConfig::default())
     }
 
-    /// Opens (or creates) the hub's store in `dir`, checks the hash chain and
-    /// derives the state by replaying the log into the derived state store
-    /// `store` describes. Returns the hub and the outbound messages of
-    /// entries whose publication was not confirmed before the last stop:
-    /// publish them again (same ids, same content).
+    /// Opens (or creates) the hub's store in `dir` and derives the state:
+    /// from the derived state store's last checkpoint when it has a usable
+    /// one, checking the hash chain of the log entries after it, else from
+    /// the whole log, checking its whole chain. Returns the hub and the
+    /// outbound messages of entries whose publication was not confirmed
+    /// before the last stop: publish them again (same ids, same content).
     pub fn open_with(
         dir: &Path,
         rules: Arc<Rules>,
@@ -163,11 +188,15 @@ impl Hub {
     ) -> Result<(Hub, Vec<Outbound>), LogError> {
         let log = EventLog::open(dir)?;
         progress.checking(log.last_seq());
-        let entries = log.verify()?;
         let published = log.marker(PUBLISHED_SEQ).get()?;
-        let storage = DerivedStorage {
-            tables: open_storage(dir, store)?,
-            cache_records: store.cache_records,
+        let storage = DerivedStorage::new(open_storage(dir, store)?, store);
+        let checkpoint = usable_checkpoint(&log, &storage, &rules, u64::MAX);
+        let entries = match &checkpoint {
+            Some(c) => {
+                let hash = log.get(c.seq)?.map(|e| e.hash).expect("checked usable");
+                log.verify_after(c.seq, hash)?
+            }
+            None => log.verify()?,
         };
         let derived = derive(
             &log,
@@ -176,32 +205,52 @@ impl Hub {
             published,
             u64::MAX,
             progress,
+            checkpoint,
         )?;
         let (derived, failed) = match derived.failed {
             None => (derived, None),
             // A failed entry may have changed part of the state: derive
             // again up to the entry before it, which succeeded before.
-            Some((seq, error)) => (
-                derive(&log, &storage, rules, published, seq - 1, progress)?,
-                Some((seq, error)),
-            ),
+            Some((seq, error)) => {
+                let checkpoint = usable_checkpoint(&log, &storage, &rules, seq - 1);
+                let derived = derive(
+                    &log,
+                    &storage,
+                    rules,
+                    published,
+                    seq - 1,
+                    progress,
+                    checkpoint,
+                )?;
+                (derived, Some((seq, error)))
+            }
         };
         info!(
             entries,
             golden_records = derived.state.golden_count(),
             unpublished = derived.pending.len(),
-            "hub state rebuilt from the log"
+            "hub state ready"
         );
         metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(derived.state.golden_count() as f64);
         metrics::gauge!("mdhub_degraded").set(0.0);
         report_match_counters(&derived.state);
+        let last = derived.state.applied_seq();
+        let unacked = match derived.pending.is_empty() {
+            true => Vec::new(),
+            false => vec![(last, derived.pending.clone())],
+        };
         let mut hub = Hub {
             log,
             state: derived.state,
             storage,
             limits,
             health: Health::Ok,
+            unacked,
+            since_checkpoint: derived.since_checkpoint,
+            last_commit: Instant::now(),
+            checkpoint_seq: derived.checkpoint_seq,
+            started_from_seq: derived.started_from,
         };
         if let Some((seq, error)) = failed {
             hub.mark_degraded(seq, error);
@@ -209,8 +258,61 @@ impl Hub {
         Ok((hub, derived.pending))
     }
 
+    /// Writes a checkpoint of the derived state (see `state::Checkpoint`),
+    /// if anything was derived since the last one: a start derives only
+    /// the entries after it. Outbound messages the bus has not acknowledged
+    /// are kept with it. A failure leaves the state unusable (what was
+    /// held for the checkpoint is lost): the caller stops, and a start
+    /// resumes from the checkpoint before.
+    pub fn checkpoint(&mut self) -> Result<(), LogError> {
+        if self.health.is_degraded() || self.since_checkpoint == 0 {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let published = self.published_seq()?;
+        self.unacked.retain(|(seq, _)| *seq > published);
+        let (held, held_bytes) = self.storage.tables.held();
+        let mut writes = self.state.checkpoint(&self.log.last_hash())?;
+        writes.push(crate::state::unacked_write(&self.unacked));
+        self.storage.tables.commit(writes)?;
+        let entries = std::mem::take(&mut self.since_checkpoint);
+        self.checkpoint_seq = self.state.applied_seq();
+        let seconds = started.elapsed().as_secs_f64();
+        info!(
+            seq = self.state.applied_seq(),
+            entries,
+            held_writes = held,
+            held_bytes,
+            unacknowledged_batches = self.unacked.len(),
+            seconds,
+            "checkpoint of the derived state written"
+        );
+        metrics::gauge!("mdhub_checkpoint_seq").set(self.state.applied_seq() as f64);
+        metrics::gauge!("mdhub_checkpoint_seconds").set(seconds);
+        Ok(())
+    }
+
+    /// `checkpoint`, when nothing was committed for `quiet`: an idle hub
+    /// restarts without deriving anything.
+    pub fn checkpoint_if_quiet(&mut self, quiet: Duration) -> Result<(), LogError> {
+        if self.since_checkpoint > 0 && self.last_commit.elapsed() >= quiet {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The log entry of the last checkpoint of the derived state (0: none).
+    pub fn checkpoint_seq(&self) -> u64 {
+        self.checkpoint_seq
+    }
+
+    /// The checkpoint this hub started from (0: it derived the whole log).
+    pub fn started_from_seq(&self) -> u64 {
+        self.started_from_seq
     }
 
     pub fn health(&self) -> &Health {
@@ -309,16 +411,20 @@ impl Hub {
         outcome.last_seq = self.log.last_seq();
         if let Some((seq, error)) = failed {
             // What the failed entry changed before it failed is undone by
-            // deriving anew up to the entry before it; the outbound messages
-            // of the entries before it in this batch stay valid (the same
-            // entries derive the same messages), so none are collected here.
+            // deriving anew up to the entry before it, from the last
+            // checkpoint; the outbound messages of the entries before it in
+            // this batch stay valid (the same entries derive the same
+            // messages), so none are collected here.
+            let rules = Arc::clone(self.state.rules_arc());
+            let checkpoint = usable_checkpoint(&self.log, &self.storage, &rules, seq - 1);
             self.state = derive(
                 &self.log,
                 &self.storage,
-                Arc::clone(self.state.rules_arc()),
+                rules,
                 u64::MAX,
                 seq - 1,
                 &Progress::default(),
+                checkpoint,
             )?
             .state;
             self.mark_degraded(seq, error);
@@ -336,6 +442,17 @@ impl Hub {
         metrics::gauge!("mdhub_log_length").set(self.log.last_seq() as f64);
         metrics::gauge!("mdhub_golden_records").set(self.state.golden_count() as f64);
         report_match_counters(&self.state);
+        if !outcome.degraded && outcome.appended > 0 {
+            if !outcome.outbound.is_empty() {
+                self.unacked
+                    .push((outcome.last_seq, outcome.outbound.clone()));
+            }
+            self.since_checkpoint += outcome.appended;
+            self.last_commit = Instant::now();
+            if self.since_checkpoint >= self.storage.checkpoint_entries {
+                self.checkpoint()?;
+            }
+        }
         Ok(outcome)
     }
 
@@ -632,10 +749,8 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
         .into());
     }
     target.verify()?;
-    let storage = DerivedStorage {
-        tables: open_storage(into, &StoreConfig::default())?,
-        cache_records: StoreConfig::default().cache_records,
-    };
+    let config = StoreConfig::default();
+    let storage = DerivedStorage::new(open_storage(into, &config)?, &config);
     let state = derive_all(&target, &storage, rules)?;
     Ok((target.last_seq(), state.state_hash()?))
 }
@@ -644,10 +759,7 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
 /// not be running on it: sled locks its directory). Kept in memory.
 pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, ReplayError> {
     let log = EventLog::open(data_dir)?;
-    let storage = DerivedStorage {
-        tables: MemoryStorage::shared(),
-        cache_records: StoreConfig::default().cache_records,
-    };
+    let storage = DerivedStorage::new(MemoryStorage::shared(), &StoreConfig::default());
     derive_all(&log, &storage, rules)
 }
 
@@ -663,6 +775,7 @@ fn derive_all(
         u64::MAX,
         u64::MAX,
         &Progress::default(),
+        None,
     )?;
     match derived.failed {
         Some((seq, error)) => Err(ReplayError::Derive { seq, error }),
@@ -675,6 +788,12 @@ struct Derived {
     state: State,
     /// The outbound messages of entries after the `published` mark.
     pending: Vec<Outbound>,
+    /// Entries derived after the last checkpoint.
+    since_checkpoint: u64,
+    /// The last checkpoint's entry (0: none).
+    checkpoint_seq: u64,
+    /// The checkpoint derivation started from (0: the first entry).
+    started_from: u64,
     /// The entry whose derivation failed, and why; derivation stopped there.
     failed: Option<(u64, String)>,
 }
@@ -742,8 +861,104 @@ impl Progress {
 /// How often a long derivation says how far it has got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Derives the state from the log, from its first entry up to `until` or
-/// the first entry that fails, reporting in `progress` and in the log.
+/// The checkpoint in the derived state store, if a start may resume from
+/// it: written by this version with these rules, at most at entry `until`,
+/// and of this log (its entry's chain hash is the log's). Says in the log
+/// why one is not used.
+fn usable_checkpoint(
+    log: &EventLog,
+    storage: &DerivedStorage,
+    rules: &Rules,
+    until: u64,
+) -> Option<Checkpoint> {
+    storage.tables.discard();
+    let anew = |reason: &str| {
+        info!(
+            reason,
+            "the state is derived anew from the whole log, not resumed from a checkpoint"
+        )
+    };
+    let checkpoint = match Checkpoint::read(storage.tables.as_ref()) {
+        Ok(Some(c)) => c,
+        Ok(None) => return None,
+        Err(e) => {
+            warn!(error = %e, "the derived state's checkpoint cannot be read");
+            anew("the checkpoint cannot be read");
+            return None;
+        }
+    };
+    if let Some(why) = checkpoint.unusable(rules) {
+        anew(&why);
+        return None;
+    }
+    if checkpoint.seq > until {
+        anew(&format!(
+            "the checkpoint is of entry {}, after entry {until} wanted",
+            checkpoint.seq
+        ));
+        return None;
+    }
+    match log.get(checkpoint.seq) {
+        Ok(Some(entry)) if hex::encode(entry.hash) == checkpoint.log_hash => Some(checkpoint),
+        Ok(_) => {
+            warn!(
+                seq = checkpoint.seq,
+                "the derived state's checkpoint is not of this log (its entry is missing or has another hash)"
+            );
+            anew("the checkpoint is not of this log");
+            None
+        }
+        Err(e) => {
+            warn!(seq = checkpoint.seq, error = %e, "the log entry of the derived state's checkpoint cannot be read");
+            anew("the checkpoint's log entry cannot be read");
+            None
+        }
+    }
+}
+
+/// The state a checkpoint holds, and its outbound messages not
+/// acknowledged after the `published` mark.
+fn resume(
+    log: &EventLog,
+    storage: &DerivedStorage,
+    rules: Arc<Rules>,
+    published: u64,
+    checkpoint: &Checkpoint,
+) -> Result<(State, Vec<Outbound>), ReplayError> {
+    let model = match checkpoint.model_seq {
+        None => None,
+        Some(seq) => match log.get(seq)?.map(|e| e.payload) {
+            Some(LogPayload::MatchModel(m)) => Some(m),
+            _ => {
+                return Err(StoreError::new(
+                    "resuming from the checkpoint",
+                    format!("its model in force, log entry {seq}, is not a trained model"),
+                )
+                .into())
+            }
+        },
+    };
+    let tables = storage.tables.as_ref();
+    let state = State::resume(
+        rules,
+        tables,
+        storage.cache_records,
+        checkpoint,
+        model.as_ref(),
+    )?;
+    let pending = crate::state::read_unacked(tables)?
+        .into_iter()
+        .filter(|(seq, _)| *seq > published)
+        .flat_map(|(_, messages)| messages)
+        .collect();
+    Ok((state, pending))
+}
+
+/// Derives the state from the log up to `until` or the first entry that
+/// fails: from `checkpoint` if given (see `usable_checkpoint`), else from
+/// the log's first entry. Reports in `progress` and in the log, and writes
+/// a checkpoint every `checkpoint_entries` entries whose outbound messages
+/// are acknowledged (`published`).
 fn derive(
     log: &EventLog,
     storage: &DerivedStorage,
@@ -751,21 +966,48 @@ fn derive(
     published: u64,
     until: u64,
     progress: &Progress,
+    checkpoint: Option<Checkpoint>,
 ) -> Result<Derived, LogError> {
-    let mut state = State::open(rules, storage.tables.as_ref(), storage.cache_records)?;
-    let mut pending = Vec::new();
-    let total = log.last_seq().min(until);
+    storage.tables.discard();
+    let resumed = checkpoint.and_then(|c| {
+        match resume(log, storage, Arc::clone(&rules), published, &c) {
+            Ok((state, pending)) => Some((state, pending, c.seq)),
+            Err(e) => {
+                warn!(seq = c.seq, error = %e, "resuming from the derived state's checkpoint failed: deriving the state anew from the whole log");
+                None
+            }
+        }
+    });
+    let (mut state, mut pending, from) = match resumed {
+        Some(r) => r,
+        None => {
+            storage.tables.discard();
+            let state = State::open(rules, storage.tables.as_ref(), storage.cache_records)?;
+            (state, Vec::new(), 0)
+        }
+    };
+    let last = log.last_seq().min(until);
+    let total = last.saturating_sub(from);
     progress.start(total);
     if total > 0 {
-        info!(entries = total, "deriving the state from the log");
+        info!(
+            entries = total,
+            from_entry = from + 1,
+            to_entry = last,
+            "deriving the state from the log"
+        );
     }
+    let mut since_checkpoint = 0;
+    let mut checkpoint_seq = from;
     let mut reported = Instant::now();
-    for entry in log.iter_from(1) {
+    for entry in log.iter_from(from + 1) {
         let entry = entry?;
         if entry.seq > until {
             break;
         }
-        progress.derived.store(entry.seq - 1, Ordering::Relaxed);
+        progress
+            .derived
+            .store(entry.seq - 1 - from, Ordering::Relaxed);
         if reported.elapsed() >= PROGRESS_EVERY {
             reported = Instant::now();
             let (derived, total, rate, eta) = progress.figures();
@@ -785,9 +1027,22 @@ fn derive(
                 return Ok(Derived {
                     state,
                     pending,
+                    since_checkpoint,
+                    checkpoint_seq,
+                    started_from: from,
                     failed: Some((entry.seq, error)),
                 })
             }
+        }
+        since_checkpoint += 1;
+        // Past `published`, messages would have to be kept with it: the
+        // hub's first checkpoint after the start does that.
+        if since_checkpoint >= storage.checkpoint_entries && entry.seq <= published {
+            let mut writes = state.checkpoint(&entry.hash)?;
+            writes.push(crate::state::unacked_write(&Vec::new()));
+            storage.tables.commit(writes)?;
+            since_checkpoint = 0;
+            checkpoint_seq = entry.seq;
         }
     }
     progress.derived.store(total, Ordering::Relaxed);
@@ -802,6 +1057,9 @@ fn derive(
     Ok(Derived {
         state,
         pending,
+        since_checkpoint,
+        checkpoint_seq,
+        started_from: from,
         failed: None,
     })
 }

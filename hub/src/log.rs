@@ -90,6 +90,61 @@ fn index_key(event_id: Uuid) -> [u8; 17] {
     k
 }
 
+/// Checks the chain of the entries after `seq` (whose chain hash is `hash`)
+/// up to `until`: see `EventLog::verify`. Returns the last entry checked.
+fn verify_chain(tree: &sled::Tree, seq: u64, hash: Hash, until: u64) -> Result<u64, LogError> {
+    let mut expected_prev = hash;
+    let mut expected_seq = seq + 1;
+    let entries = tree.range(entry_key(seq + 1)..=entry_key(until));
+    for kv in entries {
+        let (k, v) = kv?;
+        let entry = decode(u64::from_be_bytes(k[1..9].try_into().expect("8 bytes")), &v)?;
+        if entry.seq != expected_seq {
+            return Err(LogError::Damaged {
+                seq: expected_seq,
+                reason: format!("missing; the next entry is {}", entry.seq),
+            });
+        }
+        if entry.prev_hash != expected_prev {
+            return Err(LogError::Damaged {
+                seq: entry.seq,
+                reason: "does not commit to the previous entry's hash".to_string(),
+            });
+        }
+        if !tree.contains_key(index_key(entry.payload.event_id()))? {
+            return Err(LogError::Damaged {
+                seq: entry.seq,
+                reason: "its event_id is not indexed".to_string(),
+            });
+        }
+        expected_prev = entry.hash;
+        expected_seq += 1;
+    }
+    Ok(expected_seq - 1)
+}
+
+/// Reads the log beside a running hub: the check of the entries a start
+/// resumed past (the hub checks the rest at start).
+#[derive(Clone)]
+pub struct LogReader {
+    tree: sled::Tree,
+}
+
+impl LogReader {
+    /// `EventLog::verify` for the entries up to `until`, which must all
+    /// be there: returns `until`.
+    pub fn verify_until(&self, until: u64) -> Result<u64, LogError> {
+        let last = verify_chain(&self.tree, 0, GENESIS, until)?;
+        if last < until {
+            return Err(LogError::Damaged {
+                seq: last + 1,
+                reason: "missing".to_string(),
+            });
+        }
+        Ok(last)
+    }
+}
+
 /// The chain hash: commits to the previous hash, the sequence and the payload.
 pub fn chain_hash(prev: &Hash, seq: u64, payload: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -308,32 +363,22 @@ impl EventLog {
     /// its predecessor, that sequence numbers have no gaps, and that every
     /// entry is indexed. Returns the number of entries.
     pub fn verify(&self) -> Result<u64, LogError> {
-        let mut expected_prev = GENESIS;
-        let mut expected_seq = 1;
-        for entry in self.iter_from(1) {
-            let entry = entry?;
-            if entry.seq != expected_seq {
-                return Err(LogError::Damaged {
-                    seq: expected_seq,
-                    reason: format!("missing; the next entry is {}", entry.seq),
-                });
-            }
-            if entry.prev_hash != expected_prev {
-                return Err(LogError::Damaged {
-                    seq: entry.seq,
-                    reason: "does not commit to the previous entry's hash".to_string(),
-                });
-            }
-            if !self.contains_event(entry.payload.event_id())? {
-                return Err(LogError::Damaged {
-                    seq: entry.seq,
-                    reason: "its event_id is not indexed".to_string(),
-                });
-            }
-            expected_prev = entry.hash;
-            expected_seq += 1;
+        self.verify_after(0, GENESIS)
+    }
+
+    /// `verify` for the entries after `seq`, whose chain hash is `hash`
+    /// (a point checked before: a start checks the log's tail since its
+    /// checkpoint). Returns the number of entries.
+    pub fn verify_after(&self, seq: u64, hash: Hash) -> Result<u64, LogError> {
+        verify_chain(&self.tree, seq, hash, u64::MAX)
+    }
+
+    /// The log's entries for a check that runs beside the hub, which goes
+    /// on appending (`LogReader::verify_until`).
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            tree: self.tree.clone(),
         }
-        Ok(expected_seq - 1)
     }
 
     /// A counter kept beside the log (not part of it), usable without
@@ -575,6 +620,30 @@ mod tests {
         assert!((0..1_000).all(|i| seen.may_hold(id(i))));
         let false_hits = (1_000..11_000).filter(|i| seen.may_hold(id(*i))).count();
         assert!(false_hits < 500, "{false_hits} of 10,000 fresh ids held");
+    }
+
+    #[test]
+    fn the_reader_checks_the_chain_up_to_a_point_beside_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let events: Vec<LogPayload> = (1..=3)
+            .map(|i| LogPayload::Change(sample_event("crm", &i.to_string(), "a@x.com")))
+            .collect();
+        log.append(&mut enc(&events), None).unwrap();
+        let reader = log.reader();
+        assert_eq!(reader.verify_until(2).unwrap(), 2);
+        let missing = reader.verify_until(4).unwrap_err().to_string();
+        assert!(
+            missing.contains("entry 4") && missing.contains("missing"),
+            "{missing}"
+        );
+        let mut raw = log.tree.get(entry_key(2)).unwrap().unwrap().to_vec();
+        let n = raw.len();
+        raw[n - 3] ^= 1;
+        log.tree.insert(entry_key(2), raw).unwrap();
+        assert_eq!(reader.verify_until(1).unwrap(), 1);
+        let changed = reader.verify_until(3).unwrap_err().to_string();
+        assert!(changed.contains("entry 2"), "{changed}");
     }
 
     #[test]

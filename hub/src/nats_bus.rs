@@ -378,6 +378,10 @@ async fn ack_all(input: &[jetstream::Message]) {
     }
 }
 
+/// How long without input before the hub checkpoints what it derived
+/// since the last checkpoint (`Hub::checkpoint_if_quiet`).
+const CHECKPOINT_WHEN_QUIET: Duration = Duration::from_secs(3);
+
 /// Runs the ingest loop until `shutdown` completes. `pending` are outbound
 /// messages whose publication was not confirmed before the last stop
 /// (from `Hub::open`); they go out first.
@@ -515,6 +519,9 @@ pub async fn run_ingest(
             _ = idle.tick() => {
                 let due = hub.read().expect("hub lock").state().resolver().reresolution().is_some();
                 if !due {
+                    tokio::task::block_in_place(|| {
+                        hub.write().expect("hub lock").checkpoint_if_quiet(CHECKPOINT_WHEN_QUIET)
+                    })?;
                     continue;
                 }
                 let regrouped = tokio::task::block_in_place(|| {
@@ -604,6 +611,9 @@ pub async fn run_ingest(
     if let Some(Health::Degraded { seq, .. }) = degraded_at {
         return wait_degraded(seq, shutdown).await;
     }
+    // Everything committed is published: a checkpoint now makes the next
+    // start derive nothing.
+    tokio::task::block_in_place(|| hub.write().expect("hub lock").checkpoint())?;
     info!("ingest stopped");
     Ok(())
 }

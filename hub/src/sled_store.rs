@@ -1,12 +1,16 @@
-//! Derived state on disk: the `store::Storage` tables as sled trees in
+//! Derived state on disk: the `store::Storage` tables in
 //! `<data_dir>/derived`, a sled database of its own beside the log's, with
-//! its own page cache (`SLED_CACHE_BYTES`). Derived state is rebuilt from the
-//! log, so it is written without fsync.
+//! its own page cache (`SLED_CACHE_BYTES`).
+//!
+//! Every table lives in one sled tree, its keys prefixed with the table's
+//! name and a zero byte, so that a checkpoint (`Storage::commit`) is one
+//! sled batch: atomic across tables, and flushed to disk before it returns.
+//! Other writes are not flushed; only checkpoints are resumed from.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::store::{Storage, StoreError, Table, Write};
+use crate::store::{Storage, StoreError, Table, TableWrite, Write};
 
 /// sled's page cache for derived state. Golden records have a cache of
 /// their own, decoded (`[store] cache_records`); this one holds pages of
@@ -26,7 +30,14 @@ impl SledStorage {
             .cache_capacity(SLED_CACHE_BYTES)
             .mode(sled::Mode::HighThroughput)
             .flush_every_ms(None);
-        let db = open_waiting_for_lock(&config).map_err(|e| StoreError::new(doing, e))?;
+        let db = open_waiting_for_lock(&config).map_err(|e| StoreError::new(&doing, e))?;
+        // Tables were sled trees of their own before checkpoints: drop them.
+        for name in db.tree_names() {
+            if name != db.name() {
+                db.drop_tree(&name)
+                    .map_err(|e| StoreError::new(&doing, e))?;
+            }
+        }
         Ok(Arc::new(SledStorage { db }))
     }
 }
@@ -53,19 +64,39 @@ pub fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
 
 impl Storage for SledStorage {
     fn table(&self, name: &str) -> Result<Arc<dyn Table>, StoreError> {
-        let tree = self
-            .db
-            .open_tree(name)
-            .map_err(|e| StoreError::new(format!("opening table {name}"), e))?;
         Ok(Arc::new(SledTable {
             name: name.to_string(),
-            tree,
+            prefix: table_prefix(name),
+            tree: sled::Tree::clone(&self.db),
         }))
     }
+
+    fn commit(&self, writes: Vec<TableWrite>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (name, key, value) in writes {
+            let key = [table_prefix(&name), key].concat();
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        let failed = |e| StoreError::new("writing a checkpoint", e);
+        self.db.apply_batch(batch).map_err(failed)?;
+        self.db.flush().map_err(failed)?;
+        Ok(())
+    }
+}
+
+fn table_prefix(name: &str) -> Vec<u8> {
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.push(0);
+    prefix
 }
 
 struct SledTable {
     name: String,
+    /// The table's name and a zero byte, before every key.
+    prefix: Vec<u8>,
     tree: sled::Tree,
 }
 
@@ -73,12 +104,30 @@ impl SledTable {
     fn failed(&self, doing: &str, e: sled::Error) -> StoreError {
         StoreError::new(format!("{doing} in table {}", self.name), e)
     }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [&self.prefix[..], key].concat()
+    }
+
+    /// The keys under `prefix` (within the table), without the table's.
+    fn scan(&self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
+        let skip = self.prefix.len();
+        Box::new(
+            self.tree
+                .scan_prefix(self.key(prefix))
+                .keys()
+                .map(move |k| {
+                    k.map(|k| k[skip..].to_vec())
+                        .map_err(|e| self.failed("scanning", e))
+                }),
+        )
+    }
 }
 
 impl Table for SledTable {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.tree
-            .get(key)
+            .get(self.key(key))
             .map(|v| v.map(|v| v.to_vec()))
             .map_err(|e| self.failed("reading", e))
     }
@@ -86,6 +135,7 @@ impl Table for SledTable {
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
+            let key = self.key(&key);
             match value {
                 Some(v) => batch.insert(key, v),
                 None => batch.remove(key),
@@ -97,23 +147,23 @@ impl Table for SledTable {
     }
 
     fn keys(&self) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
-        Box::new(self.tree.iter().keys().map(|k| {
-            k.map(|k| k.to_vec())
-                .map_err(|e| self.failed("scanning", e))
-        }))
+        self.scan(&[])
     }
 
     fn keys_with_prefix(
         &self,
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
-        Box::new(self.tree.scan_prefix(prefix).keys().map(|k| {
-            k.map(|k| k.to_vec())
-                .map_err(|e| self.failed("scanning", e))
-        }))
+        self.scan(prefix)
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        self.tree.clear().map_err(|e| self.failed("clearing", e))
+        let mut batch = sled::Batch::default();
+        for key in self.tree.scan_prefix(&self.prefix).keys() {
+            batch.remove(key.map_err(|e| self.failed("clearing", e))?);
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| self.failed("clearing", e))
     }
 }

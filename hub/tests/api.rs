@@ -227,7 +227,8 @@ async fn healthz_needs_no_token() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
         r.json(),
-        json!({"status": "ok", "log_seq": 3, "published_seq": 0, "golden_records": 2,
+        json!({"status": "ok", "log_seq": 3, "published_seq": 0, "checkpoint_seq": 0,
+               "started_from_seq": 0, "golden_records": 2,
                "match": {"records_held": 3, "reresolution_pending": 0, "merges_prevented": 0}})
     );
 }
@@ -747,7 +748,8 @@ async fn healthz_of_a_degraded_hub_says_so_with_the_entry_and_the_error_and_stil
     assert_eq!(
         r.json(),
         json!({"status": "degraded", "degraded_seq": 2, "error": "deriving entry 2: golden record missing",
-               "log_seq": 3, "published_seq": 0, "golden_records": 2,
+               "log_seq": 3, "published_seq": 0, "checkpoint_seq": 0, "started_from_seq": 0,
+               "golden_records": 2,
                "match": {"records_held": 3, "reresolution_pending": 0, "merges_prevented": 0}})
     );
 }

@@ -5,11 +5,16 @@
 //! that holds everything and with one that holds three records (so nearly
 //! every record is written out, read back and changed again), gives the
 //! same outbound messages entry by entry and the same state hash.
+//!
+//! And a start resumes from the store's last checkpoint: killed between
+//! two checkpoints, the hub starts from the last one, derives the rest of
+//! the log, and ends with the same state hash and the outbound messages not
+//! acknowledged yet, none lost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mdhub_hub::config::HubConfig;
+use mdhub_hub::config::{HubConfig, StoreConfig, StoreKind};
 use mdhub_hub::entry::LogPayload;
 use mdhub_hub::hub::Hub;
 use mdhub_hub::log::EventLog;
@@ -182,5 +187,108 @@ fn the_store_and_its_cache_size_change_nothing_derived() {
             "{name} store"
         );
         check_value_index(&tiny, name);
+    }
+}
+
+/// A copy of the hub data dir `from` without its derived state, with
+/// outbound messages acknowledged up to entry `published`.
+fn copy_log(from: &std::path::Path, published: u64) -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "derived" {
+            let target = dir.path().join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let log = EventLog::open(dir.path()).unwrap();
+    log.marker("outbound_published_seq").set(published).unwrap();
+    log.flush().unwrap();
+    dir
+}
+
+#[test]
+fn a_start_resumes_from_the_last_checkpoint_and_loses_no_outbound_message() {
+    let config = config();
+    let (dir, live_hash) = make_log(&config, 1_000);
+    let rules = || {
+        Arc::new(Rules::from_config(
+            &config,
+            config.load_models("t").unwrap(),
+        ))
+    };
+    let mut reference = State::open(rules(), MemoryStorage::shared().as_ref(), 1_000_000).unwrap();
+    let expected = derive(dir.path(), &mut reference);
+    let entries = expected.len() as u64;
+    // Small caches and checkpoints every 97 entries: records and blocks
+    // go back and forth between cache, held writes and checkpoints.
+    let store = StoreConfig {
+        kind: StoreKind::Sled,
+        cache_records: 5,
+        checkpoint_entries: 97,
+    };
+    let open =
+        |dir: &std::path::Path| Hub::open_with(dir, rules(), Limits::default(), &store).unwrap();
+    // On the memory store (`MDHUB_STORE=memory`) nothing outlives the hub:
+    // every start derives the whole log, to the same state.
+    let persisted = store.kind().unwrap() == StoreKind::Sled;
+    for published in [entries, entries * 2 / 3] {
+        let unpublished: Vec<Outbound> = expected[published as usize..].concat();
+        let copy = copy_log(dir.path(), published);
+
+        // The first start derives the whole log, checkpointing every 97
+        // entries up to the last one whose messages are acknowledged.
+        let (hub, pending) = open(copy.path());
+        assert_eq!(hub.started_from_seq(), 0);
+        let last_checkpoint = published / 97 * 97;
+        assert_eq!(hub.checkpoint_seq(), last_checkpoint);
+        assert_eq!(pending, unpublished, "published up to {published}");
+        assert_eq!(hub.state().state_hash().unwrap(), live_hash);
+        // Dropped without a checkpoint, as a kill would: what derivation
+        // held since the last checkpoint is lost.
+        drop(hub);
+
+        let (mut hub, pending) = open(copy.path());
+        assert_eq!(
+            hub.started_from_seq(),
+            if persisted { last_checkpoint } else { 0 },
+            "published up to {published}"
+        );
+        assert_eq!(
+            pending, unpublished,
+            "published up to {published}, after the kill"
+        );
+        assert_eq!(hub.state().state_hash().unwrap(), live_hash);
+        assert_eq!(hub.state().golden_count(), reference.golden_count());
+        check_value_index(hub.state(), "resumed");
+
+        // A checkpoint at the last entry keeps the messages not yet
+        // acknowledged: the next start derives nothing and sends them.
+        hub.checkpoint().unwrap();
+        drop(hub);
+        let (hub, pending) = open(copy.path());
+        assert_eq!(hub.started_from_seq(), if persisted { entries } else { 0 });
+        assert_eq!(
+            pending, unpublished,
+            "published up to {published}, after a checkpoint"
+        );
+        assert_eq!(hub.state().state_hash().unwrap(), live_hash);
+        check_value_index(hub.state(), "resumed at the end");
     }
 }

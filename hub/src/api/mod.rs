@@ -2,7 +2,7 @@
 //!
 //! | Route | Role | Answer |
 //! |---|---|---|
-//! | `GET /healthz` | none | `{status, [degraded_seq, error,] log_seq, published_seq, golden_records, match: {records_held, [model_seq,] reresolution_pending, merges_prevented}}` |
+//! | `GET /healthz` | none | `{status, [degraded_seq, error,] log_seq, published_seq, checkpoint_seq, started_from_seq, golden_records, match: {records_held, [model_seq,] reresolution_pending, merges_prevented}}` |
 //! | `GET /v1/openapi.json` | none | this API's OpenAPI 3.1 description (also `docs/openapi.json`) |
 //! | `GET /metrics` | reader | Prometheus text (503 without a recorder) |
 //! | `GET /v1/customers/{golden_id}[?candidates=true]` | reader | the golden record with links and conflicts |

@@ -74,6 +74,11 @@ pub struct Health {
     pub log_seq: u64,
     /// Log sequence up to which outbound updates are acknowledged by the bus.
     pub published_seq: u64,
+    /// The log entry of the last checkpoint of the derived state: a start
+    /// derives only the entries after it (0: none yet).
+    pub checkpoint_seq: u64,
+    /// The checkpoint this run started from (0: it derived the whole log).
+    pub started_from_seq: u64,
     pub golden_records: usize,
     /// Where matching stands.
     #[serde(rename = "match")]
@@ -129,6 +134,8 @@ pub async fn healthz(State(state): State<ApiState>) -> Result<Json<Health>, ApiE
             published_seq: hub
                 .published_seq()
                 .map_err(|e| ApiError::Internal(e.to_string()))?,
+            checkpoint_seq: hub.checkpoint_seq(),
+            started_from_seq: hub.started_from_seq(),
             golden_records: hub.state().golden_count(),
             matching: {
                 let resolver = hub.state().resolver();

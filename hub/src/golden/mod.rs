@@ -504,6 +504,27 @@ struct Stored {
     unconfirmed: Vec<(SourceKey, Vec<StoredUpdate>)>,
 }
 
+/// `Stored`, borrowed from a record to encode it.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    id: Uuid,
+    entity: &'a str,
+    links: &'a BTreeSet<SourceKey>,
+    retired: bool,
+    values: &'a BTreeMap<String, Value>,
+    candidates: &'a BTreeMap<String, Vec<Candidate>>,
+    own_last: BTreeMap<&'a String, Vec<String>>,
+    merged_into: Option<Uuid>,
+    source_values: Vec<(&'a SourceKey, &'a BTreeMap<String, Value>)>,
+    quality: Vec<(&'a SourceKey, &'a Vec<QualityIssue>)>,
+    overrides: &'a BTreeMap<String, Value>,
+    written: &'a BTreeMap<String, BTreeMap<String, Value>>,
+    unconfirmed: Vec<(&'a SourceKey, Vec<StoredUpdateRef<'a>>)>,
+}
+
+/// `StoredUpdate`, borrowed.
+type StoredUpdateRef<'a> = (Vec<String>, &'a BTreeMap<String, Value>);
+
 /// A `SentUpdate` as stored: its version (hex) and fields.
 type StoredUpdate = (Vec<String>, BTreeMap<String, Value>);
 
@@ -551,32 +572,32 @@ impl GoldenRecord {
     /// The stored form: a 4-byte big-endian length, that many bytes of JSON
     /// (everything but the document), then the document saved by Automerge.
     /// `decode` gives back a record that behaves the same in every way.
-    pub fn encode(self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let doc = self.doc.save_nocompress();
-        let stored = Stored {
+        let stored = StoredRef {
             id: self.id,
-            entity: self.entity,
-            links: self.links,
+            entity: &self.entity,
+            links: &self.links,
             retired: self.retired,
-            values: self.values,
-            candidates: self.candidates,
+            values: &self.values,
+            candidates: &self.candidates,
             own_last: self
                 .own_last
-                .into_iter()
-                .map(|(s, h)| (s, hex_hashes(&h)))
+                .iter()
+                .map(|(s, h)| (s, hex_hashes(h)))
                 .collect(),
             merged_into: self.merged_into,
-            source_values: self.source_values.into_iter().collect(),
-            quality: self.quality.into_iter().collect(),
-            overrides: self.overrides,
-            written: self.written,
+            source_values: self.source_values.iter().collect(),
+            quality: self.quality.iter().collect(),
+            overrides: &self.overrides,
+            written: &self.written,
             unconfirmed: self
                 .unconfirmed
-                .into_iter()
+                .iter()
                 .map(|(k, sent)| {
                     let sent = sent
-                        .into_iter()
-                        .map(|u| (hex_hashes(&u.version), u.fields))
+                        .iter()
+                        .map(|u| (hex_hashes(&u.version), &u.fields))
                         .collect();
                     (k, sent)
                 })

@@ -41,6 +41,11 @@ pub struct Candidates {
     pub capped_blocks: usize,
 }
 
+/// A block as stored: its members, or no row for an empty block.
+fn block_value(members: &[u64]) -> Option<Vec<u8>> {
+    (!members.is_empty()).then(|| members.iter().flat_map(|n| n.to_be_bytes()).collect())
+}
+
 fn members(value: &[u8]) -> impl Iterator<Item = u64> + '_ {
     value
         .chunks_exact(8)
@@ -69,6 +74,44 @@ impl MatchIndex {
             max_block,
             profiles: Vec::new(),
         }
+    }
+
+    /// An index over `blocks` as a checkpoint left it, with the profiles
+    /// stored beside it.
+    pub(super) fn restore(
+        max_block: usize,
+        blocks: Arc<dyn Table>,
+        profiles: Vec<Option<Profile>>,
+    ) -> MatchIndex {
+        let mut index = Self::new(max_block, blocks);
+        index.profiles = profiles;
+        index
+    }
+
+    /// Profiles by source number, for a checkpoint.
+    pub(super) fn profiles(&self) -> &[Option<Profile>] {
+        &self.profiles
+    }
+
+    /// Writes every changed block in the cache to the table (a checkpoint
+    /// takes the table); they stay cached.
+    pub(super) fn flush(&mut self) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for (key, block) in self
+            .cache
+            .current
+            .iter_mut()
+            .chain(self.cache.older.iter_mut())
+        {
+            if block.dirty {
+                block.dirty = false;
+                writes.push((key.clone().into_bytes(), block_value(&block.members)));
+            }
+        }
+        // Keys in both generations cannot be: `block` moves a block out of
+        // the older one. Order does not matter for distinct keys.
+        writes.sort_unstable();
+        self.blocks.apply(writes)
     }
 
     /// The stored profile of a source record.
@@ -159,11 +202,7 @@ impl MatchIndex {
         let writes = dropped
             .into_iter()
             .filter(|(_, block)| block.dirty)
-            .map(|(key, block)| {
-                let value = (!block.members.is_empty())
-                    .then(|| block.members.iter().flat_map(|n| n.to_be_bytes()).collect());
-                (key.into_bytes(), value)
-            })
+            .map(|(key, block)| (key.into_bytes(), block_value(&block.members)))
             .collect();
         self.blocks.apply(writes)
     }

@@ -35,12 +35,13 @@ pub mod regroup;
 pub mod report;
 pub mod rules;
 pub mod score;
+mod snapshot;
 pub mod trained;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::golden::SourceKey;
@@ -56,7 +57,7 @@ const GOLDEN_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_676f_6c64_656e_2d69_647
 
 /// An open or decided question for a data steward: is this source record
 /// the same customer as that golden record?
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReviewTask {
     pub task_id: Uuid,
     pub source: SourceKey,
@@ -71,7 +72,7 @@ pub struct ReviewTask {
     pub status: TaskStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     Open,
@@ -143,7 +144,7 @@ pub struct Resolver {
 }
 
 /// Which trained model the matcher runs with.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInForce {
     pub seq: u64,
     pub model_id: Uuid,

@@ -4,13 +4,14 @@
 //! Values that failed cleansing never get here (they are flagged on the
 //! golden record instead), so a bad phone cannot link two customers.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::compare;
 use super::rules::{Comparator, MatchRules};
 
 /// The identifying values of one source record (customer model field names).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub kind: Option<String>,
     pub email: Option<String>,

@@ -56,7 +56,7 @@ pub struct Regrouping {
 }
 
 /// How far re-resolution for the model in force has come.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pending {
     /// The model's log entry.
     pub model_seq: u64,

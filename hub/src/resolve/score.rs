@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::compare;
 use super::profile::Profile;
@@ -14,7 +14,7 @@ use super::rules::{bits, Comparator, Comparison, MatchRules, Test};
 
 /// How one comparison came out, coarsely: its first level, a later level,
 /// or none (disagreement).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Agree,
@@ -23,7 +23,7 @@ pub enum Outcome {
 }
 
 /// One line of a score's explanation (shown on review tasks).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Part {
     pub comparison: String,
     /// The level that held ("exact", "similarity >= 0.9", ..., "else").
@@ -63,13 +63,13 @@ impl Scored {
 /// the matcher holds. Kept by the resolver as records come and change, in
 /// log order, so it is a function of the log position; read by lookup
 /// only.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Terms {
     /// By comparison; empty for comparisons without `tf`.
     tables: Vec<TermTable>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct TermTable {
     counts: HashMap<String, u64>,
     /// Records with a value for the comparison.

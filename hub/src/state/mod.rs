@@ -28,9 +28,14 @@ use crate::resolve::rules::MatchRules;
 use crate::resolve::{Decision, Resolver};
 use crate::store::{MemoryStorage, Storage, StoreError};
 
+mod checkpoint;
 mod records;
 mod regroup;
 mod steward;
+
+pub use checkpoint::{
+    read_unacked, rules_hash, unacked_write, Checkpoint, Unacked, DEFAULT_CHECKPOINT_ENTRIES,
+};
 
 use records::Records;
 
@@ -81,7 +86,7 @@ impl Rules {
 }
 
 /// A message the hub must publish because of one log entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Outbound {
     /// To one system: `mdhub.out.<system>.<entity>`.
     Update(GoldenUpdate),
@@ -161,14 +166,15 @@ impl State {
         .expect("a new in-memory store opens")
     }
 
-    /// An empty state kept in `storage` (its tables are cleared: state is
-    /// derived anew from the log), with room for `cache_records` decoded
-    /// golden records in memory.
+    /// An empty state kept in `storage` (its tables are cleared, its
+    /// checkpoint first: state is derived anew from the log), with room for
+    /// `cache_records` decoded golden records in memory.
     pub fn open(
         rules: Arc<Rules>,
         storage: &dyn Storage,
         cache_records: usize,
     ) -> Result<Self, StoreError> {
+        storage.table(checkpoint::TABLE)?.clear()?;
         let golden = storage.table("golden")?;
         let by_value = storage.table("golden_by_value")?;
         let blocks = storage.table("blocks")?;
@@ -180,6 +186,36 @@ impl State {
             rules,
             records: Records::new(golden, by_value, cache_records),
             applied_seq: 0,
+        })
+    }
+
+    /// The state `checkpoint` left in `storage` (read with
+    /// `Checkpoint::read`, found usable by the caller). `model` is the
+    /// trained model of log entry `checkpoint.model_seq`, if it names one.
+    pub fn resume(
+        rules: Arc<Rules>,
+        storage: &dyn Storage,
+        cache_records: usize,
+        checkpoint: &Checkpoint,
+        model: Option<&crate::resolve::trained::TrainedModel>,
+    ) -> Result<Self, StoreError> {
+        let matcher = checkpoint::matcher_bytes(storage)?;
+        let resolver = Resolver::restore(
+            rules.matching.clone(),
+            storage.table("blocks")?,
+            &matcher,
+            model,
+        )?;
+        Ok(State {
+            resolver,
+            records: Records::resume(
+                storage.table("golden")?,
+                storage.table("golden_by_value")?,
+                cache_records,
+                checkpoint.golden_records as usize,
+            ),
+            rules,
+            applied_seq: checkpoint.seq,
         })
     }
 

@@ -86,6 +86,35 @@ impl Records {
         }
     }
 
+    /// The records a checkpoint left in `table` (`count` of them) and its
+    /// value index `by_value`.
+    pub fn resume(
+        table: Arc<dyn Table>,
+        by_value: Arc<dyn Table>,
+        capacity: usize,
+        count: usize,
+    ) -> Self {
+        Records {
+            count,
+            ..Self::new(table, by_value, capacity)
+        }
+    }
+
+    /// Writes every changed record in the cache to the table, where a
+    /// checkpoint takes it; they stay cached. Between entries only.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        debug_assert!(self.before.is_empty(), "flushed between entries");
+        let mut dirty: Vec<(&Uuid, &mut Hot)> =
+            self.hot.iter_mut().filter(|(_, h)| h.dirty).collect();
+        dirty.sort_unstable_by_key(|(id, _)| **id);
+        let mut writes = Vec::with_capacity(dirty.len());
+        for (id, hot) in dirty {
+            hot.dirty = false;
+            writes.push((key(*id), Some(hot.record.encode())));
+        }
+        self.table.apply(writes)
+    }
+
     pub fn count(&self) -> usize {
         self.count
     }
