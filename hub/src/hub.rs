@@ -186,10 +186,13 @@ impl Hub {
         store: &StoreConfig,
         progress: &Progress,
     ) -> Result<(Hub, Vec<Outbound>), LogError> {
+        let started = Instant::now();
         let log = EventLog::open(dir)?;
+        let log_opened = started.elapsed().as_secs_f64();
         progress.checking(log.last_seq());
         let published = log.marker(PUBLISHED_SEQ).get()?;
         let storage = DerivedStorage::new(open_storage(dir, store)?, store);
+        let store_opened = started.elapsed().as_secs_f64();
         let checkpoint = usable_checkpoint(&log, &storage, &rules, u64::MAX);
         let entries = match &checkpoint {
             Some(c) => {
@@ -198,6 +201,7 @@ impl Hub {
             }
             None => log.verify()?,
         };
+        let verified = started.elapsed().as_secs_f64();
         let derived = derive(
             &log,
             &storage,
@@ -229,6 +233,11 @@ impl Hub {
             entries,
             golden_records = derived.state.golden_count(),
             unpublished = derived.pending.len(),
+            started_from = derived.started_from,
+            open_log_seconds = log_opened,
+            open_store_seconds = store_opened - log_opened,
+            check_chain_seconds = verified - store_opened,
+            derive_seconds = started.elapsed().as_secs_f64() - verified,
             "hub state ready"
         );
         metrics::gauge!("mdhub_log_length").set(log.last_seq() as f64);

@@ -76,6 +76,9 @@ pub struct EventLog {
 
 const POSITION_KEY: &[u8] = b"p";
 
+/// sled's page cache for the log.
+const LOG_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 fn entry_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = b'e';
@@ -181,6 +184,10 @@ impl EventLog {
     pub fn open(dir: &Path) -> Result<Self, LogError> {
         let config = sled::Config::new()
             .path(dir)
+            // The log is appended and read in order; id lookups mostly stop
+            // at the Bloom filter. sled's default page cache (1 GiB) would
+            // grow the hub's memory with the log's size for nothing.
+            .cache_capacity(LOG_CACHE_BYTES)
             // Durability comes from our explicit flush before each ack, not
             // from sled's background timer.
             .flush_every_ms(None);

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::store::{Storage, StoreError, Table, TableWrite, Write};
+use crate::store::{Entry, Storage, StoreError, Table, TableWrite, Write};
 
 /// sled's page cache for derived state. Golden records have a cache of
 /// their own, decoded (`[store] cache_records`); this one holds pages of
@@ -155,6 +155,14 @@ impl Table for SledTable {
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_> {
         self.scan(prefix)
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_> {
+        let skip = self.prefix.len();
+        Box::new(self.tree.scan_prefix(&self.prefix).map(move |kv| {
+            kv.map(|(k, v)| (k[skip..].to_vec(), v.to_vec()))
+                .map_err(|e| self.failed("scanning", e))
+        }))
     }
 
     fn clear(&self) -> Result<(), StoreError> {

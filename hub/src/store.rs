@@ -50,7 +50,12 @@ pub trait Table: Send + Sync {
     ) -> Box<dyn Iterator<Item = Result<Vec<u8>, StoreError>> + '_>;
     /// Removes every key.
     fn clear(&self) -> Result<(), StoreError>;
+    /// Every key with its value, ascending.
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_>;
 }
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// One write to a named table, for `Storage::commit`.
 pub type TableWrite = (String, Vec<u8>, Option<Vec<u8>>);
@@ -141,6 +146,12 @@ impl Table for MemoryTable {
     fn clear(&self) -> Result<(), StoreError> {
         self.rows.write().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_> {
+        let rows = self.rows.read().unwrap_or_else(|e| e.into_inner());
+        let entries: Vec<Entry> = rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Box::new(entries.into_iter().map(Ok))
     }
 }
 
@@ -282,6 +293,24 @@ impl Table for BufferedTable {
     fn clear(&self) -> Result<(), StoreError> {
         self.pending().clear();
         self.base.clear()
+    }
+
+    fn entries(&self) -> Box<dyn Iterator<Item = Result<Entry, StoreError>> + '_> {
+        let held = !self
+            .pending
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if !held {
+            return self.base.entries();
+        }
+        Box::new(self.keys().map(move |key| {
+            let key = key?;
+            let value = self.get(&key)?.ok_or_else(|| {
+                StoreError::new("scanning a table", "a key vanished while it was read")
+            })?;
+            Ok((key, value))
+        }))
     }
 }
 

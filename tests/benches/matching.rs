@@ -42,10 +42,8 @@ fn run(records: usize) {
     let profile = DataProfile::default_profile(entities);
     let model = Model::default_customer();
     let rules = MatchRules::default();
-    let blocks = mdhub_hub::store::MemoryStorage::shared()
-        .table("blocks")
-        .expect("an in-memory table");
-    let mut resolver = Resolver::new(rules.clone(), blocks);
+    let storage = mdhub_hub::store::MemoryStorage::shared();
+    let mut resolver = Resolver::new(rules.clone(), storage.as_ref()).expect("an in-memory store");
     let mut truth = BTreeMap::new();
     let mut predicted = BTreeMap::new();
     let (mut links, mut news, mut merges, mut reviews) = (0u64, 0u64, 0u64, 0u64);

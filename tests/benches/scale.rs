@@ -6,7 +6,9 @@
 //! Run with `cargo bench -p mdhub-tests --bench scale`. Parameters from the
 //! environment: `MDHUB_SCALE_CUSTOMERS` (comma-separated sizes, default
 //! `100000`), `MDHUB_SCALE_READS` (golden records read after each restart,
-//! default 2000). Progress goes to stderr, the report to stdout.
+//! default 2000), `MDHUB_SCALE_CACHE` (`[store] cache_records`, default the
+//! default). The hub's own log lines (checkpoints, start phases) go to
+//! stderr with the progress. Progress goes to stderr, the report to stdout.
 //!
 //! In process, without NATS (`MemoryBus`): the hub's own costs, not the
 //! broker's. Per size, in a fresh data dir:
@@ -33,6 +35,10 @@ use mdhub_hub::state::Rules;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
 use serde_json::{json, Value};
 use uuid::Uuid;
+
+/// The hub's allocator, as in `mdhub serve`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SYSTEMS: [&str; 3] = ["erp", "crm", "oa"];
 const CITIES: [&str; 6] = ["Berlin", "Hamburg", "München", "Köln", "Leipzig", "Dresden"];
@@ -141,7 +147,13 @@ fn run(customers: u64, reads: usize) -> Figures {
         &config,
         config.load_models("scale").expect("models"),
     ));
-    let store = StoreConfig::default();
+    let mut store = StoreConfig::default();
+    if let Some(cache) = std::env::var("MDHUB_SCALE_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        store.cache_records = cache;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let open =
         || Hub::open_with(dir.path(), Arc::clone(&rules), Limits::default(), &store).expect("open");
@@ -254,6 +266,13 @@ fn run(customers: u64, reads: usize) -> Figures {
 }
 
 fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "mdhub_hub=info".into()),
+        )
+        .init();
     let sizes: Vec<u64> = std::env::var("MDHUB_SCALE_CUSTOMERS")
         .unwrap_or_else(|_| "100000".into())
         .split(',')

@@ -88,11 +88,6 @@ impl MatchIndex {
         index
     }
 
-    /// Profiles by source number, for a checkpoint.
-    pub(super) fn profiles(&self) -> &[Option<Profile>] {
-        &self.profiles
-    }
-
     /// Writes every changed block in the cache to the table (a checkpoint
     /// takes the table); they stay cached.
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {

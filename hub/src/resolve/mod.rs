@@ -36,16 +36,16 @@ pub mod report;
 pub mod rules;
 pub mod score;
 mod snapshot;
+pub mod tables;
 pub mod trained;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::golden::SourceKey;
-use crate::store::{StoreError, Table};
+use crate::store::{Storage, StoreError};
 use index::MatchIndex;
 use profile::Profile;
 use rules::MatchRules;
@@ -109,6 +109,8 @@ pub struct Resolver {
     /// a few hundred records, would otherwise seed every later one).
     configured: MatchRules,
     index: MatchIndex,
+    /// Where the state per source record below is written as it changes.
+    tables: tables::SourceTables,
     terms: Terms,
     /// Source record → its number in the index. Looked up, never iterated.
     numbers: HashMap<SourceKey, u64>,
@@ -153,11 +155,12 @@ pub struct ModelInForce {
 }
 
 impl Resolver {
-    /// A matcher with no records yet; its match index is kept in `blocks`,
-    /// an empty table.
-    pub fn new(rules: MatchRules, blocks: Arc<dyn Table>) -> Self {
-        Resolver {
-            index: MatchIndex::new(rules.max_block, blocks),
+    /// A matcher with no records yet, keeping its tables (`tables::TABLES`,
+    /// empty) in `storage`.
+    pub fn new(rules: MatchRules, storage: &dyn Storage) -> Result<Self, StoreError> {
+        Ok(Resolver {
+            index: MatchIndex::new(rules.max_block, storage.table(tables::TABLES[0])?),
+            tables: tables::SourceTables::open(storage)?,
             terms: Terms::new(&rules),
             configured: rules.clone(),
             rules,
@@ -173,7 +176,7 @@ impl Resolver {
             blocks_capped: 0,
             pinned: BTreeSet::new(),
             reresolution: None,
-        }
+        })
     }
 
     pub fn rules(&self) -> &MatchRules {
@@ -233,9 +236,9 @@ impl Resolver {
         self.blocks_capped
     }
 
-    fn number(&mut self, source: &SourceKey) -> u64 {
+    fn number(&mut self, source: &SourceKey) -> Result<u64, StoreError> {
         if let Some(&no) = self.numbers.get(source) {
-            return no;
+            return Ok(no);
         }
         let no = self.sources.len() as u64;
         self.sources.push(Slot {
@@ -243,7 +246,15 @@ impl Resolver {
             linked: false,
         });
         self.numbers.insert(source.clone(), no);
-        no
+        self.tables.put_number(source, no)?;
+        Ok(no)
+    }
+
+    /// Sets the link of source record `no`.
+    fn set_slot(&mut self, no: u64, slot: Slot) -> Result<(), StoreError> {
+        self.tables.put_slot(no, &slot)?;
+        self.sources[no as usize] = slot;
+        Ok(())
     }
 
     /// Did a steward decide that `a` and `b` are different customers?
@@ -262,7 +273,7 @@ impl Resolver {
         exact_email: bool,
         seq: u64,
     ) -> Result<Decision, StoreError> {
-        let no = self.number(source);
+        let no = self.number(source)?;
         let current = self.golden_of(source);
         let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
         let mut best: BTreeMap<Uuid, (f64, Vec<Scored>)> = BTreeMap::new();
@@ -332,6 +343,7 @@ impl Resolver {
             }
             self.terms.count(&self.rules, profile, true);
             self.index.put(no, profile, &keys)?;
+            self.tables.put_profile(no, profile)?;
         }
 
         if let Some(&survivor) = group.iter().min_by_key(|g| (self.created[*g], **g)) {
@@ -339,10 +351,13 @@ impl Resolver {
             for &loser in &merge {
                 self.record_merge(loser, survivor);
             }
-            self.sources[no as usize] = Slot {
-                golden: Some(survivor),
-                linked: true,
-            };
+            self.set_slot(
+                no,
+                Slot {
+                    golden: Some(survivor),
+                    linked: true,
+                },
+            )?;
             if !unsupported.is_empty() {
                 self.merges_prevented += unsupported.len() as u64;
                 for candidate in &unsupported {
@@ -357,11 +372,14 @@ impl Resolver {
             });
         }
 
-        let golden = self.new_golden_id(entity, source, profile, exact_email, seq);
-        self.sources[no as usize] = Slot {
-            golden: Some(golden),
-            linked: true,
-        };
+        let golden = self.new_golden_id(entity, source, profile, exact_email, seq)?;
+        self.set_slot(
+            no,
+            Slot {
+                golden: Some(golden),
+                linked: true,
+            },
+        )?;
         let review = best
             .iter()
             .filter(|(_, (s, _))| *s >= review)
@@ -505,7 +523,7 @@ impl Resolver {
         profile: &Profile,
         exact_email: bool,
         seq: u64,
-    ) -> Uuid {
+    ) -> Result<Uuid, StoreError> {
         let system = source.system.as_str();
         let record = source.record_id.as_str();
         let mut names: Vec<Vec<crate::ids::Part<'_>>> = Vec::new();
@@ -541,7 +559,8 @@ impl Resolver {
                 .unwrap_or_default()
         });
         self.created.insert(id, seq);
-        id
+        self.tables.put_created(id, seq)?;
+        Ok(id)
     }
 
     /// Was `a` created before `b` (the survivor of a merge)?
@@ -550,26 +569,42 @@ impl Resolver {
     }
 
     /// A new golden record made by a steward (a split), with a given id.
-    pub fn create_golden(&mut self, id: Uuid, seq: u64) {
-        self.created.entry(id).or_insert(seq);
+    pub fn create_golden(&mut self, id: Uuid, seq: u64) -> Result<(), StoreError> {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.created.entry(id) {
+            e.insert(seq);
+            self.tables.put_created(id, seq)?;
+        }
+        Ok(())
     }
 
     /// Moves `source` to `golden` (a split).
-    pub fn relink(&mut self, source: &SourceKey, golden: Uuid) {
-        let no = self.number(source);
-        self.sources[no as usize] = Slot {
-            golden: Some(golden),
-            linked: true,
-        };
+    pub fn relink(&mut self, source: &SourceKey, golden: Uuid) -> Result<(), StoreError> {
+        let no = self.number(source)?;
+        self.set_slot(
+            no,
+            Slot {
+                golden: Some(golden),
+                linked: true,
+            },
+        )
     }
 
     /// Forgets the link of a deleted source record; its profile stays out
     /// of matching from now on.
-    pub fn unlink(&mut self, source: &SourceKey) -> Option<Uuid> {
-        let golden = self.golden_of(source)?;
+    pub fn unlink(&mut self, source: &SourceKey) -> Result<Option<Uuid>, StoreError> {
+        let Some(golden) = self.golden_of(source) else {
+            return Ok(None);
+        };
         let no = self.numbers[source];
-        self.sources[no as usize].linked = false;
-        Some(golden)
+        let golden_then = self.sources[no as usize].golden;
+        self.set_slot(
+            no,
+            Slot {
+                golden: golden_then,
+                linked: false,
+            },
+        )?;
+        Ok(Some(golden))
     }
 
     /// Records that `loser` was merged into `survivor`: its source records
@@ -768,10 +803,8 @@ mod tests {
 
     /// Feeds the records in order through `decide` (sequence 1, 2, ...).
     fn run(records: &[(&str, Vec<(&str, &str)>)]) -> (Resolver, Vec<Decision>) {
-        let blocks = crate::store::MemoryStorage::shared()
-            .table("blocks")
-            .unwrap();
-        let mut r = Resolver::new(MatchRules::default(), blocks);
+        let storage = crate::store::MemoryStorage::shared();
+        let mut r = Resolver::new(MatchRules::default(), storage.as_ref()).unwrap();
         let decisions = records
             .iter()
             .enumerate()

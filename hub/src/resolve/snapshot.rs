@@ -1,37 +1,33 @@
 //! The matcher's state in a checkpoint: what the resolver holds in memory
-//! (source numbers, links, profiles, term counts, merges, review tasks),
-//! as one postcard value. The match index's blocks are not in it: they are
-//! a table of their own, flushed to it before (`MatchIndex::flush`).
+//! beside its tables (term counts, merges, steward decisions, review
+//! tasks, the model in force and counters), as one postcard value. The
+//! state per source record is in tables written as it changes
+//! (`tables.rs`), and the match index's blocks in a table of their own,
+//! flushed to it before (`MatchIndex::flush`).
 //!
 //! The rules in force are not in it either: they are the configured rules
 //! with the trained model of the log entry `model.seq`, which the caller
 //! reads from the log and hands to `restore`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::index::MatchIndex;
-use super::profile::Profile;
 use super::regroup::Pending;
 use super::rules::MatchRules;
 use super::score::Terms;
+use super::tables::SourceTables;
 use super::trained::TrainedModel;
-use super::{ModelInForce, Resolver, ReviewTask, Slot};
-use crate::golden::SourceKey;
-use crate::store::{StoreError, Table};
+use super::{ModelInForce, Resolver, ReviewTask};
+use crate::store::{Storage, StoreError};
 
 /// Written from borrowed parts, read back as `Owned`: the same fields in
 /// the same order (postcard has no field names).
 #[derive(Serialize)]
 struct Borrowed<'a> {
-    numbers: Vec<(&'a SourceKey, u64)>,
-    slots: Vec<(Option<Uuid>, bool)>,
-    profiles: &'a [Option<Profile>],
     terms: &'a Terms,
-    created: &'a BTreeMap<Uuid, u64>,
     merged_into: &'a BTreeMap<Uuid, Uuid>,
     distinct: &'a BTreeSet<(Uuid, Uuid)>,
     tasks: &'a BTreeMap<Uuid, ReviewTask>,
@@ -45,11 +41,7 @@ struct Borrowed<'a> {
 
 #[derive(Deserialize)]
 struct Owned {
-    numbers: Vec<(SourceKey, u64)>,
-    slots: Vec<(Option<Uuid>, bool)>,
-    profiles: Vec<Option<Profile>>,
     terms: Terms,
-    created: BTreeMap<Uuid, u64>,
     merged_into: BTreeMap<Uuid, Uuid>,
     distinct: BTreeSet<(Uuid, Uuid)>,
     tasks: BTreeMap<Uuid, ReviewTask>,
@@ -67,15 +59,8 @@ impl Resolver {
     /// table takes them.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, StoreError> {
         self.index.flush()?;
-        let mut numbers: Vec<(&SourceKey, u64)> =
-            self.numbers.iter().map(|(k, &no)| (k, no)).collect();
-        numbers.sort_unstable_by_key(|&(_, no)| no);
         let borrowed = Borrowed {
-            numbers,
-            slots: self.sources.iter().map(|s| (s.golden, s.linked)).collect(),
-            profiles: self.index.profiles(),
             terms: &self.terms,
-            created: &self.created,
             merged_into: &self.merged_into,
             distinct: &self.distinct,
             tasks: &self.tasks,
@@ -90,13 +75,13 @@ impl Resolver {
             .map_err(|e| StoreError::new("encoding the matcher's checkpoint", e))
     }
 
-    /// The matcher a checkpoint `bytes` holds, over its match index table
-    /// `blocks`. `configured` are the rules as configured; `model` the
+    /// The matcher a checkpoint left in `storage`, with `bytes` (from
+    /// `snapshot`). `configured` are the rules as configured; `model` the
     /// trained model of the log entry the checkpoint names as in force
     /// (`model_seq`), read from the log by the caller.
     pub fn restore(
         configured: MatchRules,
-        blocks: Arc<dyn Table>,
+        storage: &dyn Storage,
         bytes: &[u8],
         model: Option<&TrainedModel>,
     ) -> Result<Resolver, StoreError> {
@@ -112,18 +97,18 @@ impl Resolver {
                 ))
             }
         };
+        let tables = SourceTables::open(storage)?;
+        let loaded = tables.load()?;
+        let blocks = storage.table(super::tables::TABLES[0])?;
         Ok(Resolver {
-            index: MatchIndex::restore(configured.max_block, blocks, owned.profiles),
+            index: MatchIndex::restore(configured.max_block, blocks, loaded.profiles),
+            tables,
             terms: owned.terms,
             configured,
             rules,
-            numbers: owned.numbers.into_iter().collect(),
-            sources: owned
-                .slots
-                .into_iter()
-                .map(|(golden, linked)| Slot { golden, linked })
-                .collect(),
-            created: owned.created,
+            numbers: loaded.numbers,
+            sources: loaded.slots,
+            created: loaded.created,
             merged_into: owned.merged_into,
             distinct: owned.distinct,
             tasks: owned.tasks,

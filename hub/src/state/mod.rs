@@ -177,12 +177,14 @@ impl State {
         storage.table(checkpoint::TABLE)?.clear()?;
         let golden = storage.table("golden")?;
         let by_value = storage.table("golden_by_value")?;
-        let blocks = storage.table("blocks")?;
-        for table in [&golden, &by_value, &blocks] {
+        for table in [&golden, &by_value] {
             table.clear()?;
         }
+        for name in crate::resolve::tables::TABLES {
+            storage.table(name)?.clear()?;
+        }
         Ok(State {
-            resolver: Resolver::new(rules.matching.clone(), blocks),
+            resolver: Resolver::new(rules.matching.clone(), storage)?,
             rules,
             records: Records::new(golden, by_value, cache_records),
             applied_seq: 0,
@@ -200,12 +202,7 @@ impl State {
         model: Option<&crate::resolve::trained::TrainedModel>,
     ) -> Result<Self, StoreError> {
         let matcher = checkpoint::matcher_bytes(storage)?;
-        let resolver = Resolver::restore(
-            rules.matching.clone(),
-            storage.table("blocks")?,
-            &matcher,
-            model,
-        )?;
+        let resolver = Resolver::restore(rules.matching.clone(), storage, &matcher, model)?;
         Ok(State {
             resolver,
             records: Records::resume(
@@ -586,7 +583,7 @@ impl State {
             system: e.system.clone(),
             record_id: e.record_id.clone(),
         };
-        let Some(golden_id) = self.resolver.unlink(&source) else {
+        let Some(golden_id) = self.resolver.unlink(&source)? else {
             return Ok(Applied::default());
         };
         let record = self

@@ -182,8 +182,8 @@ impl State {
                 seq.into(),
             ],
         );
-        self.resolver.create_golden(new_id, seq);
-        self.resolver.relink(&source, new_id);
+        self.resolver.create_golden(new_id, seq)?;
+        self.resolver.relink(&source, new_id)?;
         if keep_apart {
             self.resolver.mark_distinct(old_id, new_id);
         }
