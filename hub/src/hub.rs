@@ -281,7 +281,7 @@ impl Hub {
         let published = self.published_seq()?;
         self.unacked.retain(|(seq, _)| *seq > published);
         let (held, held_bytes) = self.storage.tables.held();
-        let mut writes = self.state.checkpoint(&self.log.last_hash())?;
+        let mut writes = self.state.checkpoint(&self.log.last_hash(), build_id())?;
         writes.push(crate::state::unacked_write(&self.unacked));
         self.storage.tables.commit(writes)?;
         let entries = std::mem::take(&mut self.since_checkpoint);
@@ -870,6 +870,27 @@ impl Progress {
 /// How often a long derivation says how far it has got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
+/// What tells this build of the hub from others in a checkpoint: the
+/// version, and the size and modification time of the running executable.
+/// Derivation may change between builds with one version (a development
+/// build, a patched one), so a checkpoint of another build is not resumed
+/// from: an upgrade derives the state anew, once.
+fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let exe = std::env::current_exe().and_then(std::fs::metadata);
+        let stamp = exe
+            .ok()
+            .and_then(|m| {
+                let modified = m.modified().ok()?;
+                let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+                Some(format!("{} bytes, modified {}", m.len(), since.as_nanos()))
+            })
+            .unwrap_or_else(|| "executable unknown".to_string());
+        format!("{} ({stamp})", env!("CARGO_PKG_VERSION"))
+    })
+}
+
 /// The checkpoint in the derived state store, if a start may resume from
 /// it: written by this version with these rules, at most at entry `until`,
 /// and of this log (its entry's chain hash is the log's). Says in the log
@@ -896,7 +917,7 @@ fn usable_checkpoint(
             return None;
         }
     };
-    if let Some(why) = checkpoint.unusable(rules) {
+    if let Some(why) = checkpoint.unusable(rules, build_id()) {
         anew(&why);
         return None;
     }
@@ -1047,7 +1068,7 @@ fn derive(
         // Past `published`, messages would have to be kept with it: the
         // hub's first checkpoint after the start does that.
         if since_checkpoint >= storage.checkpoint_entries && entry.seq <= published {
-            let mut writes = state.checkpoint(&entry.hash)?;
+            let mut writes = state.checkpoint(&entry.hash, build_id())?;
             writes.push(crate::state::unacked_write(&Vec::new()));
             storage.tables.commit(writes)?;
             since_checkpoint = 0;

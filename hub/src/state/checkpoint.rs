@@ -6,9 +6,9 @@
 //! the `Checkpoint` record below in one atomic commit. So the store holds
 //! the state of exactly one log entry, whole, whenever the hub stops.
 //!
-//! A checkpoint is used only by the hub version and the rules that wrote
-//! it, and only on the log it was derived from (the chain hash of its
-//! entry must match): anything else derives the state anew.
+//! A checkpoint is used only by the build of the hub and the rules that
+//! wrote it, and only on the log it was derived from (the chain hash of
+//! its entry must match): anything else derives the state anew.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -42,9 +42,9 @@ const FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub format: u32,
-    /// The hub version that derived it: another version may derive
-    /// otherwise, so it derives anew.
-    pub version: String,
+    /// The build of the hub that derived it (the caller's `build` id):
+    /// another build may derive otherwise, so it derives anew.
+    pub build: String,
     /// Hash of the rules it was derived with (`rules_hash`).
     pub rules: String,
     /// The last log entry the state reflects.
@@ -68,20 +68,19 @@ impl Checkpoint {
             .map_err(|e| StoreError::new("reading the checkpoint", e))
     }
 
-    /// Why this hub cannot resume from it, or `None` if it can (the log is
-    /// checked by the caller).
-    pub fn unusable(&self, rules: &Rules) -> Option<String> {
+    /// Why this hub, of build `build`, cannot resume from it, or `None` if
+    /// it can (the log is checked by the caller).
+    pub fn unusable(&self, rules: &Rules, build: &str) -> Option<String> {
         if self.format != FORMAT {
             return Some(format!(
                 "it has format {}, this hub writes {FORMAT}",
                 self.format
             ));
         }
-        if self.version != env!("CARGO_PKG_VERSION") {
+        if self.build != build {
             return Some(format!(
-                "hub version {} wrote it, this is {}",
-                self.version,
-                env!("CARGO_PKG_VERSION")
+                "another build of the hub wrote it ({}; this is {build})",
+                self.build
             ));
         }
         if self.rules != rules_hash(rules) {
@@ -101,14 +100,19 @@ pub fn rules_hash(rules: &Rules) -> String {
 
 impl State {
     /// The writes of a checkpoint of this state, whose last entry has the
-    /// chain hash `log_hash`: changed records and match blocks go to their
-    /// tables first (held with the other writes until the commit).
-    pub fn checkpoint(&mut self, log_hash: &[u8]) -> Result<Vec<TableWrite>, StoreError> {
+    /// chain hash `log_hash`, by the hub build `build`: changed records and
+    /// match blocks go to their tables first (held with the other writes
+    /// until the commit).
+    pub fn checkpoint(
+        &mut self,
+        log_hash: &[u8],
+        build: &str,
+    ) -> Result<Vec<TableWrite>, StoreError> {
         self.records.flush()?;
         let matcher = self.resolver.snapshot()?;
         let info = Checkpoint {
             format: FORMAT,
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            build: build.to_string(),
             rules: rules_hash(&self.rules),
             seq: self.applied_seq,
             log_hash: hex::encode(log_hash),
