@@ -13,7 +13,7 @@ scripts/install-deps.sh
 # MDHUB_FAILPOINTS arms it, which only the degraded-hub test does.
 cargo build --workspace --bins --features mdhub-hub/failpoints
 cargo test --workspace
-# The hub's own tests again with derived state in memory instead of sled
+# The hub's own tests again with derived state in memory instead of redb
 # (`[store] kind`): both stores must derive the same. Of the end-to-end
 # tests, those about derived state run on both too (the whole suite passes
 # on either: MDHUB_STORE=memory cargo test --workspace).

@@ -84,7 +84,8 @@ pub struct SurvivorshipConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `sled`: on disk in `<data_dir>/derived`, memory bounded by the caches.
+    /// `redb`: on disk in `<data_dir>/derived.redb`, memory bounded by the
+    /// caches.
     /// `memory`: in the hub's memory, encoded (tests, small hubs). The
     /// environment variable `MDHUB_STORE` overrides it, so that a test
     /// suite can run on either.
@@ -111,7 +112,7 @@ pub struct StoreConfig {
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
     #[default]
-    Sled,
+    Redb,
     Memory,
 }
 
@@ -126,15 +127,15 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    /// The kind in force: `MDHUB_STORE` (`sled` or `memory`) if set, else
+    /// The kind in force: `MDHUB_STORE` (`redb` or `memory`) if set, else
     /// the configured one.
     pub fn kind(&self) -> Result<StoreKind, String> {
         match std::env::var("MDHUB_STORE").as_deref() {
             Err(_) | Ok("") => Ok(self.kind),
-            Ok("sled") => Ok(StoreKind::Sled),
+            Ok("redb") => Ok(StoreKind::Redb),
             Ok("memory") => Ok(StoreKind::Memory),
             Ok(other) => Err(format!(
-                "MDHUB_STORE={other:?}: expected \"sled\" or \"memory\""
+                "MDHUB_STORE={other:?}: expected \"redb\" or \"memory\""
             )),
         }
     }

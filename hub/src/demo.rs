@@ -347,7 +347,7 @@ async fn round_trip(
         system: "crm".to_string(),
         record_id: "c-100".to_string(),
     };
-    bus.state(|s| s.golden_of(&source))
+    bus.state(|s| s.golden_of(&source))?
         .context("the CRM record is linked")
 }
 

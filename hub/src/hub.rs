@@ -284,6 +284,7 @@ impl Hub {
         let mut writes = self.state.checkpoint(&self.log.last_hash(), build_id())?;
         writes.push(crate::state::unacked_write(&self.unacked));
         self.storage.tables.commit(writes)?;
+        self.log.save_seen_ids()?;
         let entries = std::mem::take(&mut self.since_checkpoint);
         self.checkpoint_seq = self.state.applied_seq();
         let seconds = started.elapsed().as_secs_f64();
@@ -301,10 +302,16 @@ impl Hub {
         Ok(())
     }
 
+    /// Whether entries were derived since the last checkpoint and nothing
+    /// was committed for `quiet` (see `checkpoint_if_quiet`).
+    pub fn quiet_checkpoint_due(&self, quiet: Duration) -> bool {
+        self.since_checkpoint > 0 && self.last_commit.elapsed() >= quiet
+    }
+
     /// `checkpoint`, when nothing was committed for `quiet`: an idle hub
     /// restarts without deriving anything.
     pub fn checkpoint_if_quiet(&mut self, quiet: Duration) -> Result<(), LogError> {
-        if self.since_checkpoint > 0 && self.last_commit.elapsed() >= quiet {
+        if self.quiet_checkpoint_due(quiet) {
             self.checkpoint()?;
         }
         Ok(())
@@ -476,7 +483,7 @@ impl Hub {
         let model = self
             .state
             .resolver()
-            .train(trigger, time::OffsetDateTime::now_utc());
+            .train(trigger, time::OffsetDateTime::now_utc())?;
         info!(records = model.records, candidate_pairs = model.candidate_pairs,
               matches_per_record = model.matches_per_record, trigger = ?model.trigger,
               seconds = started.elapsed().as_secs_f64(), "match model trained");
@@ -692,14 +699,22 @@ fn report_match_counters(state: &State) {
     metrics::counter!("mdhub_match_blocks_capped_total").absolute(resolver.blocks_capped());
 }
 
-/// The derived state store `config` asks for: sled in `<dir>/derived`, or
-/// memory.
+/// The derived state store `config` asks for: redb in `<dir>/derived.redb`,
+/// or memory.
 fn open_storage(dir: &Path, config: &StoreConfig) -> Result<Arc<dyn Storage>, StoreError> {
     let kind = config
         .kind()
         .map_err(|e| StoreError::new("choosing the derived state store", e))?;
+    // Earlier builds kept derived state in a sled store in `<dir>/derived`.
+    // It is derived from the log like everything there: drop it.
+    let old = dir.join("derived");
+    if old.is_dir() {
+        std::fs::remove_dir_all(&old)
+            .map_err(|e| StoreError::new(format!("removing {}", old.display()), e))?;
+        tracing::info!(dir = %old.display(), "removed the derived state of an earlier build (sled); it is derived anew from the log");
+    }
     match kind {
-        StoreKind::Sled => crate::sled_store::SledStorage::open(&dir.join("derived")),
+        StoreKind::Redb => crate::redb_store::RedbStorage::open(&dir.join("derived.redb")),
         StoreKind::Memory => Ok(MemoryStorage::shared()),
     }
 }

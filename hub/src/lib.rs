@@ -12,6 +12,8 @@
 //!   records (blocking, scoring, merges, review tasks), `golden` merges field
 //!   values (Automerge + survivorship), `state` applies steward actions and
 //!   plans the outbound updates.
+//! - `store`: the tables derived state is kept in, behind a trait;
+//!   `redb_store`: those tables on disk, in one redb file.
 //! - `nats_bus`: the NATS JetStream adapter: streams, the durable consumer,
 //!   ack after flush, publishing outbound and DLQ messages.
 //! - `memory_bus`: the in-process adapter for `demo` and single-process runs.
@@ -35,9 +37,9 @@ pub mod ids;
 pub mod log;
 pub mod memory_bus;
 pub mod nats_bus;
+pub mod redb_store;
 pub mod resolve;
 pub mod serve;
-pub mod sled_store;
 pub mod state;
 pub mod steward;
 pub mod store;

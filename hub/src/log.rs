@@ -4,8 +4,9 @@
 //! number and commits to the previous entry's hash (a hash chain), so any
 //! change to a stored entry is detected by `verify`. An index by `event_id`
 //! makes a second copy of an event a no-op however late it arrives; a Bloom
-//! filter of the indexed ids, built at open, spares the index read for the
-//! ids it has never seen (nearly every event).
+//! filter of the indexed ids spares the index read for the ids it has
+//! never seen (nearly every event). It is saved at each checkpoint; an
+//! open reads it and adds the ids of the entries after it.
 //!
 //! Layout in one sled tree (one tree so that an entry and its index key are
 //! written in one atomic batch):
@@ -16,7 +17,8 @@
 //!   that after a crash the hub resumes reading exactly where its log ends.
 //!
 //! A second tree, `meta`, holds bookkeeping that is not part of the log
-//! (e.g. up to which sequence outbound updates have been published).
+//! (e.g. up to which sequence outbound updates have been published). The
+//! file `seen_ids` beside them holds the saved filter of ids.
 
 use std::path::Path;
 
@@ -36,6 +38,9 @@ pub enum LogError {
     Storage(#[from] sled::Error),
     #[error("event log entry {seq} is damaged: {reason}")]
     Damaged { seq: u64, reason: String },
+    /// A file the log keeps beside its store (the saved filter of ids).
+    #[error("event log file {path}: {error}")]
+    File { path: String, error: std::io::Error },
     /// Not the log's own storage: the derived state's, which the hub
     /// writes beside it.
     #[error(transparent)]
@@ -64,6 +69,8 @@ pub enum Appended {
 }
 
 pub struct EventLog {
+    /// The directory the log is kept in.
+    dir: std::path::PathBuf,
     db: sled::Db,
     tree: sled::Tree,
     meta: sled::Tree,
@@ -180,6 +187,25 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<LogEntry, LogError> {
     })
 }
 
+/// Opens a sled database. sled releases its file lock a moment after the
+/// last handle in this process is dropped (its threads hold the store
+/// briefly), so reopening at once (a restart in tests, an audit rebuild)
+/// may find it still held: wait for it, up to two seconds.
+fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl EventLog {
     pub fn open(dir: &Path) -> Result<Self, LogError> {
         let config = sled::Config::new()
@@ -191,7 +217,7 @@ impl EventLog {
             // Durability comes from our explicit flush before each ack, not
             // from sled's background timer.
             .flush_every_ms(None);
-        let db = crate::sled_store::open_waiting_for_lock(&config)?;
+        let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
         let (last_seq, last_hash) = match tree.scan_prefix(b"e").next_back() {
@@ -203,14 +229,9 @@ impl EventLog {
             }
             None => (0, GENESIS),
         };
-        let mut seen = SeenIds::default();
-        for key in tree.scan_prefix(b"i").keys() {
-            let key = key?;
-            if let Ok(id) = Uuid::from_slice(&key[1..]) {
-                seen.insert(id);
-            }
-        }
+        let seen = open_seen_ids(&tree, dir, last_seq)?;
         Ok(EventLog {
+            dir: dir.to_path_buf(),
             db,
             tree,
             meta,
@@ -388,6 +409,31 @@ impl EventLog {
         }
     }
 
+    /// Saves the Bloom filter of logged ids as of now in a file beside the
+    /// log (`SEEN_IDS_FILE`), so that the next open reads it and the ids of
+    /// the entries after it, instead of every id in the index
+    /// (`open_seen_ids`). Written to a new file renamed over the old one,
+    /// with a hash of its content: a file lost or torn in a crash fails the
+    /// hash, and the next open reads the index instead. Not in sled: a
+    /// value of megabytes there would be written again at every flush.
+    pub fn save_seen_ids(&self) -> Result<(), LogError> {
+        let payload =
+            postcard::to_stdvec(&(self.last_seq, &self.seen)).map_err(|e| LogError::Damaged {
+                seq: self.last_seq,
+                reason: format!("the filter of logged ids does not encode: {e}"),
+            })?;
+        let mut content = Sha256::digest(&payload).to_vec();
+        content.extend_from_slice(&payload);
+        let path = self.dir.join(SEEN_IDS_FILE);
+        let new = self.dir.join(format!("{SEEN_IDS_FILE}.new"));
+        let failed = |error| LogError::File {
+            path: path.display().to_string(),
+            error,
+        };
+        std::fs::write(&new, content).map_err(failed)?;
+        std::fs::rename(&new, &path).map_err(failed)
+    }
+
     /// A counter kept beside the log (not part of it), usable without
     /// holding the log.
     pub fn marker(&self, key: &'static str) -> Marker {
@@ -398,11 +444,49 @@ impl EventLog {
     }
 }
 
+/// The file beside the log holding the saved filter of logged ids: the
+/// SHA-256 of the rest, then (the log entry it was saved at, the filter).
+const SEEN_IDS_FILE: &str = "seen_ids";
+
+/// The filter saved in `dir`, if the file is there and whole.
+fn read_seen_ids(dir: &Path) -> Option<(u64, SeenIds)> {
+    let content = std::fs::read(dir.join(SEEN_IDS_FILE)).ok()?;
+    let (hash, payload) = content.split_at_checked(32)?;
+    if Sha256::digest(payload).as_slice() != hash {
+        return None;
+    }
+    postcard::from_bytes(payload).ok()
+}
+
+/// The filter of logged ids for a log ending at `last_seq`: the one saved
+/// (`save_seen_ids`) with the ids of the entries after it, or, without a
+/// usable save, every id in the index. Either way it holds every logged id.
+fn open_seen_ids(tree: &sled::Tree, dir: &Path, last_seq: u64) -> Result<SeenIds, LogError> {
+    let saved = read_seen_ids(dir).filter(|(seq, _)| *seq <= last_seq);
+    if let Some((seq, mut seen)) = saved {
+        for kv in tree.range(entry_key(seq + 1)..=entry_key(u64::MAX)) {
+            let (k, v) = kv?;
+            let seq = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
+            seen.insert(decode(seq, &v)?.payload.event_id());
+        }
+        return Ok(seen);
+    }
+    let mut seen = SeenIds::default();
+    for key in tree.scan_prefix(b"i").keys() {
+        let key = key?;
+        if let Ok(id) = Uuid::from_slice(&key[1..]) {
+            seen.insert(id);
+        }
+    }
+    Ok(seen)
+}
+
 /// Event ids as a growing chain of Bloom filters: an id never inserted is
 /// reported absent with a 1% chance of error per filter; an inserted id is
 /// never reported absent. When the newest filter holds as many ids as it
 /// was made for, a filter twice its size takes the next ones, so the
 /// error rate stays bounded as the log grows.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SeenIds {
     filters: Vec<(fastbloom::BloomFilter, usize)>,
     /// Ids in the newest filter.
@@ -613,6 +697,55 @@ mod tests {
             vec![Appended::Duplicate(1)],
             "still a duplicate after a restart"
         );
+    }
+
+    #[test]
+    fn an_open_reads_the_saved_filter_of_ids_and_the_entries_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let event = |id: &str| LogPayload::Change(sample_event("crm", id, "a@x.com"));
+        log.append(&mut enc(&[event("1"), event("2")]), None)
+            .unwrap();
+        log.save_seen_ids().unwrap();
+        log.append(&mut enc(&[event("3")]), None).unwrap();
+        log.flush().unwrap();
+        // With their index keys gone, only the saved filter (1, 2) and the
+        // entries after it (3) can tell the open about these ids.
+        let ids: Vec<Uuid> = (1..=3)
+            .map(|seq| log.get(seq).unwrap().unwrap().payload.event_id())
+            .collect();
+        for id in &ids {
+            log.tree.remove(index_key(*id)).unwrap();
+        }
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        for id in &ids {
+            assert!(log.seen.may_hold(*id), "{id} is in the filter");
+        }
+
+        // A save newer than the log (it lost its tail) is not used: every
+        // id of the index is read instead.
+        let log = EventLog {
+            last_seq: 99,
+            seen: SeenIds::default(),
+            ..log
+        };
+        log.save_seen_ids().unwrap();
+        log.tree
+            .insert(index_key(ids[0]), &1u64.to_be_bytes())
+            .unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let log = EventLog::open(dir.path()).unwrap();
+        assert!(log.seen.may_hold(ids[0]));
+
+        // A torn file is not used either.
+        log.save_seen_ids().unwrap();
+        let path = dir.path().join(SEEN_IDS_FILE);
+        let mut content = std::fs::read(&path).unwrap();
+        content.truncate(content.len() - 1);
+        std::fs::write(&path, content).unwrap();
+        assert!(read_seen_ids(dir.path()).is_none());
     }
 
     #[test]

@@ -252,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let state = derived_state(config.as_deref(), &data_dir)?;
             eprintln!("drawing {pairs} random pairs ...");
-            let estimates = state.resolver().estimate_u(pairs);
+            let estimates = state.resolver().estimate_u(pairs)?;
             print!(
                 "{}",
                 mdhub_hub::resolve::estimate::as_config(&estimates, &state.rules().matching)
@@ -269,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let state = derived_state(config.as_deref(), &data_dir)?;
             eprintln!("drawing {pairs} random pairs, then EM over the candidate pairs ...");
-            let (u, em, records) = state.resolver().estimate_m_u(pairs);
+            let (u, em, records) = state.resolver().estimate_m_u(pairs)?;
             print!(
                 "{}",
                 mdhub_hub::resolve::estimate::as_config_em(

@@ -517,11 +517,21 @@ pub async fn run_ingest(
                 None => break,
             },
             _ = idle.tick() => {
-                let due = hub.read().expect("hub lock").state().resolver().reresolution().is_some();
+                // Read-locked checks first: the API's readers wait for a
+                // write lock, which only a due task takes.
+                let (due, quiet) = {
+                    let hub = hub.read().expect("hub lock");
+                    (
+                        hub.state().resolver().reresolution().is_some(),
+                        hub.quiet_checkpoint_due(CHECKPOINT_WHEN_QUIET),
+                    )
+                };
                 if !due {
-                    tokio::task::block_in_place(|| {
-                        hub.write().expect("hub lock").checkpoint_if_quiet(CHECKPOINT_WHEN_QUIET)
-                    })?;
+                    if quiet {
+                        tokio::task::block_in_place(|| {
+                            hub.write().expect("hub lock").checkpoint_if_quiet(CHECKPOINT_WHEN_QUIET)
+                        })?;
+                    }
                     continue;
                 }
                 let regrouped = tokio::task::block_in_place(|| {

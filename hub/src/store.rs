@@ -1,7 +1,7 @@
 //! Where derived state is kept: ordered key-value tables behind a trait of
 //! our own, so that derivation (`state`, `resolve`) reads and writes it
 //! without knowing the storage. Two implementations: `MemoryStorage` here
-//! (tests, reports, single runs) and the sled one in `sled_store.rs` (the
+//! (tests, reports, single runs) and the redb one in `redb_store.rs` (the
 //! hub, in its data dir).
 //!
 //! Between checkpoints derivation's writes stay in memory (`Buffered`): the
@@ -70,7 +70,7 @@ pub trait Storage: Send + Sync {
 }
 
 /// Derived state in memory: for tests, reports and replays into a scratch
-/// state. Holds encoded values, so what it keeps is what sled would.
+/// state. Holds encoded values, so what it keeps is what redb would.
 #[derive(Default)]
 pub struct MemoryStorage {
     tables: RwLock<BTreeMap<String, Arc<MemoryTable>>>,

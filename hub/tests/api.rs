@@ -95,6 +95,7 @@ fn fixture(with_metrics: bool) -> Fixture {
             system: "crm".into(),
             record_id: "c-1".into(),
         })
+        .unwrap()
         .unwrap();
 
     let token = |name: &str, role, secret: &str| TokenConfig {
@@ -520,6 +521,7 @@ async fn a_merge_through_the_api_retires_one_id_that_then_points_to_its_survivor
             system: "crm".into(),
             record_id: "c-2".into(),
         })
+        .unwrap()
         .unwrap();
     let r = send(
         &f.app,
@@ -696,6 +698,7 @@ fn golden_of(f: &Fixture, system: &str, record_id: &str) -> Uuid {
             system: system.into(),
             record_id: record_id.into(),
         })
+        .unwrap()
         .unwrap()
 }
 

@@ -206,7 +206,7 @@ proptest! {
                     ei += 1;
                     let mut e = erp[ei - 1].clone();
                     if ei == 2 {
-                        let id = state.golden_of(&erp_source).unwrap();
+                        let id = state.golden_of(&erp_source).unwrap().unwrap();
                         e.base = Some(state.record(id).unwrap().unwrap().version());
                     }
                     e

@@ -111,6 +111,7 @@ impl Given {
                 system: system.into(),
                 record_id: record.into(),
             })
+            .unwrap()
             .expect("linked");
         self.hub.state().record(id).unwrap().unwrap()
     }

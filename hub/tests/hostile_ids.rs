@@ -136,10 +136,13 @@ impl Run {
     }
 
     fn golden_of(&self, system: &str, record_id: &str) -> Option<Uuid> {
-        self.hub.state().golden_of(&SourceKey {
-            system: system.to_string(),
-            record_id: record_id.to_string(),
-        })
+        self.hub
+            .state()
+            .golden_of(&SourceKey {
+                system: system.to_string(),
+                record_id: record_id.to_string(),
+            })
+            .unwrap()
     }
 
     /// Replays the log into an empty store, and reopens the live store:

@@ -124,6 +124,7 @@ impl Given {
                 system: system.into(),
                 record_id: record_id.into(),
             })
+            .unwrap()
             .expect("linked")
     }
 }
@@ -437,6 +438,7 @@ impl LiveHub {
                 system: system.into(),
                 record_id: record_id.into(),
             })
+            .unwrap()
             .expect("linked")
     }
 }

@@ -41,7 +41,7 @@ use mdhub_hub::nats_bus::{ingest_consumer_config, stream_settings, DLQ_STREAM, O
 use mdhub_hub::serve::rules;
 use mdhub_hub::state::{cleanse_event, normalized_writes, State};
 use mdhub_schema::{ChangeEvent, Survivorship};
-use mdhub_tests::bench_stats::median;
+use mdhub_tests::bench_stats::{median, proc_status_kib};
 use mdhub_tests::fixtures::{hub_config_toml, workload, SYSTEMS};
 use mdhub_tests::hub_runner::{config, publish_events, InProcessHub};
 use mdhub_tests::nats::NatsServer;
@@ -70,14 +70,6 @@ fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
 }
 
 /// A `kB` line of /proc/self/status (`VmHWM`, `VmRSS`), in KiB.
-fn proc_status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-}
-
 fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(
         || "n/a".to_string(),

@@ -1,7 +1,7 @@
 //! Entity-resolution benchmark: the generator's default profile at 100,000
 //! and 1,000,000 source records, matched incrementally one by one, as the
 //! hub does: cleanse (with the system's phone region), profile, block in the
-//! sled match index, score, link / merge / review. Prints precision, recall
+//! match index (in memory), score, link / merge / review. Prints precision, recall
 //! and F1 against the ground truth, records matched per second, and peak RSS.
 //!
 //! The golden documents (Automerge) are left out: this measures matching.
@@ -17,24 +17,13 @@ use mdhub_hub::resolve::rules::MatchRules;
 use mdhub_hub::resolve::{Decision, Resolver};
 use mdhub_hub::state::profile_of;
 use mdhub_schema::{cleanse_record, CleanseContext, Model};
+use mdhub_tests::bench_stats::peak_rss_mib;
 use mdhub_tests::er_generator::{
     generate_iter, pairwise_f1, Profile as DataProfile, SYSTEM_REGIONS,
 };
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 fn run(records: usize) {
     // The generator gives about 1.95 source records per entity.
@@ -104,7 +93,7 @@ fn run(records: usize) {
             system: system.clone(),
             record_id: record_id.clone(),
         };
-        if let Some(g) = resolver.golden_of(&source) {
+        if let Some(g) = resolver.golden_of(&source).unwrap() {
             predicted.insert((system.clone(), record_id.clone()), g);
         }
     }
@@ -128,11 +117,11 @@ fn run(records: usize) {
     println!(
         "  decisions: {links} linked, {news} new ({reviews} with a review task), {merges} merges"
     );
-    println!("  peak RSS (VmHWM) so far: {:.0} MiB", vm_hwm_mib());
+    println!("  peak RSS (VmHWM) so far: {:.0} MiB", peak_rss_mib());
 
     // The u probabilities as the data gives them, beside the defaults.
     let t = Instant::now();
-    let estimates = resolver.estimate_u(1_000_000);
+    let estimates = resolver.estimate_u(1_000_000).expect("the tables read");
     println!(
         "  u estimated from 1,000,000 random pairs ({:.1} s):",
         t.elapsed().as_secs_f64()

@@ -1,4 +1,4 @@
-//! Scale benchmark: a hub on the sled derived store (default `[store]`
+//! Scale benchmark: a hub on the redb derived store (default `[store]`
 //! settings) ingesting N customers, each sent once by each of 3 systems,
 //! plus edits of 20% of them; then stopped and restarted on its
 //! checkpoint, and killed and restarted on the checkpoint before.
@@ -33,6 +33,7 @@ use mdhub_hub::hub::Hub;
 use mdhub_hub::memory_bus::MemoryBus;
 use mdhub_hub::state::Rules;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
+use mdhub_tests::bench_stats::peak_rss_mib;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -97,15 +98,6 @@ fn events(from: u64, to: u64, n: &mut u64) -> Vec<ChangeEvent> {
         out.push(event(*n, (c % 3) as usize, c, "Edited"));
     }
     out
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -207,10 +199,12 @@ fn run(customers: u64, reads: usize) -> Figures {
     let ids: Vec<Uuid> = (0..customers)
         .step_by(step as usize)
         .filter_map(|c| {
-            hub.state().golden_of(&SourceKey {
-                system: "erp".into(),
-                record_id: format!("erp-{c}"),
-            })
+            hub.state()
+                .golden_of(&SourceKey {
+                    system: "erp".into(),
+                    record_id: format!("erp-{c}"),
+                })
+                .unwrap()
         })
         .collect();
     let read = |ids: &[Uuid]| {
@@ -287,7 +281,7 @@ fn main() {
         eprintln!("scale: {customers} customers");
         all.push(run(customers, reads));
     }
-    println!("scale benchmark (in process, sled derived store, default [store] settings)");
+    println!("scale benchmark (in process, redb derived store, default [store] settings)");
     println!(
         "| customers | events | golden | events/s | first 10% | last 10% | peak RSS MiB | stop checkpoint s | restart s | cold read p50/p99 ms | repeat read p50/p99 ms | restart after kill s (tail entries) |"
     );

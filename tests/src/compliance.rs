@@ -29,7 +29,6 @@ use mdhub_connectors::mapping::Mapping;
 use mdhub_connectors::publish::{OutMessage, Publisher};
 use mdhub_connectors::runner::metrics::ConnectorMetrics;
 use mdhub_connectors::runner::{self, RunContext, RunError};
-use mdhub_hub::golden::SourceKey;
 use mdhub_hub::nats_bus::IN_STREAM;
 use mdhub_schema::{ChangeEvent, GoldenUpdate, Model, Op, UpdateOp, SCHEMA_VERSION};
 use serde_json::{json, Value};
@@ -140,10 +139,7 @@ impl Bench {
     }
 
     fn golden_of(&self, system: &str, record_id: &str) -> Option<Uuid> {
-        self.hub.hub.read().unwrap().state().golden_of(&SourceKey {
-            system: system.into(),
-            record_id: record_id.into(),
-        })
+        self.hub.golden_of(system, record_id)
     }
 
     fn golden_value(&self, id: Uuid, field: &str) -> Option<Value> {

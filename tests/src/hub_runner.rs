@@ -35,6 +35,20 @@ pub struct InProcessHub {
 }
 
 impl InProcessHub {
+    /// The golden record source record `system`/`record_id` is linked to
+    /// now, if any.
+    pub fn golden_of(&self, system: &str, record_id: &str) -> Option<uuid::Uuid> {
+        self.hub
+            .read()
+            .expect("hub lock")
+            .state()
+            .golden_of(&mdhub_hub::golden::SourceKey {
+                system: system.into(),
+                record_id: record_id.into(),
+            })
+            .expect("the derived store reads")
+    }
+
     pub async fn start(config: HubConfig) -> anyhow::Result<Self> {
         let rules = rules(&config, "test")?;
         let limits = Limits {

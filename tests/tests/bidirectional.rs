@@ -317,6 +317,7 @@ async fn erp_crm_and_oa_converge_on_the_golden_record_with_no_ping_pong() -> any
                 system: system.into(),
                 record_id: id.into(),
             })
+            .unwrap()
             .and_then(|g| state.record(g).unwrap().map(|r| (g, r.values.clone())))
     };
     let end = Instant::now() + CONVERGE_DEADLINE;

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdhub_connectors::publish::{OutMessage, Publisher};
-use mdhub_hub::golden::SourceKey;
 use mdhub_hub::nats_bus::IN_STREAM;
 use mdhub_schema::{ChangeEvent, Op, SCHEMA_VERSION};
 use mdhub_tests::connector_process::ConnectorProcess;
@@ -95,10 +94,7 @@ impl Bench {
     }
 
     fn golden_of(&self, system: &str, record_id: &str) -> Option<Uuid> {
-        self.hub.hub.read().unwrap().state().golden_of(&SourceKey {
-            system: system.into(),
-            record_id: record_id.into(),
-        })
+        self.hub.golden_of(system, record_id)
     }
 
     /// The golden city of a partner, once the hub has linked it.

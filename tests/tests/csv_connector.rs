@@ -17,7 +17,6 @@ use mdhub_connectors::mapping::Mapping;
 use mdhub_connectors::publish::{OutMessage, Publisher};
 use mdhub_connectors::runner::metrics::ConnectorMetrics;
 use mdhub_connectors::runner::{self, RunContext, RunError};
-use mdhub_hub::golden::SourceKey;
 use mdhub_hub::nats_bus::IN_STREAM;
 use mdhub_schema::{ChangeEvent, GoldenUpdate, Model, Op, UpdateOp, SCHEMA_VERSION};
 use mdhub_tests::hub_runner::{config, InProcessHub};
@@ -249,10 +248,7 @@ impl Setup {
     }
 
     fn golden(&self, key: &str) -> Option<Uuid> {
-        self.hub.hub.read().unwrap().state().golden_of(&SourceKey {
-            system: "sf".into(),
-            record_id: key.into(),
-        })
+        self.hub.golden_of("sf", key)
     }
 
     fn values(&self, id: Uuid) -> BTreeMap<String, Value> {

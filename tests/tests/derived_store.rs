@@ -1,7 +1,7 @@
 //! The derived state store and its cache of decoded golden records change
 //! nothing that derivation derives: one log, made by a hub that matched,
 //! trained, re-resolved and took edits made on top of the updates it sent
-//! (and their echoes), derived again in memory and in sled, with a cache
+//! (and their echoes), derived again in memory and in redb, with a cache
 //! that holds everything and with one that holds three records (so nearly
 //! every record is written out, read back and changed again), gives the
 //! same outbound messages entry by entry and the same state hash.
@@ -19,7 +19,7 @@ use mdhub_hub::entry::LogPayload;
 use mdhub_hub::hub::Hub;
 use mdhub_hub::log::EventLog;
 use mdhub_hub::memory_bus::MemoryBus;
-use mdhub_hub::sled_store::SledStorage;
+use mdhub_hub::redb_store::RedbStorage;
 use mdhub_hub::state::{Outbound, Rules, State};
 use mdhub_hub::store::{MemoryStorage, Storage};
 use mdhub_schema::normalize::normalize;
@@ -163,10 +163,13 @@ fn the_store_and_its_cache_size_change_nothing_derived() {
     assert_eq!(reference.state_hash().unwrap(), live_hash);
     assert!(check_value_index(&reference, "reference") > 5_000);
 
-    let sled_dir = tempfile::tempdir().unwrap();
+    let redb_dir = tempfile::tempdir().unwrap();
     let stores: Vec<(&str, Arc<dyn Storage>)> = vec![
         ("memory", MemoryStorage::shared()),
-        ("sled", SledStorage::open(sled_dir.path()).unwrap()),
+        (
+            "redb",
+            RedbStorage::open(&redb_dir.path().join("derived.redb")).unwrap(),
+        ),
     ];
     for (name, storage) in stores {
         let mut tiny = State::open(rules(), storage.as_ref(), 3).unwrap();
@@ -193,10 +196,14 @@ fn the_store_and_its_cache_size_change_nothing_derived() {
 /// A copy of the hub data dir `from` without its derived state, with
 /// outbound messages acknowledged up to entry `published`.
 fn copy_log(from: &std::path::Path, published: u64) -> tempfile::TempDir {
+    /// Copies the tree `from` into `to`, but for the derived store.
     fn copy(from: &std::path::Path, to: &std::path::Path) {
         std::fs::create_dir_all(to).unwrap();
         for entry in std::fs::read_dir(from).unwrap() {
             let entry = entry.unwrap();
+            if entry.file_name() == "derived.redb" {
+                continue;
+            }
             let target = to.join(entry.file_name());
             if entry.file_type().unwrap().is_dir() {
                 copy(&entry.path(), &target);
@@ -206,17 +213,7 @@ fn copy_log(from: &std::path::Path, published: u64) -> tempfile::TempDir {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() != "derived" {
-            let target = dir.path().join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
+    copy(from, dir.path());
     let log = EventLog::open(dir.path()).unwrap();
     log.marker("outbound_published_seq").set(published).unwrap();
     log.flush().unwrap();
@@ -239,7 +236,7 @@ fn a_start_resumes_from_the_last_checkpoint_and_loses_no_outbound_message() {
     // Small caches and checkpoints every 97 entries: records and blocks
     // go back and forth between cache, held writes and checkpoints.
     let store = StoreConfig {
-        kind: StoreKind::Sled,
+        kind: StoreKind::Redb,
         cache_records: 5,
         checkpoint_entries: 97,
     };
@@ -247,7 +244,7 @@ fn a_start_resumes_from_the_last_checkpoint_and_loses_no_outbound_message() {
         |dir: &std::path::Path| Hub::open_with(dir, rules(), Limits::default(), &store).unwrap();
     // On the memory store (`MDHUB_STORE=memory`) nothing outlives the hub:
     // every start derives the whole log, to the same state.
-    let persisted = store.kind().unwrap() == StoreKind::Sled;
+    let persisted = store.kind().unwrap() != StoreKind::Memory;
     for published in [entries, entries * 2 / 3] {
         let unpublished: Vec<Outbound> = expected[published as usize..].concat();
         let copy = copy_log(dir.path(), published);

@@ -377,10 +377,13 @@ async fn reused_ids_clocks_ahead_and_payloads_naming_other_systems_go_to_the_sen
     {
         let state = hub.hub.read().unwrap();
         let linked = |r: &str| {
-            state.state().golden_of(&mdhub_hub::golden::SourceKey {
-                system: "crm".into(),
-                record_id: r.into(),
-            })
+            state
+                .state()
+                .golden_of(&mdhub_hub::golden::SourceKey {
+                    system: "crm".into(),
+                    record_id: r.into(),
+                })
+                .unwrap()
         };
         assert!(linked("r/1").is_some() && linked("r/4").is_some() && linked("r/5").is_some());
         assert!(linked("r/2").is_none() && linked("r/3").is_none());

@@ -58,7 +58,8 @@ fn a_model_from_the_first_500_records_of_a_large_stream_calls_few_pairs_matches(
     let config = config();
     let model = derived(&config, &events)
         .resolver()
-        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH);
+        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH)
+        .unwrap();
     assert!(
         model.matches_per_record <= (5.0 * truth).max(0.05),
         "{} matches per record trained, {truth} true",
@@ -79,7 +80,8 @@ fn training_starts_from_the_configured_rules_not_from_the_model_in_force() {
     let mut state = derived(&config, &events);
     let first = state
         .resolver()
-        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH);
+        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH)
+        .unwrap();
 
     // A poor model in force: agreement on e-mail, phones and names says
     // almost nothing, and half of all candidate pairs match.
@@ -98,7 +100,8 @@ fn training_starts_from_the_configured_rules_not_from_the_model_in_force() {
 
     let second = state
         .resolver()
-        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH);
+        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH)
+        .unwrap();
     assert_eq!(second.matches_per_record, first.matches_per_record);
     assert_eq!(second.households, first.households);
     for (a, b) in first.comparisons.iter().zip(&second.comparisons) {

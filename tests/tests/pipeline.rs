@@ -44,6 +44,7 @@ async fn ten_thousand_events_from_three_systems_become_the_expected_golden_recor
                     system: system.clone(),
                     record_id: record_id.clone(),
                 })
+                .unwrap()
                 .unwrap_or_else(|| panic!("{system}/{record_id} is linked"));
             let r = state.record(id).unwrap().unwrap();
             let links: Vec<(String, String)> = r
@@ -100,6 +101,7 @@ async fn ten_thousand_events_from_three_systems_become_the_expected_golden_recor
                     system: system.clone(),
                     record_id: record_id.clone(),
                 })
+                .unwrap()
                 .unwrap();
             let golden = &shared.state().record(id).unwrap().unwrap().values;
             for field in ["phone", "job_title", "city", "email"] {

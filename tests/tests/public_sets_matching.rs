@@ -48,7 +48,8 @@ fn score_of(name: &str, dir: &Path) -> (PairwiseScore, PairwiseScore) {
 
     let model = state
         .resolver()
-        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH);
+        .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH)
+        .unwrap();
     let mut retrained = State::new(Arc::new(Rules::from_config(
         &config,
         config.load_models("sets").unwrap(),

@@ -197,6 +197,7 @@ async fn each_identity_and_subject_reject_code_reaches_the_dlq_with_the_original
                 system: "erp".into(),
                 record_id: "ERP/0001/ä".into(),
             })
+            .unwrap()
             .is_some()
     })
     .await?;
@@ -248,10 +249,12 @@ async fn each_identity_and_subject_reject_code_reaches_the_dlq_with_the_original
     );
     let state = hub.state();
     let golden_of = |system: &str, record_id: &str| {
-        state.golden_of(&SourceKey {
-            system: system.into(),
-            record_id: record_id.into(),
-        })
+        state
+            .golden_of(&SourceKey {
+                system: system.into(),
+                record_id: record_id.into(),
+            })
+            .unwrap()
     };
     for (i, id) in ids.iter().enumerate() {
         let golden = golden_of("crm", id).unwrap_or_else(|| panic!("crm/{id:?} applied"));

@@ -88,14 +88,7 @@ impl Test {
 
     fn golden(&self, system: &str, record_id: &str) -> Uuid {
         self.hub
-            .hub
-            .read()
-            .unwrap()
-            .state()
-            .golden_of(&SourceKey {
-                system: system.into(),
-                record_id: record_id.into(),
-            })
+            .golden_of(system, record_id)
             .unwrap_or_else(|| panic!("{system}/{record_id} is linked"))
     }
 }
@@ -272,6 +265,7 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
                 system: "erp".into(),
                 record_id: "s2".into(),
             })
+            .unwrap()
             .unwrap();
         assert_ne!(own, joined, "the split record has its own golden record");
         assert_eq!(
@@ -385,6 +379,7 @@ async fn steward_actions_over_nats_decide_merge_split_and_override_and_tell_the_
                 system: "oa".into(),
                 record_id: "o1".into(),
             })
+            .unwrap()
             .is_some()
     })
     .await?;

@@ -459,7 +459,7 @@ pub async fn get_source(
     let Path((system, record_id)) = path.map_err(path_error)?;
     read_hub(&state.hub, move |hub| {
         let key = SourceKey { system, record_id };
-        match hub.state().golden_of(&key) {
+        match hub.state().golden_of(&key)? {
             Some(golden_id) => Ok(Json(SourceLink {
                 system: key.system,
                 record_id: key.record_id,

@@ -478,7 +478,7 @@ pub async fn split(
     };
     read_hub(&state.hub, move |hub| {
         let s = hub.state();
-        let Some(id) = s.golden_of(&source) else {
+        let Some(id) = s.golden_of(&source)? else {
             return Err(ApiError::NotFound(format!(
                 "source record {}/{} is not linked to a golden record",
                 source.system, source.record_id

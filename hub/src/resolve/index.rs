@@ -1,10 +1,9 @@
 //! The match index: blocking key → source records, kept in a derived state
-//! table (`store::Table`: sled in the hub's data dir) so that the blocks
+//! table (`store::Table`: redb in the hub's data dir) so that the blocks
 //! (several keys per record, the bulk of the index) do not grow the hub's
-//! memory with the number of records; and source record → profile, held in
-//! memory by source number, because every candidate's profile is read for
-//! scoring and a storage read plus decoding per candidate was a third of the
-//! matching time. It is derived state: built anew from the log.
+//! memory with the number of records. The profiles the blocks are made of
+//! are kept by the caller (`tables.rs`). It is derived state: built anew
+//! from the log.
 //!
 //! Layout of the table: block key → the block's source numbers (u64
 //! big-endian each, in the order they joined). One entry per block, so a
@@ -30,8 +29,6 @@ pub struct MatchIndex {
     /// dropped.
     cache: BlockCache,
     max_block: usize,
-    /// By source number.
-    profiles: Vec<Option<Profile>>,
 }
 
 /// Candidates of one record, and how many of its blocks were over the cap.
@@ -72,20 +69,7 @@ impl MatchIndex {
                 older: HashMap::new(),
             },
             max_block,
-            profiles: Vec::new(),
         }
-    }
-
-    /// An index over `blocks` as a checkpoint left it, with the profiles
-    /// stored beside it.
-    pub(super) fn restore(
-        max_block: usize,
-        blocks: Arc<dyn Table>,
-        profiles: Vec<Option<Profile>>,
-    ) -> MatchIndex {
-        let mut index = Self::new(max_block, blocks);
-        index.profiles = profiles;
-        index
     }
 
     /// Writes every changed block in the cache to the table (a checkpoint
@@ -109,30 +93,20 @@ impl MatchIndex {
         self.blocks.apply(writes)
     }
 
-    /// The stored profile of a source record.
-    pub fn profile(&self, source: u64) -> Option<&Profile> {
-        self.profiles.get(source as usize)?.as_ref()
-    }
-
-    /// Stores `profile` for `source`, replacing its earlier one and blocks.
-    /// `new_keys` are `profile.block_keys()`, computed once by the caller.
+    /// Moves `source` from the blocks of its profile `old` (if it had one)
+    /// to those of `profile`. `new_keys` are `profile.block_keys()`,
+    /// computed once by the caller.
     pub fn put(
         &mut self,
         source: u64,
+        old: Option<&Profile>,
         profile: &Profile,
         new_keys: &[String],
     ) -> Result<(), StoreError> {
-        let slot = source as usize;
-        if self.profiles.len() <= slot {
-            self.profiles.resize(slot + 1, None);
-        }
-        if self.profiles[slot].as_ref() == Some(profile) {
+        if old == Some(profile) {
             return Ok(());
         }
-        let old_keys = self.profiles[slot]
-            .as_ref()
-            .map(Profile::block_keys)
-            .unwrap_or_default();
+        let old_keys = old.map(Profile::block_keys).unwrap_or_default();
         for k in old_keys.iter().filter(|k| !new_keys.contains(k)) {
             self.update_block(k, |list| {
                 list.retain(|&n| n != source);
@@ -146,7 +120,6 @@ impl MatchIndex {
                 }
             })?;
         }
-        self.profiles[slot] = Some(profile.clone());
         Ok(())
     }
 
@@ -301,6 +274,7 @@ mod tests {
         let table = |name| storage.table(name).unwrap();
         let mut tiny = MatchIndex::with_cache_generation(4, table("tiny"), 3);
         let mut big = MatchIndex::with_cache_generation(4, table("big"), 1_000_000);
+        let mut before: Vec<Option<Profile>> = vec![None; 40];
         for round in 0..3 {
             for i in 0..40 {
                 let p = profile(i, round * (i % 4));
@@ -309,8 +283,10 @@ mod tests {
                 let b = big.candidates(&keys).unwrap();
                 assert_eq!(a.sources, b.sources, "record {i}, round {round}");
                 assert_eq!(a.capped_blocks, b.capped_blocks);
-                tiny.put(i, &p, &keys).unwrap();
-                big.put(i, &p, &keys).unwrap();
+                let old = before[i as usize].as_ref();
+                tiny.put(i, old, &p, &keys).unwrap();
+                big.put(i, old, &p, &keys).unwrap();
+                before[i as usize] = Some(p);
             }
         }
         let everything = profile(0, 0).block_keys();

@@ -1,7 +1,7 @@
 //! Entity resolution: which golden record a source record belongs to.
 //!
 //! Each new or changed source record is matched as it arrives: its blocking
-//! keys find candidate source records in the match index (sled, bounded
+//! keys find candidate source records in the match index (redb, bounded
 //! blocks), each candidate is scored (Fellegi-Sunter over the comparisons
 //! the rules declare, `score`), and the best match probability per golden
 //! record decides:
@@ -39,7 +39,8 @@ mod snapshot;
 pub mod tables;
 pub mod trained;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -50,6 +51,7 @@ use index::MatchIndex;
 use profile::Profile;
 use rules::MatchRules;
 use score::{Part, Scored, Terms};
+use tables::Slot;
 
 /// Namespace of golden ids and review task ids (UUIDv5), so that ids are a
 /// function of the log.
@@ -94,11 +96,6 @@ pub enum Decision {
     New { golden: Uuid, review: Option<Uuid> },
 }
 
-struct Slot {
-    golden: Option<Uuid>,
-    linked: bool,
-}
-
 pub struct Resolver {
     /// The rules matching runs with: the configured ones, with the trained
     /// model in force if there is one.
@@ -109,17 +106,11 @@ pub struct Resolver {
     /// a few hundred records, would otherwise seed every later one).
     configured: MatchRules,
     index: MatchIndex,
-    /// Where the state per source record below is written as it changes.
+    /// The state per source record (number, link, profile) and per golden
+    /// record (members, the log entry that created it: survivor choice),
+    /// in tables read on demand.
     tables: tables::SourceTables,
     terms: Terms,
-    /// Source record → its number in the index. Looked up, never iterated.
-    numbers: HashMap<SourceKey, u64>,
-    /// By number: the source record, its golden record, and whether it is
-    /// linked now. A deleted record keeps its golden record for matching: a
-    /// record matching it later brings the retired golden record back.
-    sources: Vec<Slot>,
-    /// Golden record → log sequence that created it (survivor choice).
-    created: BTreeMap<Uuid, u64>,
     /// Retired golden record → the one it was merged into.
     merged_into: BTreeMap<Uuid, Uuid>,
     /// Pairs (smaller id first) a steward decided are different customers.
@@ -160,13 +151,10 @@ impl Resolver {
     pub fn new(rules: MatchRules, storage: &dyn Storage) -> Result<Self, StoreError> {
         Ok(Resolver {
             index: MatchIndex::new(rules.max_block, storage.table(tables::TABLES[0])?),
-            tables: tables::SourceTables::open(storage)?,
+            tables: tables::SourceTables::open(storage, 0)?,
             terms: Terms::new(&rules),
             configured: rules.clone(),
             rules,
-            numbers: HashMap::new(),
-            sources: Vec::new(),
-            created: BTreeMap::new(),
             merged_into: BTreeMap::new(),
             distinct: BTreeSet::new(),
             tasks: BTreeMap::new(),
@@ -188,18 +176,22 @@ impl Resolver {
         &self.terms
     }
 
-    pub fn golden_of(&self, source: &SourceKey) -> Option<Uuid> {
-        let &no = self.numbers.get(source)?;
-        if !self.sources[no as usize].linked {
-            return None;
-        }
-        self.golden_of_number(no)
+    pub fn golden_of(&self, source: &SourceKey) -> Result<Option<Uuid>, StoreError> {
+        let Some(no) = self.tables.number(source)? else {
+            return Ok(None);
+        };
+        let slot = self.tables.slot(no)?;
+        Ok(slot
+            .golden
+            .filter(|_| slot.linked)
+            .map(|g| self.survivor(g)))
     }
 
-    /// The golden record of a source record by number. Links are stored as
-    /// made and read through `survivor`, so a merge touches no link.
-    fn golden_of_number(&self, no: u64) -> Option<Uuid> {
-        self.sources[no as usize].golden.map(|g| self.survivor(g))
+    /// The golden record of a source record by number, linked now or not.
+    /// Links are stored as made and read through `survivor`, so a merge
+    /// touches no link.
+    fn golden_of_number(&self, no: u64) -> Result<Option<Uuid>, StoreError> {
+        Ok(self.tables.slot(no)?.golden.map(|g| self.survivor(g)))
     }
 
     /// The golden record an id answers for now: itself, or the survivor it
@@ -237,24 +229,12 @@ impl Resolver {
     }
 
     fn number(&mut self, source: &SourceKey) -> Result<u64, StoreError> {
-        if let Some(&no) = self.numbers.get(source) {
-            return Ok(no);
-        }
-        let no = self.sources.len() as u64;
-        self.sources.push(Slot {
-            golden: None,
-            linked: false,
-        });
-        self.numbers.insert(source.clone(), no);
-        self.tables.put_number(source, no)?;
-        Ok(no)
+        self.tables.number_or_new(source)
     }
 
     /// Sets the link of source record `no`.
     fn set_slot(&mut self, no: u64, slot: Slot) -> Result<(), StoreError> {
-        self.tables.put_slot(no, &slot)?;
-        self.sources[no as usize] = slot;
-        Ok(())
+        self.tables.set_slot(no, slot)
     }
 
     /// Did a steward decide that `a` and `b` are different customers?
@@ -274,10 +254,11 @@ impl Resolver {
         seq: u64,
     ) -> Result<Decision, StoreError> {
         let no = self.number(source)?;
-        let current = self.golden_of(source);
-        let unchanged = current.is_some() && self.index.profile(no) == Some(profile);
+        let current = self.golden_of(source)?;
+        let old_profile = self.tables.profile(no)?;
+        let unchanged = current.is_some() && old_profile.as_deref() == Some(profile);
         let mut best: BTreeMap<Uuid, (f64, Vec<Scored>)> = BTreeMap::new();
-        let (link, review) = self.rules.thresholds(self.sources.len() as u64);
+        let (link, review) = self.rules.thresholds(self.tables.count());
         let mut new_keys = None;
         if !unchanged {
             let keys = profile.block_keys();
@@ -287,13 +268,13 @@ impl Resolver {
                 if other == no {
                     continue;
                 }
-                let Some(golden) = self.golden_of_number(other) else {
+                let Some(golden) = self.golden_of_number(other)? else {
                     continue;
                 };
-                let Some(theirs) = self.index.profile(other) else {
+                let Some(theirs) = self.tables.profile(other)? else {
                     continue;
                 };
-                let s = self.member_score(profile, theirs, exact_email, link);
+                let s = self.member_score(profile, &theirs, exact_email, link);
                 let slot = best
                     .entry(golden)
                     .or_insert((f64::NEG_INFINITY, Vec::new()));
@@ -330,7 +311,7 @@ impl Resolver {
         if group.len() > 1 {
             let extra: Vec<Uuid> = group[1..].to_vec();
             for g in extra {
-                if !self.cluster_supports(g, no, profile, exact_email, link) {
+                if !self.cluster_supports(g, no, profile, exact_email, link)? {
                     unsupported.push(g);
                 }
             }
@@ -338,15 +319,19 @@ impl Resolver {
         }
 
         if let Some(keys) = new_keys {
-            if let Some(old) = self.index.profile(no) {
+            if let Some(old) = &old_profile {
                 self.terms.count(&self.rules, old, false);
             }
             self.terms.count(&self.rules, profile, true);
-            self.index.put(no, profile, &keys)?;
-            self.tables.put_profile(no, profile)?;
+            self.index.put(no, old_profile.as_deref(), profile, &keys)?;
+            self.tables.set_profile(no, profile)?;
         }
 
-        if let Some(&survivor) = group.iter().min_by_key(|g| (self.created[*g], **g)) {
+        let mut by_age = Vec::with_capacity(group.len());
+        for g in group.iter().copied() {
+            by_age.push((self.tables.created(g)?, g));
+        }
+        if let Some(&(_, survivor)) = by_age.iter().min() {
             let merge: Vec<Uuid> = group.into_iter().filter(|g| *g != survivor).collect();
             for &loser in &merge {
                 self.record_merge(loser, survivor);
@@ -432,7 +417,7 @@ impl Resolver {
         profile: &Profile,
         exact_email: bool,
         link: f64,
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
         // The ids whose links answer for `golden` now: itself and every
         // golden record merged into it (merges of merges too).
         let mut ids: Vec<Uuid> = vec![golden];
@@ -442,14 +427,11 @@ impl Resolver {
                 .filter(|id| self.survivor(**id) == golden)
                 .copied(),
         );
-        let members = self
-            .sources
-            .iter()
-            .enumerate()
-            .filter(|(other, slot)| {
-                *other as u64 != no && slot.golden.is_some_and(|g| ids.contains(&g))
-            })
-            .map(|(other, _)| other as u64);
+        let mut members = Vec::new();
+        for id in ids {
+            members.extend(self.tables.members(id)?.into_iter().filter(|m| *m != no));
+        }
+        members.sort_unstable();
         self.members_support(profile, members, exact_email, link)
     }
 
@@ -462,15 +444,18 @@ impl Resolver {
         members: impl IntoIterator<Item = u64>,
         exact_email: bool,
         link: f64,
-    ) -> bool {
+    ) -> Result<bool, StoreError> {
         let (mut counted, mut at_link) = (0u64, 0u64);
-        for theirs in members.into_iter().filter_map(|m| self.index.profile(m)) {
+        for m in members {
+            let Some(theirs) = self.tables.profile(m)? else {
+                continue;
+            };
             counted += 1;
-            if self.member_score(profile, theirs, exact_email, link).0 >= link {
+            if self.member_score(profile, &theirs, exact_email, link).0 >= link {
                 at_link += 1;
             }
         }
-        2 * at_link >= counted
+        Ok(2 * at_link >= counted)
     }
 
     /// Opens a review task: is `source` (linked to `golden`) the same
@@ -536,43 +521,46 @@ impl Resolver {
             system.into(),
             record.into(),
         ]);
-        let free = names
-            .iter()
-            .map(|n| crate::ids::uuid(&GOLDEN_NS, n))
-            .find(|id| !self.created.contains_key(id));
-        let id = free.unwrap_or_else(|| {
-            (0u64..)
-                .map(|n| {
-                    crate::ids::uuid(
-                        &GOLDEN_NS,
-                        &[
-                            "by source at".into(),
-                            entity.into(),
-                            system.into(),
-                            record.into(),
-                            seq.into(),
-                            n.into(),
-                        ],
-                    )
-                })
-                .find(|id| !self.created.contains_key(id))
-                .unwrap_or_default()
-        });
-        self.created.insert(id, seq);
-        self.tables.put_created(id, seq)?;
+        let mut free = None;
+        for name in &names {
+            let id = crate::ids::uuid(&GOLDEN_NS, name);
+            if self.tables.created(id)?.is_none() {
+                free = Some(id);
+                break;
+            }
+        }
+        let mut n = 0u64;
+        while free.is_none() {
+            let id = crate::ids::uuid(
+                &GOLDEN_NS,
+                &[
+                    "by source at".into(),
+                    entity.into(),
+                    system.into(),
+                    record.into(),
+                    seq.into(),
+                    n.into(),
+                ],
+            );
+            if self.tables.created(id)?.is_none() {
+                free = Some(id);
+            }
+            n += 1;
+        }
+        let id = free.unwrap_or_default();
+        self.tables.set_created(id, seq)?;
         Ok(id)
     }
 
     /// Was `a` created before `b` (the survivor of a merge)?
-    pub fn created_before(&self, a: Uuid, b: Uuid) -> bool {
-        (self.created.get(&a), a) < (self.created.get(&b), b)
+    pub fn created_before(&self, a: Uuid, b: Uuid) -> Result<bool, StoreError> {
+        Ok((self.tables.created(a)?, a) < (self.tables.created(b)?, b))
     }
 
     /// A new golden record made by a steward (a split), with a given id.
     pub fn create_golden(&mut self, id: Uuid, seq: u64) -> Result<(), StoreError> {
-        if let std::collections::btree_map::Entry::Vacant(e) = self.created.entry(id) {
-            e.insert(seq);
-            self.tables.put_created(id, seq)?;
+        if self.tables.created(id)?.is_none() {
+            self.tables.set_created(id, seq)?;
         }
         Ok(())
     }
@@ -592,11 +580,11 @@ impl Resolver {
     /// Forgets the link of a deleted source record; its profile stays out
     /// of matching from now on.
     pub fn unlink(&mut self, source: &SourceKey) -> Result<Option<Uuid>, StoreError> {
-        let Some(golden) = self.golden_of(source) else {
+        let Some(golden) = self.golden_of(source)? else {
             return Ok(None);
         };
-        let no = self.numbers[source];
-        let golden_then = self.sources[no as usize].golden;
+        let no = self.number(source)?;
+        let golden_then = self.tables.slot(no)?.golden;
         self.set_slot(
             no,
             Slot {
@@ -649,12 +637,15 @@ impl Resolver {
 
     /// The u probabilities estimated from `pairs` random pairs of the
     /// source records now linked (see `estimate`).
-    pub fn estimate_u(&self, pairs: u64) -> Vec<estimate::UEstimate> {
-        let profiles: Vec<&Profile> = (0..self.sources.len() as u64)
-            .filter(|&no| self.sources[no as usize].linked)
-            .filter_map(|no| self.index.profile(no))
-            .collect();
-        estimate::estimate_u(&profiles, &self.configured, pairs, 0x6d64_6875_6275)
+    pub fn estimate_u(&self, pairs: u64) -> Result<Vec<estimate::UEstimate>, StoreError> {
+        let loaded = self.tables.load()?;
+        let profiles = linked_profiles(&loaded);
+        Ok(estimate::estimate_u(
+            &profiles,
+            &self.configured,
+            pairs,
+            0x6d64_6875_6275,
+        ))
     }
 
     /// u from `pairs` random pairs as `estimate_u`, raised where relatives
@@ -664,22 +655,20 @@ impl Resolver {
     pub fn estimate_m_u(
         &self,
         pairs: u64,
-    ) -> (Vec<estimate::UEstimate>, estimate::EmEstimate, u64) {
-        let profiles: Vec<&Profile> = (0..self.sources.len() as u64)
-            .filter(|&no| self.sources[no as usize].linked)
-            .filter_map(|no| self.index.profile(no))
-            .collect();
+    ) -> Result<(Vec<estimate::UEstimate>, estimate::EmEstimate, u64), StoreError> {
+        let loaded = self.tables.load()?;
+        let profiles = linked_profiles(&loaded);
         let rules = &self.configured;
         let u = estimate::estimate_u(&profiles, rules, pairs, 0x6d64_6875_6275);
         let (u, households) = estimate::with_neighbours(&profiles, rules, u);
         let mut em = estimate::estimate_m_by_sessions(&profiles, &u, rules);
         em.households = households;
-        (u, em, profiles.len() as u64)
+        Ok((u, em, profiles.len() as u64))
     }
 
     /// Source records the matcher has seen.
     pub fn records_held(&self) -> u64 {
-        self.sources.len() as u64
+        self.tables.count()
     }
 
     /// The trained model in force, if any.
@@ -690,10 +679,10 @@ impl Resolver {
     /// Puts the model of log entry `seq` in force for the entries after it.
     /// A model that does not fit the rules (`TrainedModel::problem`)
     /// changes nothing, the same way in every replay.
-    pub fn use_model(&mut self, seq: u64, model: &trained::TrainedModel) {
+    pub fn use_model(&mut self, seq: u64, model: &trained::TrainedModel) -> Result<(), StoreError> {
         self.last_trained = model.records;
         if model.problem(&self.configured).is_some() {
-            return;
+            return Ok(());
         }
         self.rules = self.configured.with_model(model);
         self.model = Some(ModelInForce {
@@ -705,8 +694,9 @@ impl Resolver {
         self.reresolution = Some(regroup::Pending {
             model_seq: seq,
             model_id: model.model_id,
-            records: self.sources.iter().filter(|s| s.linked).count() as u64,
+            records: self.tables.linked_count()?,
         });
+        Ok(())
     }
 
     /// Whether the hub should train by itself now: `[match] train_at` is
@@ -724,9 +714,16 @@ impl Resolver {
         &self,
         trigger: trained::Trigger,
         at: time::OffsetDateTime,
-    ) -> trained::TrainedModel {
-        let (u, em, records) = self.estimate_m_u(trained::TRAINING_PAIRS);
-        trained::TrainedModel::from_estimate(&u, &em, records, &self.configured, trigger, at)
+    ) -> Result<trained::TrainedModel, StoreError> {
+        let (u, em, records) = self.estimate_m_u(trained::TRAINING_PAIRS)?;
+        Ok(trained::TrainedModel::from_estimate(
+            &u,
+            &em,
+            records,
+            &self.configured,
+            trigger,
+            at,
+        ))
     }
 
     /// For the state hash: links, merges, decisions and tasks.
@@ -768,17 +765,29 @@ impl Resolver {
         h.update(serde_json::to_vec(&s).expect("summary serializes"));
     }
 
-    /// For reports: the source records numbered so far (the count the
-    /// prior is taken at), their profiles, and one record's profile.
-    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
-        (0..self.sources.len() as u64).filter_map(|no| self.index.profile(no))
+    /// For reports: the profiles of the source records numbered so far
+    /// (the count the prior is taken at), and one record's profile.
+    pub fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        Ok(self.tables.load()?.profiles.into_iter().flatten().collect())
     }
 
-    pub fn profile_of(&self, source: &SourceKey) -> Option<&Profile> {
-        self.numbers
-            .get(source)
-            .and_then(|&no| self.index.profile(no))
+    pub fn profile_of(&self, source: &SourceKey) -> Result<Option<Arc<Profile>>, StoreError> {
+        match self.tables.number(source)? {
+            Some(no) => self.tables.profile(no),
+            None => Ok(None),
+        }
     }
+}
+
+/// The profiles of the source records linked now, by number.
+fn linked_profiles(loaded: &tables::Loaded) -> Vec<&Profile> {
+    loaded
+        .slots
+        .iter()
+        .zip(&loaded.profiles)
+        .filter(|(slot, _)| slot.linked)
+        .filter_map(|(_, profile)| profile.as_ref())
+        .collect()
 }
 
 #[cfg(test)]
@@ -818,7 +827,7 @@ mod tests {
     }
 
     fn golden(r: &Resolver, id: &str) -> Uuid {
-        r.golden_of(&key(id)).expect("linked")
+        r.golden_of(&key(id)).unwrap().expect("linked")
     }
 
     /// Two people of three records each. Within a cluster the records

@@ -114,17 +114,20 @@ impl Resolver {
         &mut self,
         mut entity: impl FnMut(Uuid) -> Result<Option<(String, bool)>, StoreError>,
     ) -> Result<Vec<Vec<SourceKey>>, StoreError> {
-        let n = self.sources.len();
+        // Every record at once: the plan compares them all.
+        let all = self.tables.load()?;
+        let n = all.slots.len();
+        let profile = |no: u64| all.profiles[no as usize].as_ref().expect("taking part");
         let (link, _) = self.rules.thresholds(n as u64);
         let pinned = self.pinned_survivors();
         // Each record taking part: its current golden record and entity.
         let current: Vec<Option<(Uuid, String, bool)>> = (0..n as u64)
             .map(|no| {
-                let slot = &self.sources[no as usize];
-                if !slot.linked || self.index.profile(no).is_none() {
+                let slot = &all.slots[no as usize];
+                if !slot.linked || all.profiles[no as usize].is_none() {
                     return Ok(None);
                 }
-                let Some(golden) = self.golden_of_number(no) else {
+                let Some(golden) = slot.golden.map(|g| self.survivor(g)) else {
                     return Ok(None);
                 };
                 if pinned.contains(&golden) {
@@ -147,19 +150,20 @@ impl Resolver {
             let candidates: Vec<(u64, Vec<u64>)> = window
                 .iter()
                 .map(|&no| {
-                    let keys = self.index.profile(no).expect("taking part").block_keys();
+                    let keys = profile(no).block_keys();
                     let found = self.index.candidates(&keys)?.sources;
                     Ok((no, self.comparable(no, found, &current)))
                 })
                 .collect::<Result<_, StoreError>>()?;
             let scores: Vec<Vec<(u64, f64)>> = parallel::map(&candidates, |(no, others)| {
                 let (_, _, exact_email) = current[*no as usize].as_ref().expect("taking part");
-                let profile = self.index.profile(*no).expect("taking part");
+                let mine = profile(*no);
                 others
                     .iter()
                     .map(|&other| {
-                        let theirs = self.index.profile(other).expect("taking part");
-                        let s = self.member_score(profile, theirs, *exact_email, link).0;
+                        let s = self
+                            .member_score(mine, profile(other), *exact_email, link)
+                            .0;
                         (other, s)
                     })
                     .collect()
@@ -182,10 +186,10 @@ impl Resolver {
                     continue;
                 };
                 let (_, _, exact_email) = current[no as usize].as_ref().expect("taking part");
-                let profile = self.index.profile(no).expect("taking part");
+                let mine = profile(no);
                 for &(c, _) in &linked[1..] {
                     let members = clusters[c].iter().copied();
-                    if self.members_support(profile, members, *exact_email, link) {
+                    if self.members_support(mine, members, *exact_email, link)? {
                         let moved = std::mem::take(&mut clusters[c]);
                         for m in &moved {
                             cluster_of[*m as usize] = Some(first);
@@ -205,7 +209,7 @@ impl Resolver {
             *held.entry(*golden).or_default() += 1;
         }
         let mut keys: Vec<Option<&SourceKey>> = vec![None; n];
-        for (key, no) in &self.numbers {
+        for (key, no) in &all.numbers {
             keys[*no as usize] = Some(key);
         }
         let mut groups: Vec<(u64, Vec<SourceKey>)> = Vec::new();

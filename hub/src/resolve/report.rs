@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use uuid::Uuid;
 
@@ -321,6 +322,7 @@ pub fn build(state: &State, samples: usize) -> Result<Report, StoreError> {
     let mut golden_records = 0;
     let mut linked_golden_records = 0;
     let mut links = Vec::new();
+    let mut failed = None;
     state.for_each_record(|r| {
         if r.retired {
             return;
@@ -328,11 +330,17 @@ pub fn build(state: &State, samples: usize) -> Result<Report, StoreError> {
         golden_records += 1;
         if r.links.len() >= 2 {
             linked_golden_records += 1;
-            if links.len() < samples {
-                links.extend(link_sample(state, r, &model));
+            if links.len() < samples && failed.is_none() {
+                match link_sample(state, r, &model) {
+                    Ok(sample) => links.extend(sample),
+                    Err(e) => failed = Some(e),
+                }
             }
         }
     })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let mut open: Vec<&ReviewTask> = state
         .review_tasks()
         .filter(|t| t.status == TaskStatus::Open)
@@ -346,7 +354,7 @@ pub fn build(state: &State, samples: usize) -> Result<Report, StoreError> {
     Ok(Report {
         log_seq: state.applied_seq(),
         golden_records,
-        terms: term_tables(rules, resolver.profiles(), resolver.terms()),
+        terms: term_tables(rules, resolver.profiles()?.iter(), resolver.terms()),
         links,
         linked_golden_records,
         reviews,
@@ -366,27 +374,36 @@ fn values_of(p: Option<&Profile>, c: usize) -> String {
 
 /// The best-scoring pair of the first source records of `record`, rescored
 /// now; `None` when fewer than two have a profile.
-fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Option<Sample> {
+fn link_sample(
+    state: &State,
+    record: &GoldenRecord,
+    model: &MatchModel,
+) -> Result<Option<Sample>, StoreError> {
     let resolver = state.resolver();
     let rules = resolver.rules();
-    let members: Vec<(&SourceKey, &Profile)> = record
-        .links
-        .iter()
-        .filter_map(|k| resolver.profile_of(k).map(|p| (k, p)))
-        .take(LINK_SAMPLE_SOURCES)
-        .collect();
+    let mut members: Vec<(&SourceKey, Arc<Profile>)> = Vec::new();
+    for k in &record.links {
+        if members.len() == LINK_SAMPLE_SOURCES {
+            break;
+        }
+        if let Some(p) = resolver.profile_of(k)? {
+            members.push((k, p));
+        }
+    }
     let mut best: Option<(f64, usize, usize, Vec<score::Scored>)> = None;
     for i in 0..members.len() {
         for j in i + 1..members.len() {
             let (s, parts) =
-                score::score(members[i].1, members[j].1, rules, Some(resolver.terms()));
+                score::score(&members[i].1, &members[j].1, rules, Some(resolver.terms()));
             if best.as_ref().is_none_or(|b| s > b.0) {
                 best = Some((s, i, j, parts));
             }
         }
     }
-    let (score, i, j, parts) = best?;
-    let ((ka, pa), (kb, pb)) = (members[i], members[j]);
+    let Some((score, i, j, parts)) = best else {
+        return Ok(None);
+    };
+    let (ka, pa, kb, pb) = (members[i].0, &*members[i].1, members[j].0, &*members[j].1);
     let rows = parts
         .iter()
         .map(|s| {
@@ -414,7 +431,7 @@ fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Opti
                 .to_string()
         }
     });
-    Some(Sample {
+    Ok(Some(Sample {
         kind: SampleKind::Link,
         entity: record.entity.clone(),
         golden: record.id,
@@ -425,7 +442,7 @@ fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Opti
         score,
         probability: probability(score, model.prior),
         note,
-    })
+    }))
 }
 
 /// An open review task as scored, with the values of its source record
@@ -433,19 +450,21 @@ fn link_sample(state: &State, record: &GoldenRecord, model: &MatchModel) -> Opti
 fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Result<Sample, StoreError> {
     let resolver = state.resolver();
     let rules = resolver.rules();
-    let mine = resolver.profile_of(&t.source);
+    let mine = resolver.profile_of(&t.source)?;
     let candidate = state.survivor(t.candidate);
-    let mut theirs: Option<(f64, &SourceKey, &Profile)> = None;
+    let mut theirs: Option<(f64, &SourceKey, Arc<Profile>)> = None;
     let candidate_links = state
         .record(candidate)?
         .map(|r| r.links.clone())
         .unwrap_or_default();
     for k in &candidate_links {
-        let Some(p) = resolver.profile_of(k) else {
+        let Some(p) = resolver.profile_of(k)? else {
             continue;
         };
-        let s = mine.map_or(0.0, |m| score::score(m, p, rules, Some(resolver.terms())).0);
-        if theirs.is_none_or(|b| s > b.0) {
+        let s = mine.as_ref().map_or(0.0, |m| {
+            score::score(m, &p, rules, Some(resolver.terms())).0
+        });
+        if theirs.as_ref().is_none_or(|b| s > b.0) {
             theirs = Some((s, k, p));
         }
     }
@@ -461,8 +480,8 @@ fn review_sample(state: &State, t: &ReviewTask, model: &MatchModel) -> Result<Sa
             Contribution {
                 comparison: part.comparison.clone(),
                 level: part.level.clone(),
-                a: value(mine),
-                b: value(theirs.map(|(_, _, p)| p)),
+                a: value(mine.as_deref()),
+                b: value(theirs.as_ref().map(|(_, _, p)| &**p)),
                 bits: part.weight,
             }
         })
@@ -1410,6 +1429,7 @@ mod tests {
                 system: "crm".into(),
                 record_id: "c1".into(),
             })
+            .unwrap()
             .unwrap();
         assert_eq!(review.candidate, Some(c1));
         assert_eq!(

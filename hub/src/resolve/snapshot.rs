@@ -1,9 +1,9 @@
 //! The matcher's state in a checkpoint: what the resolver holds in memory
 //! beside its tables (term counts, merges, steward decisions, review
 //! tasks, the model in force and counters), as one postcard value. The
-//! state per source record is in tables written as it changes
-//! (`tables.rs`), and the match index's blocks in a table of their own,
-//! flushed to it before (`MatchIndex::flush`).
+//! state per source record is in tables written as it changes and read on
+//! demand (`tables.rs`), and the match index's blocks in a table of their
+//! own, flushed to it before (`MatchIndex::flush`).
 //!
 //! The rules in force are not in it either: they are the configured rules
 //! with the trained model of the log entry `model.seq`, which the caller
@@ -27,6 +27,7 @@ use crate::store::{Storage, StoreError};
 /// the same order (postcard has no field names).
 #[derive(Serialize)]
 struct Borrowed<'a> {
+    numbered: u64,
     terms: &'a Terms,
     merged_into: &'a BTreeMap<Uuid, Uuid>,
     distinct: &'a BTreeSet<(Uuid, Uuid)>,
@@ -41,6 +42,7 @@ struct Borrowed<'a> {
 
 #[derive(Deserialize)]
 struct Owned {
+    numbered: u64,
     terms: Terms,
     merged_into: BTreeMap<Uuid, Uuid>,
     distinct: BTreeSet<(Uuid, Uuid)>,
@@ -60,6 +62,7 @@ impl Resolver {
     pub fn snapshot(&mut self) -> Result<Vec<u8>, StoreError> {
         self.index.flush()?;
         let borrowed = Borrowed {
+            numbered: self.tables.count(),
             terms: &self.terms,
             merged_into: &self.merged_into,
             distinct: &self.distinct,
@@ -97,18 +100,13 @@ impl Resolver {
                 ))
             }
         };
-        let tables = SourceTables::open(storage)?;
-        let loaded = tables.load()?;
         let blocks = storage.table(super::tables::TABLES[0])?;
         Ok(Resolver {
-            index: MatchIndex::restore(configured.max_block, blocks, loaded.profiles),
-            tables,
+            index: MatchIndex::new(configured.max_block, blocks),
+            tables: SourceTables::open(storage, owned.numbered)?,
             terms: owned.terms,
             configured,
             rules,
-            numbers: loaded.numbers,
-            sources: loaded.slots,
-            created: loaded.created,
             merged_into: owned.merged_into,
             distinct: owned.distinct,
             tasks: owned.tasks,

@@ -65,11 +65,14 @@ impl State {
         applied: &mut Applied,
     ) -> Result<(), StoreError> {
         let pinned = self.resolver.pinned_survivors();
-        let members: Vec<(&SourceKey, Uuid)> = group
-            .iter()
-            .filter_map(|k| self.resolver.golden_of(k).map(|g| (k, g)))
-            .filter(|(_, g)| !pinned.contains(g))
-            .collect();
+        let mut members: Vec<(&SourceKey, Uuid)> = Vec::new();
+        for k in group {
+            if let Some(g) = self.resolver.golden_of(k)? {
+                if !pinned.contains(&g) {
+                    members.push((k, g));
+                }
+            }
+        }
         let named: BTreeSet<&SourceKey> = members.iter().map(|(k, _)| *k).collect();
         let mut parts: Vec<Uuid> = Vec::new();
         let mut mixed: Vec<SourceKey> = Vec::new();

@@ -48,7 +48,7 @@ impl State {
                     system: system.clone(),
                     record_id: record_id.clone(),
                 };
-                if let Some(g) = self.resolver.golden_of(&source) {
+                if let Some(g) = self.resolver.golden_of(&source)? {
                     self.resolver.pin(g);
                 }
             }
@@ -123,7 +123,7 @@ impl State {
         if a == b || !self.records.contains(a)? || !self.records.contains(b)? {
             return Ok(Applied::default());
         }
-        let (survivor, loser) = if self.resolver.created_before(a, b) {
+        let (survivor, loser) = if self.resolver.created_before(a, b)? {
             (a, b)
         } else {
             (b, a)
@@ -159,7 +159,7 @@ impl State {
         time_ns: i64,
         keep_apart: bool,
     ) -> Result<Applied, StoreError> {
-        let Some(old_id) = self.resolver.golden_of(&source) else {
+        let Some(old_id) = self.resolver.golden_of(&source)? else {
             return Ok(Applied::default());
         };
         let old = self.existing(old_id)?;

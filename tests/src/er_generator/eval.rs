@@ -39,6 +39,7 @@ pub fn clusters<T>(
             };
             state
                 .golden_of(&source)
+                .expect("the derived store reads")
                 .map(|g| ((system.clone(), record_id.clone()), g))
         })
         .collect()
