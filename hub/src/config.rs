@@ -21,7 +21,7 @@ pub struct HubConfig {
     /// How the hub connects to NATS: credentials, TLS, inbox prefix.
     #[serde(default)]
     pub nats: NatsConnect,
-    /// Where the hub keeps its sled store.
+    /// Where the hub keeps its event log and derived state.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// HTTP API listen address.

@@ -780,7 +780,7 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
 }
 
 /// The state derived from the log in `data_dir`, for reports (the hub must
-/// not be running on it: sled locks its directory). Kept in memory.
+/// not be running on it: redb locks the log file). Kept in memory.
 pub fn state_of(data_dir: &Path, rules: Arc<Rules>) -> Result<State, ReplayError> {
     let log = EventLog::open(data_dir)?;
     let storage = DerivedStorage::new(MemoryStorage::shared(), &StoreConfig::default());

@@ -3,7 +3,7 @@
 //! Layout, in the order data flows:
 //! - `hub`: the pipeline core. `Hub::ingest` validates a batch (schema crate),
 //!   appends it to the `log` and hands new entries to `state`.
-//! - `log`: the append-only event log in sled: sequence numbers, an index by
+//! - `log`: the append-only event log in redb: sequence numbers, an index by
 //!   event id (dedup at any distance), a hash chain.
 //! - `entry`: what a log entry holds.
 //! - `ids`: ids derived from inputs (golden, task, update ids, actors),

@@ -112,21 +112,17 @@ impl RedbTable {
         }
     }
 
-    /// Commits `write` on the table without a sync (see the module note).
+    /// Commits what `write` does in a transaction without a sync (see the
+    /// module note).
     fn write(
         &self,
         doing: &str,
-        write: impl FnOnce(&mut WriteTable<'_>) -> Result<(), StoreError>,
+        write: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write().map_err(|e| self.failed(doing, e))?;
         txn.set_durability(Durability::None)
             .map_err(|e| self.failed(doing, e))?;
-        {
-            let mut table = txn
-                .open_table(definition(&self.name))
-                .map_err(|e| self.failed(doing, e))?;
-            write(&mut table)?;
-        }
+        write(&txn)?;
         txn.commit().map_err(|e| self.failed(doing, e))
     }
 
@@ -163,9 +159,12 @@ impl Table for RedbTable {
     }
 
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        self.write("writing", |table| {
+        self.write("writing", |txn| {
+            let mut table = txn
+                .open_table(definition(&self.name))
+                .map_err(|e| self.failed("writing", e))?;
             for (key, value) in writes {
-                put(table, &key, value.as_deref()).map_err(|e| self.failed("writing", e))?;
+                put(&mut table, &key, value.as_deref()).map_err(|e| self.failed("writing", e))?;
             }
             Ok(())
         })
@@ -187,15 +186,11 @@ impl Table for RedbTable {
     }
 
     fn clear(&self) -> Result<(), StoreError> {
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.failed("clearing", e))?;
-        txn.set_durability(Durability::None)
-            .map_err(|e| self.failed("clearing", e))?;
-        txn.delete_table(definition(&self.name))
-            .map_err(|e| self.failed("clearing", e))?;
-        txn.commit().map_err(|e| self.failed("clearing", e))
+        self.write("clearing", |txn| {
+            txn.delete_table(definition(&self.name))
+                .map(drop)
+                .map_err(|e| self.failed("clearing", e))
+        })
     }
 }
 

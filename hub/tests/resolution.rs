@@ -492,7 +492,7 @@ fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
     let entries = g.hub.log().last_seq();
     assert_eq!(entries, 8, "every event and action once in the log");
     let live_hash = g.hub.state().state_hash().unwrap();
-    // sled locks its directory: the live hub must be gone before the log is
+    // redb locks the log file: the live hub must be gone before the log is
     // read again.
     drop(g);
 

@@ -228,15 +228,6 @@ impl Resolver {
         self.blocks_capped
     }
 
-    fn number(&mut self, source: &SourceKey) -> Result<u64, StoreError> {
-        self.tables.number_or_new(source)
-    }
-
-    /// Sets the link of source record `no`.
-    fn set_slot(&mut self, no: u64, slot: Slot) -> Result<(), StoreError> {
-        self.tables.set_slot(no, slot)
-    }
-
     /// Did a steward decide that `a` and `b` are different customers?
     pub fn is_distinct(&self, a: Uuid, b: Uuid) -> bool {
         self.distinct.contains(&(a.min(b), a.max(b)))
@@ -253,7 +244,7 @@ impl Resolver {
         exact_email: bool,
         seq: u64,
     ) -> Result<Decision, StoreError> {
-        let no = self.number(source)?;
+        let no = self.tables.number_or_new(source)?;
         let current = self.golden_of(source)?;
         let old_profile = self.tables.profile(no)?;
         let unchanged = current.is_some() && old_profile.as_deref() == Some(profile);
@@ -336,7 +327,7 @@ impl Resolver {
             for &loser in &merge {
                 self.record_merge(loser, survivor);
             }
-            self.set_slot(
+            self.tables.set_slot(
                 no,
                 Slot {
                     golden: Some(survivor),
@@ -358,7 +349,7 @@ impl Resolver {
         }
 
         let golden = self.new_golden_id(entity, source, profile, exact_email, seq)?;
-        self.set_slot(
+        self.tables.set_slot(
             no,
             Slot {
                 golden: Some(golden),
@@ -567,8 +558,8 @@ impl Resolver {
 
     /// Moves `source` to `golden` (a split).
     pub fn relink(&mut self, source: &SourceKey, golden: Uuid) -> Result<(), StoreError> {
-        let no = self.number(source)?;
-        self.set_slot(
+        let no = self.tables.number_or_new(source)?;
+        self.tables.set_slot(
             no,
             Slot {
                 golden: Some(golden),
@@ -583,9 +574,11 @@ impl Resolver {
         let Some(golden) = self.golden_of(source)? else {
             return Ok(None);
         };
-        let no = self.number(source)?;
+        let Some(no) = self.tables.number(source)? else {
+            return Ok(None);
+        };
         let golden_then = self.tables.slot(no)?.golden;
-        self.set_slot(
+        self.tables.set_slot(
             no,
             Slot {
                 golden: golden_then,

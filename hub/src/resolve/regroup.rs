@@ -208,10 +208,7 @@ impl Resolver {
         for (golden, _, _) in current.iter().flatten() {
             *held.entry(*golden).or_default() += 1;
         }
-        let mut keys: Vec<Option<&SourceKey>> = vec![None; n];
-        for (key, no) in &all.numbers {
-            keys[*no as usize] = Some(key);
-        }
+        let keys = self.tables.source_keys()?;
         let mut groups: Vec<(u64, Vec<SourceKey>)> = Vec::new();
         for mut members in clusters.into_iter().filter(|c| !c.is_empty()) {
             members.sort_unstable();
@@ -224,7 +221,7 @@ impl Resolver {
             if !settled {
                 let group = members
                     .iter()
-                    .filter_map(|m| keys[*m as usize].cloned())
+                    .filter_map(|m| keys[*m as usize].clone())
                     .collect();
                 groups.push((members[0], group));
             }

@@ -73,9 +73,8 @@ pub(super) struct SourceTables {
     cached_created: Cache<Uuid, Option<u64>>,
 }
 
-/// Everything the tables hold, for whole-population work.
+/// Every link and profile, by number, for whole-population work.
 pub(super) struct Loaded {
-    pub numbers: HashMap<SourceKey, u64>,
     pub slots: Vec<Slot>,
     pub profiles: Vec<Option<Profile>>,
 }
@@ -252,10 +251,10 @@ impl SourceTables {
         Ok(linked)
     }
 
-    /// Every source record's number, link and profile, read through the
-    /// tables: memory for the whole population, while it is used.
-    pub fn load(&self) -> Result<Loaded, StoreError> {
-        let mut numbers = HashMap::new();
+    /// Every source record by its number (`source_keys[no]`): memory for
+    /// the whole population, while it is used.
+    pub fn source_keys(&self) -> Result<Vec<Option<SourceKey>>, StoreError> {
+        let mut keys = vec![None; self.count as usize];
         for entry in self.numbers.entries() {
             let (key, value) = entry?;
             let split = key.iter().position(|&b| b == 0).ok_or_else(|| {
@@ -269,8 +268,17 @@ impl SourceTables {
                 system: text(&key[..split])?,
                 record_id: text(&key[split + 1..])?,
             };
-            numbers.insert(source, number_of(&value, "match_numbers")?);
+            let no = number_of(&value, "match_numbers")? as usize;
+            *keys.get_mut(no).ok_or_else(|| {
+                StoreError::new("reading match_numbers", format!("number {no} out of range"))
+            })? = Some(source);
         }
+        Ok(keys)
+    }
+
+    /// Every source record's link and profile, by number, read through the
+    /// tables: memory for the whole population, while it is used.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
         let size = self.count as usize;
         let mut slots = vec![UNLINKED; size];
         for entry in self.links.entries() {
@@ -291,11 +299,7 @@ impl SourceTables {
                 )
             })? = Some(decode_profile(&value)?);
         }
-        Ok(Loaded {
-            numbers,
-            slots,
-            profiles,
-        })
+        Ok(Loaded { slots, profiles })
     }
 }
 

@@ -1,41 +1,69 @@
-//! The append-only event log, kept in sled behind this narrow interface.
+//! The append-only event log, kept in one redb file behind this narrow
+//! interface.
 //!
 //! **The log is never updated or deleted.** Each entry gets the next sequence
 //! number and commits to the previous entry's hash (a hash chain), so any
 //! change to a stored entry is detected by `verify`. An index by `event_id`
 //! makes a second copy of an event a no-op however late it arrives; a Bloom
-//! filter of the indexed ids spares the index read for the ids it has
-//! never seen (nearly every event). It is saved at each checkpoint; an
-//! open reads it and adds the ids of the entries after it.
+//! filter of the indexed ids (`seen_ids`) spares the index read for the ids
+//! it has never seen (nearly every event).
 //!
-//! Layout in one sled tree (one tree so that an entry and its index key are
-//! written in one atomic batch):
-//! - `e` + seq (u64 big-endian) → prev_hash (32 bytes) ‖ hash (32) ‖ payload
-//! - `i` + event_id (16 bytes)  → seq (u64 big-endian)
-//! - `p` → the input position (JetStream stream sequence) up to which input
-//!   has been appended, written in the same atomic batch as the entries, so
-//!   that after a crash the hub resumes reading exactly where its log ends.
+//! Layout, in `<dir>/log.redb` (one file, so that an entry, its index key
+//! and the input position are written in one transaction):
+//! - `entries`: seq → prev_hash (32 bytes) ‖ hash (32) ‖ payload
+//! - `event_ids`: event_id (as u128) → seq
+//! - `meta`: name → u64. `input_position` is the input position (JetStream
+//!   stream sequence) up to which input has been appended, written with the
+//!   entries, so that after a crash the hub resumes reading exactly where
+//!   its log ends. The other names are bookkeeping that is not part of the
+//!   log (`Marker`, e.g. up to which entry outbound updates are published).
 //!
-//! A second tree, `meta`, holds bookkeeping that is not part of the log
-//! (e.g. up to which sequence outbound updates have been published). The
-//! file `seen_ids` beside them holds the saved filter of ids.
+//! Every commit that must be durable also records redb's allocator state
+//! ("quick repair"), so that opening the log after a kill costs what
+//! opening it after a clean stop costs, however long the log is. Reads go
+//! in chunks of `CHUNK` entries, each in a read transaction of its own: a
+//! long read beside appends (the background chain check) would otherwise
+//! keep redb from reusing the pages freed meanwhile.
+
+mod from_sled;
+mod seen_ids;
 
 use std::path::Path;
+use std::sync::Arc;
 
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::entry::{Encoded, LogPayload};
+use seen_ids::SeenIds;
 
 pub type Hash = [u8; 32];
 
 /// Hash of "no previous entry".
 pub const GENESIS: Hash = [0; 32];
 
+/// The file the log is kept in, in the hub's data dir.
+pub const LOG_FILE: &str = "log.redb";
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+const EVENT_IDS: TableDefinition<u128, u64> = TableDefinition::new("event_ids");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The name in `meta` of the input position.
+const INPUT_POSITION: &str = "input_position";
+
+/// redb's page cache for the log. The log is appended and read in order;
+/// id lookups mostly stop at the Bloom filter.
+const LOG_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Entries read per read transaction.
+const CHUNK: usize = 4_096;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("event log storage: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(String),
     #[error("event log entry {seq} is damaged: {reason}")]
     Damaged { seq: u64, reason: String },
     /// A file the log keeps beside its store (the saved filter of ids).
@@ -46,6 +74,25 @@ pub enum LogError {
     #[error(transparent)]
     DerivedStore(#[from] crate::store::StoreError),
 }
+
+/// redb's errors, one type per kind of call, all become `Storage`.
+macro_rules! storage_errors {
+    ($($error:ty),*) => {$(
+        impl From<$error> for LogError {
+            fn from(e: $error) -> Self {
+                LogError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 /// One stored entry.
 #[derive(Debug, Clone)]
@@ -71,9 +118,7 @@ pub enum Appended {
 pub struct EventLog {
     /// The directory the log is kept in.
     dir: std::path::PathBuf,
-    db: sled::Db,
-    tree: sled::Tree,
-    meta: sled::Tree,
+    db: Arc<redb::Database>,
     last_seq: u64,
     last_hash: Hash,
     /// Every event id in the log (and some that are not): spares the index
@@ -81,70 +126,133 @@ pub struct EventLog {
     seen: SeenIds,
 }
 
-const POSITION_KEY: &[u8] = b"p";
-
-/// sled's page cache for the log.
-const LOG_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
-fn entry_key(seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'e';
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
+/// The log's tables as written in one transaction.
+struct Tables<'txn> {
+    entries: redb::Table<'txn, u64, &'static [u8]>,
+    event_ids: redb::Table<'txn, u128, u64>,
+    meta: redb::Table<'txn, &'static str, u64>,
 }
 
-fn index_key(event_id: Uuid) -> [u8; 17] {
-    let mut k = [0u8; 17];
-    k[0] = b'i';
-    k[1..].copy_from_slice(event_id.as_bytes());
-    k
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, LogError> {
+        Ok(Tables {
+            entries: txn.open_table(ENTRIES)?,
+            event_ids: txn.open_table(EVENT_IDS)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+}
+
+/// A write transaction that is durable when it commits (fsync), with the
+/// allocator state recorded (see the module note).
+fn durable_write(db: &redb::Database) -> Result<redb::WriteTransaction, LogError> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
+/// A write transaction that becomes durable with the next durable one.
+fn quick_write(db: &redb::Database) -> Result<redb::WriteTransaction, LogError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    Ok(txn)
+}
+
+/// The stored entries from `from` up to `until` (both inclusive), at most
+/// `CHUNK` of them, read in one transaction: (seq, stored bytes).
+fn read_chunk(db: &redb::Database, from: u64, until: u64) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+    if from > until {
+        return Ok(Vec::new());
+    }
+    let table = db.begin_read()?.open_table(ENTRIES)?;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for kv in table.range(from..=until)?.take(CHUNK) {
+        let (k, v) = kv?;
+        chunk.push((k.value(), v.value().to_vec()));
+    }
+    Ok(chunk)
+}
+
+/// The stored entries from `from` on, in order, read a chunk at a time.
+fn entries_from(
+    db: Arc<redb::Database>,
+    from: u64,
+) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> {
+    let mut next = from.max(1);
+    let mut chunk = Vec::new().into_iter();
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if let Some(entry) = chunk.next() {
+            return Some(Ok(entry));
+        }
+        if done {
+            return None;
+        }
+        match read_chunk(&db, next, u64::MAX) {
+            Ok(read) => {
+                done = read.len() < CHUNK;
+                if let Some((seq, _)) = read.last() {
+                    next = seq + 1;
+                }
+                chunk = read.into_iter();
+            }
+            Err(e) => {
+                done = true;
+                return Some(Err(e));
+            }
+        }
+    })
 }
 
 /// Checks the chain of the entries after `seq` (whose chain hash is `hash`)
 /// up to `until`: see `EventLog::verify`. Returns the last entry checked.
-fn verify_chain(tree: &sled::Tree, seq: u64, hash: Hash, until: u64) -> Result<u64, LogError> {
+fn verify_chain(db: &redb::Database, seq: u64, hash: Hash, until: u64) -> Result<u64, LogError> {
     let mut expected_prev = hash;
     let mut expected_seq = seq + 1;
-    let entries = tree.range(entry_key(seq + 1)..=entry_key(until));
-    for kv in entries {
-        let (k, v) = kv?;
-        let entry = decode(u64::from_be_bytes(k[1..9].try_into().expect("8 bytes")), &v)?;
-        if entry.seq != expected_seq {
-            return Err(LogError::Damaged {
-                seq: expected_seq,
-                reason: format!("missing; the next entry is {}", entry.seq),
-            });
+    loop {
+        let chunk = read_chunk(db, expected_seq, until)?;
+        let event_ids = db.begin_read()?.open_table(EVENT_IDS)?;
+        for (seq, bytes) in &chunk {
+            let entry = decode(*seq, bytes)?;
+            if entry.seq != expected_seq {
+                return Err(LogError::Damaged {
+                    seq: expected_seq,
+                    reason: format!("missing; the next entry is {}", entry.seq),
+                });
+            }
+            if entry.prev_hash != expected_prev {
+                return Err(LogError::Damaged {
+                    seq: entry.seq,
+                    reason: "does not commit to the previous entry's hash".to_string(),
+                });
+            }
+            if event_ids.get(entry.payload.event_id().as_u128())?.is_none() {
+                return Err(LogError::Damaged {
+                    seq: entry.seq,
+                    reason: "its event_id is not indexed".to_string(),
+                });
+            }
+            expected_prev = entry.hash;
+            expected_seq += 1;
         }
-        if entry.prev_hash != expected_prev {
-            return Err(LogError::Damaged {
-                seq: entry.seq,
-                reason: "does not commit to the previous entry's hash".to_string(),
-            });
+        if chunk.len() < CHUNK {
+            return Ok(expected_seq - 1);
         }
-        if !tree.contains_key(index_key(entry.payload.event_id()))? {
-            return Err(LogError::Damaged {
-                seq: entry.seq,
-                reason: "its event_id is not indexed".to_string(),
-            });
-        }
-        expected_prev = entry.hash;
-        expected_seq += 1;
     }
-    Ok(expected_seq - 1)
 }
 
 /// Reads the log beside a running hub: the check of the entries a start
 /// resumed past (the hub checks the rest at start).
 #[derive(Clone)]
 pub struct LogReader {
-    tree: sled::Tree,
+    db: Arc<redb::Database>,
 }
 
 impl LogReader {
     /// `EventLog::verify` for the entries up to `until`, which must all
     /// be there: returns `until`.
     pub fn verify_until(&self, until: u64) -> Result<u64, LogError> {
-        let last = verify_chain(&self.tree, 0, GENESIS, until)?;
+        let last = verify_chain(&self.db, 0, GENESIS, until)?;
         if last < until {
             return Err(LogError::Damaged {
                 seq: last + 1,
@@ -187,54 +295,39 @@ fn decode(seq: u64, bytes: &[u8]) -> Result<LogEntry, LogError> {
     })
 }
 
-/// Opens a sled database. sled releases its file lock a moment after the
-/// last handle in this process is dropped (its threads hold the store
-/// briefly), so reopening at once (a restart in tests, an audit rebuild)
-/// may find it still held: wait for it, up to two seconds.
-fn open_waiting_for_lock(config: &sled::Config) -> sled::Result<sled::Db> {
-    let mut attempts = 0;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && attempts < 100 =>
-            {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl EventLog {
+    /// Opens the log in `dir` (`LOG_FILE`), creating it if there is none.
+    /// A log an earlier build wrote in sled there is moved into it first
+    /// (`from_sled`).
     pub fn open(dir: &Path) -> Result<Self, LogError> {
-        let config = sled::Config::new()
-            .path(dir)
-            // The log is appended and read in order; id lookups mostly stop
-            // at the Bloom filter. sled's default page cache (1 GiB) would
-            // grow the hub's memory with the log's size for nothing.
-            .cache_capacity(LOG_CACHE_BYTES)
-            // Durability comes from our explicit flush before each ack, not
-            // from sled's background timer.
-            .flush_every_ms(None);
-        let db = open_waiting_for_lock(&config)?;
-        let tree = db.open_tree("log")?;
-        let meta = db.open_tree("meta")?;
-        let (last_seq, last_hash) = match tree.scan_prefix(b"e").next_back() {
-            Some(kv) => {
-                let (k, v) = kv?;
-                let seq = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-                let entry = decode(seq, &v)?;
-                (seq, entry.hash)
+        std::fs::create_dir_all(dir).map_err(|error| LogError::File {
+            path: dir.display().to_string(),
+            error,
+        })?;
+        let path = dir.join(LOG_FILE);
+        if !path.exists() && from_sled::present(dir) {
+            from_sled::migrate(dir, &path)?;
+        }
+        let db = redb::Database::builder()
+            .set_cache_size(LOG_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| LogError::Storage(format!("opening {}: {e}", path.display())))?;
+        let txn = durable_write(&db)?;
+        Tables::open(&txn)?;
+        txn.commit()?;
+        let entries = db.begin_read()?.open_table(ENTRIES)?;
+        let (last_seq, last_hash) = match entries.last()? {
+            Some((k, v)) => {
+                let seq = k.value();
+                (seq, decode(seq, v.value())?.hash)
             }
             None => (0, GENESIS),
         };
-        let seen = open_seen_ids(&tree, dir, last_seq)?;
+        let db = Arc::new(db);
+        let seen = open_seen_ids(&db, dir, last_seq)?;
         Ok(EventLog {
             dir: dir.to_path_buf(),
             db,
-            tree,
-            meta,
             last_seq,
             last_hash,
             seen,
@@ -250,8 +343,8 @@ impl EventLog {
     }
 
     /// Appends the payloads that are not in the log yet, in order, in one
-    /// atomic sled batch, together with the input `position` they were read
-    /// up to (if the input has positions). Not durable until `flush`. Takes
+    /// transaction, together with the input `position` they were read up
+    /// to (if the input has positions). Not durable until `flush`. Takes
     /// the bodies of the new entries (see `prepare_append`).
     pub fn append(
         &mut self,
@@ -259,7 +352,9 @@ impl EventLog {
         position: Option<u64>,
     ) -> Result<Vec<Appended>, LogError> {
         let (prepared, outcomes, tail) = self.prepare_append(entries, position)?;
-        self.tree.apply_batch(prepared.into_batch())?;
+        let txn = quick_write(&self.db)?;
+        prepared.write(&txn)?;
+        txn.commit()?;
         self.advance(tail);
         Ok(outcomes)
     }
@@ -276,7 +371,7 @@ impl EventLog {
     ) -> Result<(PreparedAppend, Vec<Appended>, ChainTail), LogError> {
         let mut rows: Vec<NewEntry> = Vec::with_capacity(entries.len());
         let mut outcomes = Vec::with_capacity(entries.len());
-        // Ids appended earlier in this same batch are not in the tree yet:
+        // Ids appended earlier in this same batch are not in the log yet:
         // their sequence and row.
         let mut in_batch: std::collections::HashMap<Uuid, (u64, usize)> = Default::default();
         let (mut seq, mut prev) = (self.last_seq, self.last_hash);
@@ -291,21 +386,15 @@ impl EventLog {
                 continue;
             }
             let indexed = if self.seen.may_hold(id) {
-                self.tree.get(index_key(id))?
+                self.logged_seq(id)?
             } else {
                 None
             };
-            if let Some(found) = indexed {
-                let dup = u64::from_be_bytes(found.as_ref().try_into().map_err(|_| {
-                    LogError::Damaged {
-                        seq: 0,
-                        reason: format!("index entry for {id} is not 8 bytes"),
-                    }
-                })?);
+            if let Some(dup) = indexed {
                 // A second copy is rare (a redelivery, a retry): reading the
                 // logged entry to compare costs only then.
-                let same = match self.tree.get(entry_key(dup))? {
-                    Some(logged) => logged.get(64..) == Some(&entry.body[..]),
+                let same = match read_chunk(&self.db, dup, dup)?.pop() {
+                    Some((_, logged)) => logged.get(64..) == Some(&entry.body[..]),
                     None => false,
                 };
                 outcomes.push(if same {
@@ -339,18 +428,21 @@ impl EventLog {
         self.last_hash = tail.hash;
     }
 
+    /// The sequence of the entry holding event `id`, if the log holds it.
+    fn logged_seq(&self, id: Uuid) -> Result<Option<u64>, LogError> {
+        let event_ids = self.db.begin_read()?.open_table(EVENT_IDS)?;
+        let seq = event_ids.get(id.as_u128())?.map(|seq| seq.value());
+        Ok(seq)
+    }
+
     /// The input position recorded with the last append (0: none yet).
     pub fn position(&self) -> Result<u64, LogError> {
-        Ok(self
-            .tree
-            .get(POSITION_KEY)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+        self.marker(INPUT_POSITION).get()
     }
 
     /// Makes everything appended so far durable (fsync).
     pub fn flush(&self) -> Result<(), LogError> {
-        self.db.flush()?;
+        durable_write(&self.db)?.commit()?;
         Ok(())
     }
 
@@ -359,32 +451,26 @@ impl EventLog {
     /// does not need durability yet.
     pub fn writer(&self) -> Writer {
         Writer {
-            db: self.db.clone(),
-            tree: self.tree.clone(),
+            db: Arc::clone(&self.db),
         }
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<LogEntry>, LogError> {
-        match self.tree.get(entry_key(seq))? {
-            Some(v) => Ok(Some(decode(seq, &v)?)),
+        match read_chunk(&self.db, seq, seq)?.pop() {
+            Some((seq, bytes)) => Ok(Some(decode(seq, &bytes)?)),
             None => Ok(None),
         }
     }
 
     pub fn contains_event(&self, event_id: Uuid) -> Result<bool, LogError> {
-        Ok(self.tree.contains_key(index_key(event_id))?)
+        Ok(self.logged_seq(event_id)?.is_some())
     }
 
     /// Entries from `from` (inclusive) on, in order, each checked against its
     /// own hash. Use `verify` to check the links between entries too.
     pub fn iter_from(&self, from: u64) -> impl Iterator<Item = Result<LogEntry, LogError>> + '_ {
-        self.tree
-            .range(entry_key(from.max(1))..=entry_key(u64::MAX))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let seq = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-                decode(seq, &v)
-            })
+        entries_from(Arc::clone(&self.db), from)
+            .map(|entry| entry.and_then(|(seq, bytes)| decode(seq, &bytes)))
     }
 
     /// Checks the whole chain: every entry's hash, that each entry commits to
@@ -398,154 +484,68 @@ impl EventLog {
     /// (a point checked before: a start checks the log's tail since its
     /// checkpoint). Returns the number of entries.
     pub fn verify_after(&self, seq: u64, hash: Hash) -> Result<u64, LogError> {
-        verify_chain(&self.tree, seq, hash, u64::MAX)
+        verify_chain(&self.db, seq, hash, u64::MAX)
     }
 
     /// The log's entries for a check that runs beside the hub, which goes
     /// on appending (`LogReader::verify_until`).
     pub fn reader(&self) -> LogReader {
         LogReader {
-            tree: self.tree.clone(),
+            db: Arc::clone(&self.db),
         }
     }
 
     /// Saves the Bloom filter of logged ids as of now in a file beside the
-    /// log (`SEEN_IDS_FILE`), so that the next open reads it and the ids of
-    /// the entries after it, instead of every id in the index
-    /// (`open_seen_ids`). Written to a new file renamed over the old one,
-    /// with a hash of its content: a file lost or torn in a crash fails the
-    /// hash, and the next open reads the index instead. Not in sled: a
-    /// value of megabytes there would be written again at every flush.
+    /// log, so that the next open reads it and the ids of the entries after
+    /// it, instead of every id in the index (`open_seen_ids`). Not in the
+    /// log's store: a value of megabytes there would be written again at
+    /// each save.
     pub fn save_seen_ids(&self) -> Result<(), LogError> {
-        let payload =
-            postcard::to_stdvec(&(self.last_seq, &self.seen)).map_err(|e| LogError::Damaged {
-                seq: self.last_seq,
-                reason: format!("the filter of logged ids does not encode: {e}"),
-            })?;
-        let mut content = Sha256::digest(&payload).to_vec();
-        content.extend_from_slice(&payload);
-        let path = self.dir.join(SEEN_IDS_FILE);
-        let new = self.dir.join(format!("{SEEN_IDS_FILE}.new"));
-        let failed = |error| LogError::File {
-            path: path.display().to_string(),
-            error,
-        };
-        std::fs::write(&new, content).map_err(failed)?;
-        std::fs::rename(&new, &path).map_err(failed)
+        self.seen.save(&self.dir, self.last_seq)
     }
 
     /// A counter kept beside the log (not part of it), usable without
     /// holding the log.
     pub fn marker(&self, key: &'static str) -> Marker {
         Marker {
-            tree: self.meta.clone(),
+            db: Arc::clone(&self.db),
             key,
         }
     }
 }
 
-/// The file beside the log holding the saved filter of logged ids: the
-/// SHA-256 of the rest, then (the log entry it was saved at, the filter).
-const SEEN_IDS_FILE: &str = "seen_ids";
-
-/// The filter saved in `dir`, if the file is there and whole.
-fn read_seen_ids(dir: &Path) -> Option<(u64, SeenIds)> {
-    let content = std::fs::read(dir.join(SEEN_IDS_FILE)).ok()?;
-    let (hash, payload) = content.split_at_checked(32)?;
-    if Sha256::digest(payload).as_slice() != hash {
-        return None;
-    }
-    postcard::from_bytes(payload).ok()
-}
-
 /// The filter of logged ids for a log ending at `last_seq`: the one saved
 /// (`save_seen_ids`) with the ids of the entries after it, or, without a
 /// usable save, every id in the index. Either way it holds every logged id.
-fn open_seen_ids(tree: &sled::Tree, dir: &Path, last_seq: u64) -> Result<SeenIds, LogError> {
-    let saved = read_seen_ids(dir).filter(|(seq, _)| *seq <= last_seq);
+fn open_seen_ids(db: &Arc<redb::Database>, dir: &Path, last_seq: u64) -> Result<SeenIds, LogError> {
+    let saved = SeenIds::read(dir).filter(|(seq, _)| *seq <= last_seq);
     if let Some((seq, mut seen)) = saved {
-        for kv in tree.range(entry_key(seq + 1)..=entry_key(u64::MAX)) {
-            let (k, v) = kv?;
-            let seq = u64::from_be_bytes(k[1..9].try_into().expect("8 bytes"));
-            seen.insert(decode(seq, &v)?.payload.event_id());
+        for entry in entries_from(Arc::clone(db), seq + 1) {
+            let (seq, bytes) = entry?;
+            seen.insert(decode(seq, &bytes)?.payload.event_id());
         }
         return Ok(seen);
     }
     let mut seen = SeenIds::default();
-    for key in tree.scan_prefix(b"i").keys() {
-        let key = key?;
-        if let Ok(id) = Uuid::from_slice(&key[1..]) {
-            seen.insert(id);
-        }
+    let event_ids = db.begin_read()?.open_table(EVENT_IDS)?;
+    for kv in event_ids.iter()? {
+        seen.insert(Uuid::from_u128(kv?.0.value()));
     }
     Ok(seen)
-}
-
-/// Event ids as a growing chain of Bloom filters: an id never inserted is
-/// reported absent with a 1% chance of error per filter; an inserted id is
-/// never reported absent. When the newest filter holds as many ids as it
-/// was made for, a filter twice its size takes the next ones, so the
-/// error rate stays bounded as the log grows.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SeenIds {
-    filters: Vec<(fastbloom::BloomFilter, usize)>,
-    /// Ids in the newest filter.
-    in_newest: usize,
-}
-
-/// Ids the first filter is made for (about 1.2 MB).
-const FIRST_FILTER_IDS: usize = 1 << 20;
-
-impl Default for SeenIds {
-    fn default() -> Self {
-        SeenIds::starting_with(FIRST_FILTER_IDS)
-    }
-}
-
-fn bloom(ids: usize) -> (fastbloom::BloomFilter, usize) {
-    (
-        fastbloom::BloomFilter::with_false_pos(0.01).expected_items(ids),
-        ids,
-    )
-}
-
-impl SeenIds {
-    fn starting_with(ids: usize) -> Self {
-        SeenIds {
-            filters: vec![bloom(ids)],
-            in_newest: 0,
-        }
-    }
-
-    fn insert(&mut self, id: Uuid) {
-        let (_, capacity) = self.filters[self.filters.len() - 1];
-        if self.in_newest >= capacity {
-            self.filters.push(bloom(capacity * 2));
-            self.in_newest = 0;
-        }
-        let (newest, _) = self.filters.last_mut().expect("at least one filter");
-        newest.insert(&id);
-        self.in_newest += 1;
-    }
-
-    /// False only for ids never inserted.
-    fn may_hold(&self, id: Uuid) -> bool {
-        self.filters.iter().any(|(f, _)| f.contains(&id))
-    }
 }
 
 /// Writes prepared appends to the log it came from and flushes them (see
 /// `EventLog::writer`).
 pub struct Writer {
-    db: sled::Db,
-    tree: sled::Tree,
+    db: Arc<redb::Database>,
 }
 
 impl Writer {
     /// Writes an append from `prepare_append` and makes it durable (fsync).
     pub fn write_durably(&self, prepared: PreparedAppend) -> Result<(), LogError> {
-        self.tree.apply_batch(prepared.into_batch())?;
-        self.db.flush()?;
+        let txn = durable_write(&self.db)?;
+        prepared.write(&txn)?;
+        txn.commit()?;
         Ok(())
     }
 }
@@ -565,22 +565,23 @@ struct NewEntry {
 }
 
 impl PreparedAppend {
-    /// The entries, their index keys and the input position, as one atomic
-    /// sled batch (the layout at the top of this file).
-    fn into_batch(self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
+    /// Writes the entries, their index keys and the input position in
+    /// `txn` (the layout at the top of this file).
+    fn write(self, txn: &redb::WriteTransaction) -> Result<(), LogError> {
+        let mut tables = Tables::open(txn)?;
+        let mut value = Vec::new();
         for row in self.rows {
-            let mut value = Vec::with_capacity(64 + row.body.len());
+            value.clear();
             value.extend_from_slice(&row.prev);
             value.extend_from_slice(&row.hash);
             value.extend_from_slice(&row.body);
-            batch.insert(&entry_key(row.seq)[..], value);
-            batch.insert(&index_key(row.id)[..], &row.seq.to_be_bytes()[..]);
+            tables.entries.insert(row.seq, &value[..])?;
+            tables.event_ids.insert(row.id.as_u128(), row.seq)?;
         }
         if let Some(p) = self.position {
-            batch.insert(POSITION_KEY, &p.to_be_bytes()[..]);
+            tables.meta.insert(INPUT_POSITION, p)?;
         }
-        batch
+        Ok(())
     }
 }
 
@@ -593,24 +594,24 @@ pub struct ChainTail {
 }
 
 /// Bookkeeping beside the log, e.g. up to which entry outbound messages are
-/// published. Shares sled's store; durable with the log's next flush.
+/// published. In the log's store; durable with the log's next flush.
 #[derive(Clone)]
 pub struct Marker {
-    tree: sled::Tree,
+    db: Arc<redb::Database>,
     key: &'static str,
 }
 
 impl Marker {
     pub fn get(&self) -> Result<u64, LogError> {
-        Ok(self
-            .tree
-            .get(self.key)?
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0))
+        let meta = self.db.begin_read()?.open_table(META)?;
+        let value = meta.get(self.key)?.map_or(0, |v| v.value());
+        Ok(value)
     }
 
     pub fn set(&self, value: u64) -> Result<(), LogError> {
-        self.tree.insert(self.key, &value.to_be_bytes())?;
+        let txn = quick_write(&self.db)?;
+        txn.open_table(META)?.insert(self.key, value)?;
+        txn.commit()?;
         Ok(())
     }
 }
@@ -622,6 +623,18 @@ mod tests {
 
     fn enc(payloads: &[LogPayload]) -> Vec<Encoded> {
         payloads.iter().cloned().map(Encoded::new).collect()
+    }
+
+    /// Entry `seq` as stored.
+    fn raw_entry(log: &EventLog, seq: u64) -> Vec<u8> {
+        read_chunk(&log.db, seq, seq).unwrap().pop().unwrap().1
+    }
+
+    /// Changes the log behind its back, as a tamperer would.
+    fn tamper(log: &EventLog, change: impl FnOnce(&mut Tables<'_>)) {
+        let txn = log.db.begin_write().unwrap();
+        change(&mut Tables::open(&txn).unwrap());
+        txn.commit().unwrap();
     }
 
     #[test]
@@ -714,9 +727,11 @@ mod tests {
         let ids: Vec<Uuid> = (1..=3)
             .map(|seq| log.get(seq).unwrap().unwrap().payload.event_id())
             .collect();
-        for id in &ids {
-            log.tree.remove(index_key(*id)).unwrap();
-        }
+        tamper(&log, |t| {
+            for id in &ids {
+                t.event_ids.remove(id.as_u128()).unwrap();
+            }
+        });
         drop(log);
         let log = EventLog::open(dir.path()).unwrap();
         for id in &ids {
@@ -731,35 +746,12 @@ mod tests {
             ..log
         };
         log.save_seen_ids().unwrap();
-        log.tree
-            .insert(index_key(ids[0]), &1u64.to_be_bytes())
-            .unwrap();
-        log.flush().unwrap();
+        tamper(&log, |t| {
+            t.event_ids.insert(ids[0].as_u128(), 1).unwrap();
+        });
         drop(log);
         let log = EventLog::open(dir.path()).unwrap();
         assert!(log.seen.may_hold(ids[0]));
-
-        // A torn file is not used either.
-        log.save_seen_ids().unwrap();
-        let path = dir.path().join(SEEN_IDS_FILE);
-        let mut content = std::fs::read(&path).unwrap();
-        content.truncate(content.len() - 1);
-        std::fs::write(&path, content).unwrap();
-        assert!(read_seen_ids(dir.path()).is_none());
-    }
-
-    #[test]
-    fn seen_ids_hold_every_id_inserted_as_they_grow() {
-        let mut seen = SeenIds::starting_with(100);
-        let id =
-            |i: u128| Uuid::from_u128(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
-        for i in 0..1_000 {
-            seen.insert(id(i));
-        }
-        assert!(seen.filters.len() > 1, "grew past its first filter");
-        assert!((0..1_000).all(|i| seen.may_hold(id(i))));
-        let false_hits = (1_000..11_000).filter(|i| seen.may_hold(id(*i))).count();
-        assert!(false_hits < 500, "{false_hits} of 10,000 fresh ids held");
     }
 
     #[test]
@@ -777,13 +769,39 @@ mod tests {
             missing.contains("entry 4") && missing.contains("missing"),
             "{missing}"
         );
-        let mut raw = log.tree.get(entry_key(2)).unwrap().unwrap().to_vec();
+        let mut raw = raw_entry(&log, 2);
         let n = raw.len();
         raw[n - 3] ^= 1;
-        log.tree.insert(entry_key(2), raw).unwrap();
+        tamper(&log, |t| {
+            t.entries.insert(2, &raw[..]).unwrap();
+        });
         assert_eq!(reader.verify_until(1).unwrap(), 1);
         let changed = reader.verify_until(3).unwrap_err().to_string();
         assert!(changed.contains("entry 2"), "{changed}");
+    }
+
+    #[test]
+    fn reads_and_checks_go_on_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let n = CHUNK as u64 + 5;
+        let events: Vec<LogPayload> = (1..=n)
+            .map(|i| LogPayload::Change(sample_event("crm", &i.to_string(), "a@x.com")))
+            .collect();
+        log.append(&mut enc(&events), None).unwrap();
+        assert_eq!(log.verify().unwrap(), n);
+        let seqs: Vec<u64> = log.iter_from(1).map(|e| e.unwrap().seq).collect();
+        assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+        let tail: Vec<u64> = log
+            .iter_from(CHUNK as u64)
+            .map(|e| e.unwrap().seq)
+            .collect();
+        assert_eq!(tail, (CHUNK as u64..=n).collect::<Vec<_>>());
+        tamper(&log, |t| {
+            t.entries.remove(CHUNK as u64 + 2).unwrap();
+        });
+        let err = log.verify().unwrap_err().to_string();
+        assert!(err.contains(&format!("entry {}", CHUNK + 2)), "{err}");
     }
 
     #[test]
@@ -795,10 +813,12 @@ mod tests {
             None,
         )
         .unwrap();
-        let mut raw = log.tree.get(entry_key(1)).unwrap().unwrap().to_vec();
+        let mut raw = raw_entry(&log, 1);
         let n = raw.len();
         raw[n - 3] ^= 1;
-        log.tree.insert(entry_key(1), raw).unwrap();
+        tamper(&log, |t| {
+            t.entries.insert(1, &raw[..]).unwrap();
+        });
         let err = log.verify().unwrap_err().to_string();
         assert!(err.contains("entry 1 is damaged"), "{err}");
     }
