@@ -11,6 +11,10 @@ use mdhub_schema::{Model, Survivorship};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::resolve::rules::MatchRules;
+use crate::state::Rules;
+pub use crate::state::SystemConfig;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
@@ -48,24 +52,6 @@ pub struct HubConfig {
     /// API tokens. Only SHA-256 hashes are stored here.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SystemConfig {
-    /// Receive every golden record, not only those it holds a copy of
-    /// (e.g. a data warehouse or an ERP that must know all customers).
-    #[serde(default)]
-    pub receive_all: bool,
-    /// Canonical fields this system stores; it receives updates for these
-    /// only. Empty: all fields of the model.
-    #[serde(default)]
-    pub fields: Vec<String>,
-    /// ISO 3166-1 alpha-2 region for this system's national phone numbers
-    /// ("030 1234567" is read as German with "DE"). Unset: national
-    /// numbers are flagged as quality issues.
-    #[serde(default)]
-    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -321,6 +307,18 @@ impl HubConfig {
             nats.urls = split_urls(urls);
         }
         (!nats.urls.is_empty()).then_some(nats)
+    }
+
+    /// The parts of this configuration derivation depends on, with the
+    /// `models` (from `load_models`).
+    pub fn rules(&self, models: BTreeMap<String, Model>) -> Rules {
+        Rules {
+            models,
+            systems: self.systems.clone(),
+            source_priority: self.survivorship.source_priority.clone(),
+            field_policy: self.survivorship.fields.clone(),
+            matching: MatchRules::from_config(&self.matching),
+        }
     }
 
     /// Loads the models and checks everything that refers to them; reports

@@ -25,7 +25,7 @@ use crate::golden::SourceKey;
 use crate::hub::{Hub, SharedHub};
 use crate::memory_bus::MemoryBus;
 use crate::nats_bus;
-use crate::state::{Rules, State};
+use crate::state::State;
 
 const CONFIG: &str = r#"
 [system.crm]
@@ -163,7 +163,7 @@ impl DemoBus for OverNats {
 
 pub async fn run(nats_url: Option<&str>) -> anyhow::Result<()> {
     let config = HubConfig::parse(CONFIG, "demo")?;
-    let rules = Arc::new(Rules::from_config(&config, config.load_models("demo")?));
+    let rules = Arc::new(config.rules(config.load_models("demo")?));
     let dir = tempfile::tempdir()?;
     let (hub, _) = Hub::open(dir.path(), rules, Limits::default())?;
     match nats_url {

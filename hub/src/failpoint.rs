@@ -1,38 +1,13 @@
-//! Test-only fault injection, compiled in with the cargo feature
-//! `failpoints` and never in a release build: the end-to-end tests use it
-//! to show what the hub does when deriving an entry fails (a bug).
-//!
-//! Armed (by `arm`, or in the `mdhub` binary by `MDHUB_FAILPOINTS=derive`
-//! in its environment at start), deriving an upsert of the record id
-//! `DERIVE_FAILS_ON` panics. Disarmed, the same binary is the "fixed" one.
+//! Test-only fault injection (see mdhub-derive's `failpoint`), armed from
+//! the `mdhub` binary's environment.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+pub use mdhub_derive::failpoint::{arm, DERIVE_FAILS_ON};
 
-use crate::entry::LogPayload;
-
-/// The record id whose upserts fail to derive while armed.
-pub const DERIVE_FAILS_ON: &str = "mdhub-failpoint:derive";
-
-static ARMED: AtomicBool = AtomicBool::new(false);
-
-pub fn arm(on: bool) {
-    ARMED.store(on, Ordering::SeqCst);
-}
-
-/// Arms the failpoint when the environment asks for it (read once, at the
-/// start of the process, never inside derivation).
+/// Arms the failpoint when the environment asks for it
+/// (`MDHUB_FAILPOINTS=derive`), once, at the start of the process.
 pub fn arm_from_env() {
     if std::env::var("MDHUB_FAILPOINTS").is_ok_and(|v| v.split(',').any(|f| f.trim() == "derive")) {
         tracing::warn!("failpoint armed: deriving an upsert of record {DERIVE_FAILS_ON:?} fails");
         arm(true);
-    }
-}
-
-/// Panics for the failpoint's record while armed.
-pub fn check_derive(payload: &LogPayload) {
-    if let LogPayload::Change(e) = payload {
-        if e.record_id == DERIVE_FAILS_ON && ARMED.load(Ordering::SeqCst) {
-            panic!("failpoint: deriving record {DERIVE_FAILS_ON:?} fails (test build)");
-        }
     }
 }

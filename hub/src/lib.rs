@@ -5,15 +5,12 @@
 //!   appends it to the `log` and hands new entries to `state`.
 //! - `log`: the append-only event log in redb: sequence numbers, an index by
 //!   event id (dedup at any distance), a hash chain.
-//! - `entry`: what a log entry holds.
-//! - `ids`: ids derived from inputs (golden, task, update ids, actors),
-//!   collision-free whatever a record id holds.
-//! - `state`: derivation, pure: `resolve` matches source records to golden
-//!   records (blocking, scoring, merges, review tasks), `golden` merges field
-//!   values (Automerge + survivorship), `state` applies steward actions and
-//!   plans the outbound updates.
-//! - `store`: the tables derived state is kept in, behind a trait;
-//!   `redb_store`: those tables on disk, in one redb file.
+//! - derivation, pure, is the crate mdhub-derive, re-exported here under
+//!   its module names: `entry` (what a log entry holds), `state`
+//!   (derivation), `resolve` (matching), `golden` (field values), `steward`
+//!   (steward actions), `ids`, and `store` (the tables derived state is kept
+//!   in, behind a trait);
+//! - `redb_store`: those tables on disk, in one redb file.
 //! - `nats_bus`: the NATS JetStream adapter: streams, the durable consumer,
 //!   ack after flush, publishing outbound and DLQ messages.
 //! - `memory_bus`: the in-process adapter for `demo` and single-process runs.
@@ -28,18 +25,13 @@ pub mod api;
 pub mod config;
 pub mod connector_run;
 pub mod demo;
-pub mod entry;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
-pub mod golden;
 pub mod hub;
-pub mod ids;
 pub mod log;
 pub mod memory_bus;
 pub mod nats_bus;
 pub mod redb_store;
-pub mod resolve;
 pub mod serve;
-pub mod state;
-pub mod steward;
-pub mod store;
+
+pub use mdhub_derive::{entry, golden, ids, resolve, state, steward, store};

@@ -106,6 +106,44 @@ pub fn ingest_consumer_config(name: &str, batch_size: usize, start_sequence: u64
     }
 }
 
+/// Removes the ingest consumer left by the last run and creates it anew,
+/// reading from `start_sequence`. nats-server may still be removing the old
+/// consumer's files when the new one with its name writes its state (seen
+/// as "rename .../o.dat.tmp: no such file or directory"): a failed step is
+/// tried again, a moment later, like the stream setup; both steps are safe
+/// to repeat.
+async fn replace_consumer(
+    stream: &stream::Stream,
+    name: &str,
+    batch_size: usize,
+    start_sequence: u64,
+) -> Result<jetstream::consumer::PullConsumer, BusError> {
+    let mut wait = Duration::from_millis(100);
+    let mut tries = 1;
+    loop {
+        let replaced = async {
+            match stream.delete_consumer(name).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("not found") => {}
+                Err(e) => return Err(BusError::Nats(format!("removing the old consumer: {e}"))),
+            }
+            stream
+                .create_consumer(ingest_consumer_config(name, batch_size, start_sequence))
+                .await
+                .map_err(nats("consumer"))
+        };
+        match replaced.await {
+            Err(BusError::Nats(e)) if tries < STREAM_SETUP_TRIES => {
+                warn!("creating the ingest consumer: {e}; trying again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Tries of the stream setup before the start fails.
 const STREAM_SETUP_TRIES: u32 = 5;
 
@@ -449,19 +487,8 @@ pub async fn run_ingest(
         }
     };
     created_marker.set(seen.created_ns)?;
-    match stream.delete_consumer(&config.ingest.consumer).await {
-        Ok(_) => {}
-        Err(e) if e.to_string().contains("not found") => {}
-        Err(e) => return Err(BusError::Nats(format!("removing the old consumer: {e}"))),
-    }
-    let consumer = stream
-        .create_consumer(ingest_consumer_config(
-            &config.ingest.consumer,
-            batch_size,
-            position + 1,
-        ))
-        .await
-        .map_err(nats("consumer"))?;
+    let consumer =
+        replace_consumer(&stream, &config.ingest.consumer, batch_size, position + 1).await?;
     let messages = consumer
         .stream()
         .max_messages_per_batch(batch_size * 2)

@@ -20,7 +20,7 @@ use crate::state::Rules;
 /// Loads models and rules from a validated config.
 pub fn rules(config: &HubConfig, config_path: &str) -> anyhow::Result<Arc<Rules>> {
     let models = config.load_models(config_path)?;
-    Ok(Arc::new(Rules::from_config(config, models)))
+    Ok(Arc::new(config.rules(models)))
 }
 
 pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {

@@ -11,7 +11,6 @@ use mdhub_hub::api::{router, ApiState};
 use mdhub_hub::config::{token_hash, HubConfig, Role, TokenConfig};
 use mdhub_hub::golden::SourceKey;
 use mdhub_hub::hub::{Hub, Inbound, SharedHub};
-use mdhub_hub::state::Rules;
 use mdhub_schema::Limits;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -63,7 +62,7 @@ fn fixture(with_metrics: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let config = HubConfig::parse(CONFIG, "test").unwrap();
     let models = config.load_models("test").unwrap();
-    let rules = Arc::new(Rules::from_config(&config, models));
+    let rules = Arc::new(config.rules(models));
     let (mut hub, _) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
     let outcome = hub
         .ingest(&[

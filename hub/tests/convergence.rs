@@ -27,7 +27,7 @@ fn rules() -> Arc<Rules> {
     )
     .unwrap();
     let models = config.load_models("test").unwrap();
-    Arc::new(Rules::from_config(&config, models))
+    Arc::new(config.rules(models))
 }
 
 /// One planned edit, before ids and times are attached.

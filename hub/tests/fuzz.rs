@@ -26,10 +26,7 @@ receive_all = true
 
 fn rules() -> Arc<Rules> {
     let config = HubConfig::parse(CONFIG, "test").unwrap();
-    Arc::new(Rules::from_config(
-        &config,
-        config.load_models("test").unwrap(),
-    ))
+    Arc::new(config.rules(config.load_models("test").unwrap()))
 }
 
 fn cases() -> u32 {

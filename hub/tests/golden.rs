@@ -9,7 +9,6 @@ use mdhub_hub::config::HubConfig;
 use mdhub_hub::golden::SourceKey;
 use mdhub_hub::hub::Hub;
 use mdhub_hub::memory_bus::MemoryBus;
-use mdhub_hub::state::Rules;
 use mdhub_schema::{ChangeEvent, GoldenUpdate, Limits, Op, UpdateOp, SCHEMA_VERSION};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -34,10 +33,7 @@ source_priority = ["erp", "crm"]
 fn given() -> Given {
     let dir = tempfile::tempdir().unwrap();
     let config = HubConfig::parse(CONFIG, "test").unwrap();
-    let rules = Arc::new(Rules::from_config(
-        &config,
-        config.load_models("test").unwrap(),
-    ));
+    let rules = Arc::new(config.rules(config.load_models("test").unwrap()));
     let (hub, pending) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
     assert!(pending.is_empty());
     Given {
@@ -256,10 +252,7 @@ fn replaying_the_log_gives_the_same_state_hash() {
     let live = g.hub.state().state_hash().unwrap();
     let into = tempfile::tempdir().unwrap();
     let config = HubConfig::parse(CONFIG, "test").unwrap();
-    let rules = Arc::new(Rules::from_config(
-        &config,
-        config.load_models("test").unwrap(),
-    ));
+    let rules = Arc::new(config.rules(config.load_models("test").unwrap()));
     let dir = g._dir.path().to_path_buf();
     drop(g.hub);
     let (entries, rebuilt) = mdhub_hub::hub::rebuild(&dir, &into.path().join("r"), rules).unwrap();

@@ -28,10 +28,7 @@ const SYSTEMS: [&str; 3] = ["crm", "erp", "oa"];
 
 fn rules() -> Arc<Rules> {
     let config = HubConfig::parse(CONFIG, "test").unwrap();
-    Arc::new(Rules::from_config(
-        &config,
-        config.load_models("test").unwrap(),
-    ))
+    Arc::new(config.rules(config.load_models("test").unwrap()))
 }
 
 /// Ids that join, split and nest into each other, look empty, or are long.

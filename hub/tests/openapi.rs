@@ -20,7 +20,6 @@ use http_body_util::BodyExt;
 use mdhub_hub::api::{openapi_json, router, ActionSink, ApiState};
 use mdhub_hub::config::{token_hash, HubConfig, Role, TokenConfig};
 use mdhub_hub::hub::Hub;
-use mdhub_hub::state::Rules;
 use mdhub_schema::Limits;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -101,7 +100,7 @@ fn app() -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let config = HubConfig::parse("[system.crm]\n", "test").unwrap();
     let models = config.load_models("test").unwrap();
-    let rules = Arc::new(Rules::from_config(&config, models));
+    let rules = Arc::new(config.rules(models));
     let (hub, _) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
     let tokens = ROLES
         .iter()

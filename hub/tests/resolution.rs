@@ -42,7 +42,7 @@ fn rules_with(more_toml: &str) -> Arc<Rules> {
     )
     .unwrap();
     let models = config.load_models("test").unwrap();
-    Arc::new(Rules::from_config(&config, models))
+    Arc::new(config.rules(models))
 }
 
 /// The `seq`th change event of a test: ids and times follow from `seq`.

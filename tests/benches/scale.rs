@@ -31,7 +31,6 @@ use mdhub_hub::config::{HubConfig, StoreConfig};
 use mdhub_hub::golden::SourceKey;
 use mdhub_hub::hub::Hub;
 use mdhub_hub::memory_bus::MemoryBus;
-use mdhub_hub::state::Rules;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
 use mdhub_tests::bench_stats::peak_rss_mib;
 use serde_json::{json, Value};
@@ -135,10 +134,7 @@ struct Figures {
 
 fn run(customers: u64, reads: usize) -> Figures {
     let config = config();
-    let rules = Arc::new(Rules::from_config(
-        &config,
-        config.load_models("scale").expect("models"),
-    ));
+    let rules = Arc::new(config.rules(config.load_models("scale").expect("models")));
     let mut store = StoreConfig::default();
     if let Some(cache) = std::env::var("MDHUB_SCALE_CACHE")
         .ok()

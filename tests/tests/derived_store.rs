@@ -20,7 +20,7 @@ use mdhub_hub::hub::Hub;
 use mdhub_hub::log::EventLog;
 use mdhub_hub::memory_bus::MemoryBus;
 use mdhub_hub::redb_store::RedbStorage;
-use mdhub_hub::state::{Outbound, Rules, State};
+use mdhub_hub::state::{Outbound, State};
 use mdhub_hub::store::{MemoryStorage, Storage};
 use mdhub_schema::normalize::normalize;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
@@ -38,7 +38,7 @@ fn config() -> HubConfig {
 /// and its state hash.
 fn make_log(config: &HubConfig, records: usize) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let rules = Arc::new(Rules::from_config(config, config.load_models("t").unwrap()));
+    let rules = Arc::new(config.rules(config.load_models("t").unwrap()));
     let (mut hub, _) = Hub::open(dir.path(), rules, Limits::default()).unwrap();
     let mut bus = MemoryBus::default();
     let profile = Profile::default_profile(records / 2);
@@ -151,12 +151,7 @@ fn the_store_and_its_cache_size_change_nothing_derived() {
     );
     drop(log);
 
-    let rules = || {
-        Arc::new(Rules::from_config(
-            &config,
-            config.load_models("t").unwrap(),
-        ))
-    };
+    let rules = || Arc::new(config.rules(config.load_models("t").unwrap()));
     let memory = MemoryStorage::shared();
     let mut reference = State::open(rules(), memory.as_ref(), 1_000_000).unwrap();
     let expected = derive(dir.path(), &mut reference);
@@ -224,12 +219,7 @@ fn copy_log(from: &std::path::Path, published: u64) -> tempfile::TempDir {
 fn a_start_resumes_from_the_last_checkpoint_and_loses_no_outbound_message() {
     let config = config();
     let (dir, live_hash) = make_log(&config, 1_000);
-    let rules = || {
-        Arc::new(Rules::from_config(
-            &config,
-            config.load_models("t").unwrap(),
-        ))
-    };
+    let rules = || Arc::new(config.rules(config.load_models("t").unwrap()));
     let mut reference = State::open(rules(), MemoryStorage::shared().as_ref(), 1_000_000).unwrap();
     let expected = derive(dir.path(), &mut reference);
     let entries = expected.len() as u64;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::entry::LogPayload;
 use mdhub_hub::resolve::trained::{TrainedModel, Trigger};
-use mdhub_hub::state::{Rules, State};
+use mdhub_hub::state::State;
 use mdhub_schema::ChangeEvent;
 use mdhub_tests::er_generator::{generate_iter, systems_toml, Profile};
 use time::OffsetDateTime;
@@ -20,7 +20,7 @@ fn config() -> HubConfig {
 
 /// The state after `events`, one log entry each, with no training.
 fn derived(config: &HubConfig, events: &[ChangeEvent]) -> State {
-    let rules = Rules::from_config(config, config.load_models("estimation").unwrap());
+    let rules = config.rules(config.load_models("estimation").unwrap());
     let mut state = State::new(Arc::new(rules));
     for (i, e) in events.iter().enumerate() {
         state

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::entry::LogPayload;
 use mdhub_hub::resolve::trained::Trigger;
-use mdhub_hub::state::{Rules, State};
+use mdhub_hub::state::State;
 use mdhub_tests::er_generator::{clusters, derive, pairwise_f1, PairwiseScore};
 use mdhub_tests::public_sets::{self, SYSTEM};
 use time::OffsetDateTime;
@@ -50,10 +50,7 @@ fn score_of(name: &str, dir: &Path) -> (PairwiseScore, PairwiseScore) {
         .resolver()
         .train(Trigger::Automatic, OffsetDateTime::UNIX_EPOCH)
         .unwrap();
-    let mut retrained = State::new(Arc::new(Rules::from_config(
-        &config,
-        config.load_models("sets").unwrap(),
-    )));
+    let mut retrained = State::new(Arc::new(config.rules(config.load_models("sets").unwrap())));
     retrained.apply(1, &LogPayload::MatchModel(model)).unwrap();
     for (i, e) in set.events.iter().enumerate() {
         retrained

@@ -22,10 +22,7 @@ use uuid::Uuid;
 
 fn rules(toml: &str) -> Arc<Rules> {
     let config = HubConfig::parse(toml, "test").expect("valid config");
-    Arc::new(Rules::from_config(
-        &config,
-        config.load_models("test").unwrap(),
-    ))
+    Arc::new(config.rules(config.load_models("test").unwrap()))
 }
 
 fn key(system: &str, record_id: &str) -> SourceKey {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::hub::Hub;
 use mdhub_hub::memory_bus::MemoryBus;
-use mdhub_hub::state::Rules;
 use mdhub_schema::Limits;
 use mdhub_tests::fixtures::{hub_config_toml, workload};
 use mdhub_tests::hub_runner::HubProcess;
@@ -25,7 +24,7 @@ fn a_long_start_answers_healthz_with_its_progress() -> anyhow::Result<()> {
 
     // The log, written in process into the data dir `mdhub serve` opens.
     let config = HubConfig::parse(&toml, "test")?;
-    let rules = Arc::new(Rules::from_config(&config, config.load_models("test")?));
+    let rules = Arc::new(config.rules(config.load_models("test")?));
     {
         let (mut hub, _) = Hub::open(&dir.path().join("data"), rules, Limits::default())?;
         let mut bus = MemoryBus::default();

@@ -116,7 +116,7 @@ pub(super) fn migrate(dir: &Path, path: &Path) -> Result<(), LogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::tests::sample_event;
+    use crate::entry::samples::sample_event;
     use crate::entry::LogPayload;
     use crate::log::{chain_hash, EventLog};
 

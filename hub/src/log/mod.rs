@@ -619,7 +619,7 @@ impl Marker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::tests::sample_event;
+    use crate::entry::samples::sample_event;
 
     fn enc(payloads: &[LogPayload]) -> Vec<Encoded> {
         payloads.iter().cloned().map(Encoded::new).collect()

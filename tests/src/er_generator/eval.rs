@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::entry::LogPayload;
 use mdhub_hub::golden::SourceKey;
-use mdhub_hub::state::{Rules, State};
+use mdhub_hub::state::State;
 use mdhub_schema::ChangeEvent;
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// (`label` names it in errors).
 pub fn derive(config: &HubConfig, label: &str, events: &[ChangeEvent]) -> State {
     let models = config.load_models(label).unwrap();
-    let mut state = State::new(Arc::new(Rules::from_config(config, models)));
+    let mut state = State::new(Arc::new(config.rules(models)));
     for (i, e) in events.iter().enumerate() {
         state
             .apply(i as u64 + 1, &LogPayload::Change(e.clone()))

@@ -1226,21 +1226,34 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::config::HubConfig;
     use crate::entry::LogPayload;
-    use crate::state::Rules;
+    use crate::resolve::rules::MatchConfig;
+    use crate::state::{Rules, SystemConfig};
 
     fn state_of(events: &[(&str, &str, Value)]) -> State {
-        let config = HubConfig::parse(
-            // Links at 0.99, as the samples (one link, one review) were
-            // chosen for.
-            "[system.crm]\nregion = \"DE\"\n[system.erp]\nregion = \"DE\"\n\
-             [match]\nlink_probability = 0.99\n",
-            "test",
-        )
-        .unwrap();
-        let models = config.load_models("test").unwrap();
-        let mut state = State::new(Arc::new(Rules::from_config(&config, models)));
+        let system = SystemConfig {
+            region: Some("DE".into()),
+            ..Default::default()
+        };
+        // Links at 0.99, as the samples (one link, one review) were chosen
+        // for.
+        let matching: MatchConfig = toml::from_str("link_probability = 0.99").unwrap();
+        let rules = Rules {
+            models: [(
+                "customer".to_string(),
+                mdhub_schema::Model::default_customer(),
+            )]
+            .into(),
+            systems: [
+                ("crm".to_string(), system.clone()),
+                ("erp".to_string(), system),
+            ]
+            .into(),
+            source_priority: Vec::new(),
+            field_policy: Default::default(),
+            matching: MatchRules::from_config(&matching),
+        };
+        let mut state = State::new(Arc::new(rules));
         for (n, (system, record_id, fields)) in events.iter().enumerate() {
             let seq = n as u64 + 1;
             let e = ChangeEvent {

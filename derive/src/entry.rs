@@ -61,8 +61,9 @@ impl LogPayload {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Events for tests, here and in the hub's (feature `samples`).
+#[cfg(any(test, feature = "samples"))]
+pub mod samples {
     use mdhub_schema::{Op, SCHEMA_VERSION};
 
     use super::*;

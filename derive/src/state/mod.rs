@@ -20,7 +20,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::config::{HubConfig, SystemConfig};
 use crate::entry::LogPayload;
 use crate::golden::{survivorship, GoldenRecord, QualityIssue, SourceKey};
 use crate::resolve::profile::Profile;
@@ -48,6 +47,25 @@ pub const DEFAULT_CACHE_RECORDS: usize = 10_000;
 /// Namespace of outbound update ids.
 const UPDATE_NS: Uuid = Uuid::from_u128(0x6d64_6875_622d_7570_6461_7465_2d69_6473);
 
+/// A source system as the hub's configuration describes it (`[system.NAME]`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Receive every golden record, not only those it holds a copy of
+    /// (e.g. a data warehouse or an ERP that must know all customers).
+    #[serde(default)]
+    pub receive_all: bool,
+    /// Canonical fields this system stores; it receives updates for these
+    /// only. Empty: all fields of the model.
+    #[serde(default)]
+    pub fields: Vec<String>,
+    /// ISO 3166-1 alpha-2 region for this system's national phone numbers
+    /// ("030 1234567" is read as German with "DE"). Unset: national
+    /// numbers are flagged as quality issues.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
 /// The parts of the configuration derivation depends on. Changing them
 /// changes what a replay derives, like a code change would.
 #[derive(Debug, Clone)]
@@ -60,16 +78,6 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn from_config(config: &HubConfig, models: BTreeMap<String, Model>) -> Self {
-        Rules {
-            models,
-            systems: config.systems.clone(),
-            source_priority: config.survivorship.source_priority.clone(),
-            field_policy: config.survivorship.fields.clone(),
-            matching: MatchRules::from_config(&config.matching),
-        }
-    }
-
     fn policy(&self, model: &Model, field: &str) -> Survivorship {
         self.field_policy
             .get(field)

@@ -73,6 +73,11 @@ pub(super) fn contains_han(s: &str) -> bool {
 /// with a known reading. Polyphonic characters take their most common
 /// reading; names should go through the surname-aware helpers instead.
 pub fn han_to_pinyin(s: &str) -> Option<String> {
+    // Most names are ASCII, which holds no Han character: skip the
+    // per-character table lookups (they showed in the ingest profile).
+    if s.is_ascii() {
+        return None;
+    }
     let mut out = String::with_capacity(s.len() * 2);
     let mut any_han = false;
     let mut gap = false;
