@@ -118,10 +118,10 @@ async fn replace_consumer(
     batch_size: usize,
     start_sequence: u64,
 ) -> Result<jetstream::consumer::PullConsumer, BusError> {
-    let mut wait = Duration::from_millis(100);
-    let mut tries = 1;
-    loop {
-        let replaced = async {
+    retry_setup(
+        "creating the ingest consumer",
+        Duration::from_millis(100),
+        || async {
             match stream.delete_consumer(name).await {
                 Ok(_) => {}
                 Err(e) if e.to_string().contains("not found") => {}
@@ -131,10 +131,32 @@ async fn replace_consumer(
                 .create_consumer(ingest_consumer_config(name, batch_size, start_sequence))
                 .await
                 .map_err(nats("consumer"))
-        };
-        match replaced.await {
-            Err(BusError::Nats(e)) if tries < STREAM_SETUP_TRIES => {
-                warn!("creating the ingest consumer: {e}; trying again in {wait:?}");
+        },
+    )
+    .await
+}
+
+/// Tries of a setup step before the start fails.
+const SETUP_TRIES: u32 = 5;
+
+/// Runs a setup step that is safe to repeat until it succeeds, a NATS error
+/// being tried again after `first_wait`, doubling, `SETUP_TRIES` times in
+/// all; other errors end it at once.
+async fn retry_setup<T, F, Fut>(
+    what: &str,
+    first_wait: Duration,
+    mut step: F,
+) -> Result<T, BusError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BusError>>,
+{
+    let mut wait = first_wait;
+    let mut tries = 1;
+    loop {
+        match step().await {
+            Err(BusError::Nats(e)) if tries < SETUP_TRIES => {
+                warn!("{what}: {e}; trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 tries += 1;
@@ -144,9 +166,6 @@ async fn replace_consumer(
     }
 }
 
-/// Tries of the stream setup before the start fails.
-const STREAM_SETUP_TRIES: u32 = 5;
-
 /// Creates or updates the hub's streams. Returns the publish mode the
 /// server supports (atomic batches on 2.12 and later). A cluster that is
 /// still electing its leaders (or one slow to answer) is given a few tries,
@@ -155,19 +174,10 @@ pub async fn ensure_streams(
     client: &async_nats::Client,
     config: &HubConfig,
 ) -> Result<Mode, BusError> {
-    let mut wait = Duration::from_millis(500);
-    let mut tries = 1;
-    loop {
-        match ensure_streams_once(client, config).await {
-            Err(BusError::Nats(e)) if tries < STREAM_SETUP_TRIES => {
-                warn!("setting up the streams: {e}; trying again in {wait:?}");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                tries += 1;
-            }
-            other => return other,
-        }
-    }
+    retry_setup("setting up the streams", Duration::from_millis(500), || {
+        ensure_streams_once(client, config)
+    })
+    .await
 }
 
 async fn ensure_streams_once(
@@ -505,16 +515,16 @@ pub async fn run_ingest(
     // fsync), then acks batch N.
     let (to_commit, mut checked) = tokio::sync::mpsc::channel::<Checked>(2);
     let dlq_for_commit = dlq_publisher.clone();
-    let mut checking = tokio::spawn(check_stage(
+    let mut checking = Stage(tokio::spawn(check_stage(
         messages,
         hub.read().expect("hub lock").validator(),
         dlq_publisher,
         batch_size,
         Duration::from_millis(config.ingest.linger_ms),
         to_commit,
-    ));
+    )));
     let (to_publish, mut committed) = tokio::sync::mpsc::channel::<Committed>(4);
-    let mut publish_stage = tokio::spawn({
+    let mut publish_stage = Stage(tokio::spawn({
         async move {
             while let Some(batch) = committed.recv().await {
                 if !batch.dead.is_empty() {
@@ -527,7 +537,7 @@ pub async fn run_ingest(
             }
             Ok::<(), BusError>(())
         }
-    });
+    }));
     tokio::pin!(shutdown);
     let mut degraded_at = None;
     let mut check_ended = None;
@@ -631,7 +641,7 @@ pub async fn run_ingest(
     let check_ended = match check_ended {
         Some(ended) => ended,
         None => {
-            checking.abort();
+            checking.0.abort();
             match checking.await {
                 Err(e) if e.is_cancelled() => Ok(Ok(())),
                 other => other,
@@ -653,6 +663,28 @@ pub async fn run_ingest(
     tokio::task::block_in_place(|| hub.write().expect("hub lock").checkpoint())?;
     info!("ingest stopped");
     Ok(())
+}
+
+/// A stage of the ingest loop, spawned as a task of its own and aborted
+/// when the loop is dropped: a loop cancelled from outside (its task
+/// aborted) must not leave its stages running, holding the log open.
+struct Stage<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Stage<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for Stage<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 /// A degraded hub consumes nothing more and keeps serving reads until it is

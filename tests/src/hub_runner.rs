@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use mdhub_connectors::publish::{mode_for_server, OutMessage, Publisher};
 use mdhub_hub::config::HubConfig;
 use mdhub_hub::hub::{Hub, SharedHub};
+use mdhub_hub::log::{EventLog, LogError};
 use mdhub_hub::memory_bus::MemoryBus;
 use mdhub_hub::nats_bus::{ensure_streams, publish_with_retry, run_ingest, BusError};
 use mdhub_hub::serve::rules;
@@ -32,6 +33,7 @@ pub struct InProcessHub {
     pub hub: SharedHub,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), BusError>>,
+    data_dir: PathBuf,
 }
 
 impl InProcessHub {
@@ -61,6 +63,7 @@ impl InProcessHub {
         // Streams exist before start returns, so callers can publish at once.
         ensure_streams(&client, &config).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let data_dir = config.data_dir.clone();
         let task = tokio::spawn({
             let hub = hub.clone();
             async move {
@@ -74,6 +77,7 @@ impl InProcessHub {
             hub,
             stop: Some(stop),
             task,
+            data_dir,
         })
     }
 
@@ -113,10 +117,23 @@ impl InProcessHub {
     }
 
     /// Kills the loop wherever it is (no clean stop, nothing more acked) and
-    /// releases the store so that another hub can open it.
-    pub async fn crash(self) {
+    /// waits until its log is released, so that another hub can open it:
+    /// the loop's stages are tasks of their own, dropped by the runtime
+    /// soon after the loop, not at once.
+    pub async fn crash(self) -> anyhow::Result<()> {
         self.task.abort();
         let _ = self.task.await;
+        drop(self.hub);
+        let dir = self.data_dir;
+        wait_until(
+            "the crashed hub to release its log",
+            Duration::from_secs(30),
+            || {
+                let released = !matches!(EventLog::open(&dir), Err(LogError::InUse { .. }));
+                async move { released }
+            },
+        )
+        .await
     }
 }
 

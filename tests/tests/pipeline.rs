@@ -149,7 +149,7 @@ async fn duplicates_and_redelivery_after_a_consumer_crash_leave_one_entry_each(
         hub.last_seq() >= 500
     })
     .await?;
-    hub.crash().await;
+    hub.crash().await?;
 
     let mut hub = InProcessHub::start(cfg()?).await?;
     for e in &w.events[1_500..] {

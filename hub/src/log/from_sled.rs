@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::{Hash, LogError, Tables, GENESIS};
+use super::{LogError, Tables, GENESIS};
 
 /// The files sled keeps in its directory.
 const SLED_FILES: [&str; 2] = ["conf", "db"];
@@ -35,8 +35,8 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
-/// Copies the sled log in `dir` into a new redb log at `path`, checking
-/// the chain as it goes, and moves sled's files aside.
+/// Copies the sled log in `dir` into a new redb log at `path`, checks the
+/// copy's chain, and moves sled's files aside.
 pub(super) fn migrate(dir: &Path, path: &Path) -> Result<(), LogError> {
     tracing::info!(dir = %dir.display(), "moving the event log of an earlier build from sled to redb");
     let sled = sled::Config::new().path(dir).open().map_err(sled_failed)?;
@@ -48,7 +48,7 @@ pub(super) fn migrate(dir: &Path, path: &Path) -> Result<(), LogError> {
     };
     let _ = std::fs::remove_file(&copying);
     let db = redb::Database::create(&copying).map_err(|e| failed(&e))?;
-    let (mut copied, mut prev): (u64, Hash) = (0, GENESIS);
+    let mut copied = 0;
     let mut entries = log.scan_prefix(b"e");
     loop {
         let txn = db.begin_write()?;
@@ -60,18 +60,11 @@ pub(super) fn migrate(dir: &Path, path: &Path) -> Result<(), LogError> {
                 let (k, v) = kv.map_err(sled_failed)?;
                 let seq = be_u64(&k[1..]).unwrap_or(0);
                 let entry = super::decode(seq, &v)?;
-                if seq != copied + 1 || entry.prev_hash != prev {
-                    return Err(LogError::Damaged {
-                        seq,
-                        reason: "the log of the earlier build breaks its chain here".to_string(),
-                    });
-                }
                 tables.entries.insert(seq, &v[..])?;
                 tables
                     .event_ids
                     .insert(entry.payload.event_id().as_u128(), seq)?;
-                copied = seq;
-                prev = entry.hash;
+                copied += 1;
             }
             if !more {
                 if let Some(p) = log.get(b"p").map_err(sled_failed)? {
@@ -92,6 +85,17 @@ pub(super) fn migrate(dir: &Path, path: &Path) -> Result<(), LogError> {
             break;
         }
         tracing::info!(entries = copied, "moving the event log to redb");
+    }
+    // The copy is checked as the log is: a gap or a broken chain in the
+    // earlier build's log stops the move, naming the entry.
+    let checked = super::verify_chain(&db, 0, GENESIS, u64::MAX)?;
+    if checked != copied {
+        return Err(LogError::Damaged {
+            seq: checked + 1,
+            reason: format!(
+                "the log of the earlier build holds {copied} entries but its chain ends at {checked}"
+            ),
+        });
     }
     drop((log, meta, sled, db));
     std::fs::rename(&copying, path).map_err(|e| failed(&e))?;

@@ -64,6 +64,10 @@ const CHUNK: usize = 4_096;
 pub enum LogError {
     #[error("event log storage: {0}")]
     Storage(String),
+    /// redb holds a lock on the file while it is open: another hub, or
+    /// another `mdhub` command, has this data dir open.
+    #[error("the event log {path} is open in another hub or mdhub command on this data dir; stop it first")]
+    InUse { path: String },
     #[error("event log entry {seq} is damaged: {reason}")]
     Damaged { seq: u64, reason: String },
     /// A file the log keeps beside its store (the saved filter of ids).
@@ -311,7 +315,12 @@ impl EventLog {
         let db = redb::Database::builder()
             .set_cache_size(LOG_CACHE_BYTES)
             .create(&path)
-            .map_err(|e| LogError::Storage(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse {
+                    path: path.display().to_string(),
+                },
+                e => LogError::Storage(format!("opening {}: {e}", path.display())),
+            })?;
         let txn = durable_write(&db)?;
         Tables::open(&txn)?;
         txn.commit()?;
