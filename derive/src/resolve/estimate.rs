@@ -183,8 +183,8 @@ pub fn with_neighbours(
     (u, households)
 }
 
-/// Candidate pairs of `profiles`: pairs that share a block key, each block
-/// read up to `max_block` members as the matcher reads it, each pair once,
+/// Candidate pairs of `profiles`: pairs that share a block key of at most
+/// `max_block` members (the matcher reads no bigger block), each pair once,
 /// as indices into `profiles` (smaller first), ascending.
 pub fn candidate_pairs(profiles: &[&Profile], max_block: usize) -> Vec<(usize, usize)> {
     candidate_pairs_where(&block_keys(profiles), max_block, |_| true)
@@ -206,13 +206,14 @@ fn candidate_pairs_where(
     for (i, ks) in keys.iter().enumerate() {
         for k in ks.iter().filter(|k| keep(k)) {
             let members = blocks.entry(k).or_default();
-            if members.len() < max_block {
+            if members.len() <= max_block {
                 members.push(i);
             }
         }
     }
     let mut pairs: Vec<(usize, usize)> = blocks
         .values()
+        .filter(|m| m.len() <= max_block)
         .flat_map(|m| {
             m.iter()
                 .enumerate()

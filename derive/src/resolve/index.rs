@@ -175,17 +175,23 @@ impl MatchIndex {
         self.blocks.apply(writes)
     }
 
-    /// Source records in the blocks `keys` (a profile's block keys): at most
-    /// `max_block` per block, the earliest indexed first.
+    /// Source records in the blocks `keys` (a profile's block keys). A
+    /// block over the cap (`max_block` members) gives none: its key is too
+    /// common to tell records apart (a family name's sound in a big city),
+    /// and reading its first members would compare every later record with
+    /// the same early arrivals, work that grows with the data and finds a
+    /// match only by chance. The record's other, narrower keys find its
+    /// matches.
     pub fn candidates(&mut self, keys: &[String]) -> Result<Candidates, StoreError> {
         let mut sources = Vec::new();
         let mut capped_blocks = 0;
         let max_block = self.max_block;
         for key in keys {
             let list = self.block(key)?;
-            sources.extend(list.iter().take(max_block));
             if list.len() > max_block {
                 capped_blocks += 1;
+            } else {
+                sources.extend_from_slice(list);
             }
         }
         sources.sort_unstable();
@@ -272,8 +278,10 @@ mod tests {
         // go to the table and come back: the answers must not change.
         let storage = crate::store::MemoryStorage::shared();
         let table = |name| storage.table(name).unwrap();
-        let mut tiny = MatchIndex::with_cache_generation(4, table("tiny"), 3);
-        let mut big = MatchIndex::with_cache_generation(4, table("big"), 1_000_000);
+        // Blocks of 6 at most: the email blocks stay under the cap, the
+        // phone blocks go over it.
+        let mut tiny = MatchIndex::with_cache_generation(6, table("tiny"), 3);
+        let mut big = MatchIndex::with_cache_generation(6, table("big"), 1_000_000);
         let mut before: Vec<Option<Profile>> = vec![None; 40];
         for round in 0..3 {
             for i in 0..40 {
@@ -290,6 +298,28 @@ mod tests {
             }
         }
         let everything = profile(0, 0).block_keys();
-        assert!(!big.candidates(&everything).unwrap().sources.is_empty());
+        let candidates = big.candidates(&everything).unwrap();
+        assert!(!candidates.sources.is_empty());
+        assert!(candidates.capped_blocks > 0);
+    }
+
+    #[test]
+    fn a_block_over_the_cap_gives_no_candidates() {
+        let storage = crate::store::MemoryStorage::shared();
+        let mut index = MatchIndex::new(3, storage.table("blocks").unwrap());
+        let keys = |k: &str| vec![k.to_string()];
+        for i in 0..3 {
+            index.put(i, None, &profile(i, 0), &keys("common")).unwrap();
+        }
+        index.put(10, None, &profile(10, 0), &keys("rare")).unwrap();
+        let at_cap = index.candidates(&keys("common")).unwrap();
+        assert_eq!(at_cap.sources, vec![0, 1, 2]);
+        assert_eq!(at_cap.capped_blocks, 0);
+        index.put(3, None, &profile(3, 0), &keys("common")).unwrap();
+        let both = index
+            .candidates(&["common".to_string(), "rare".to_string()])
+            .unwrap();
+        assert_eq!(both.sources, vec![10], "the block over the cap is not read");
+        assert_eq!(both.capped_blocks, 1);
     }
 }

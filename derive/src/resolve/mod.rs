@@ -126,8 +126,8 @@ pub struct Resolver {
     /// Derived from the log like everything here, and left out of the state
     /// hash: the review tasks it opened are in it.
     merges_prevented: u64,
-    /// Blocks over `max_block` that candidate lookups met (only the first
-    /// `max_block` members were read). Left out of the state hash too.
+    /// Blocks over `max_block` that candidate lookups met (none of their
+    /// members were read). Left out of the state hash too.
     blocks_capped: u64,
     /// Golden records a steward merged or split: re-resolution leaves them
     /// as the steward made them.

@@ -175,7 +175,7 @@ impl Profile {
         // the birth year; the birth date with a name initial, and alone.
         // Family and given name both take each role, so that swapped names
         // still meet (not with the city: a given name's sound in a city
-        // is a block of strangers, read up to `max_block` for nothing).
+        // is a block of strangers, soon over `max_block` and not read).
         let names: Vec<&String> = [&self.family, &self.given].into_iter().flatten().collect();
         let sounds: Vec<String> = names
             .iter()
@@ -201,8 +201,8 @@ impl Profile {
             // The full name as written (letters and digits, any case, in
             // either order): sound keys drop digits and fold alike-sounding
             // names together, so many different names can fill one sound
-            // block past `max_block`; records with the same full name still
-            // meet in this one.
+            // block past `max_block` (no longer read); records with the
+            // same full name still meet in this one.
             let (a, b) = (exact_key(family), exact_key(given));
             if !a.is_empty() && !b.is_empty() {
                 let (x, y) = if a <= b { (a, b) } else { (b, a) };

@@ -241,8 +241,8 @@ pub struct MatchConfig {
     #[serde(default = "default_matches_per_record")]
     pub matches_per_record: f64,
     /// Largest block the matcher reads; bigger blocks (a common name in a
-    /// big city, a shared switchboard number) are capped and counted in
-    /// `mdhub_match_blocks_capped_total`.
+    /// big city, a shared switchboard number) are not read, only counted
+    /// in `mdhub_match_blocks_capped_total`.
     #[serde(default = "default_max_block")]
     pub max_block: usize,
     /// The hub trains its match model by itself (`resolve::trained`) when
