@@ -169,6 +169,16 @@ pub trait Source: Send {
     fn marks_own_writes(&self) -> bool {
         false
     }
+
+    /// Whether the next `next` hands out a transaction that an earlier
+    /// read already fetched (a poll returns a page of changes, handed out
+    /// one by one). The runner stamps each read of a source that reads the
+    /// current state with the writes noted when it began; a transaction
+    /// from an earlier read keeps that read's stamp, or the writes noted
+    /// since would count as in its view.
+    fn has_buffered(&self) -> bool {
+        false
+    }
 }
 
 /// Write-back to one system.

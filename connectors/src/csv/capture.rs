@@ -283,4 +283,8 @@ impl Source for CsvFileSource {
     fn reads_ahead(&self) -> bool {
         false
     }
+
+    fn has_buffered(&self) -> bool {
+        !self.queue.is_empty()
+    }
 }

@@ -336,4 +336,8 @@ impl Source for HttpSource {
         let cursor = PollCursor::from_value(cursor.clone())?;
         self.known.confirm(cursor.seq)
     }
+
+    fn has_buffered(&self) -> bool {
+        !self.queue.is_empty()
+    }
 }

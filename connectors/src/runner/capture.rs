@@ -114,6 +114,9 @@ impl Reader {
             // A cursor handed out and not confirmed yet, for a source that
             // does not read ahead.
             let mut unconfirmed = false;
+            // The writes noted when the read that fetched the next
+            // transaction began.
+            let mut began = 0;
             loop {
                 if unconfirmed && confirmed.changed().await.is_err() {
                     return;
@@ -128,7 +131,9 @@ impl Reader {
                         }
                     }
                 }
-                let began = writes.load(Ordering::SeqCst);
+                if !source.has_buffered() {
+                    began = writes.load(Ordering::SeqCst);
+                }
                 let read = source.next().await;
                 if !reads_ahead {
                     unconfirmed = matches!(&read, Ok(Some(tx)) if tx.cursor.is_some());
@@ -355,5 +360,75 @@ impl Shared {
     pub(super) fn away(&self, what: &str, detail: &str) {
         M::add(&self.metrics.errors, 1);
         warn!(system = %self.system, "{what}: {detail}; retrying with backoff");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Fetches two transactions per read, as a poll fetches a page, and
+    /// notes a write-back write after handing each out.
+    struct TwoPerRead {
+        writes: Arc<AtomicU64>,
+        fetched: VecDeque<CapturedTx>,
+        reads: u32,
+    }
+
+    fn tx() -> CapturedTx {
+        CapturedTx {
+            changes: Vec::new(),
+            cursor: None,
+            position: "p".to_string(),
+            committed_at: None,
+            own_write: false,
+            load: None,
+        }
+    }
+
+    impl Source for TwoPerRead {
+        async fn next(&mut self) -> Result<Option<CapturedTx>, ConnectorError> {
+            if self.fetched.is_empty() {
+                if self.reads == 2 {
+                    return Ok(None);
+                }
+                self.reads += 1;
+                self.fetched.extend([tx(), tx()]);
+            }
+            let tx = self.fetched.pop_front();
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(tx)
+        }
+
+        async fn confirm(&mut self, _: &Cursor) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+
+        fn has_buffered(&self) -> bool {
+            !self.fetched.is_empty()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_fetched_by_an_earlier_read_keeps_that_reads_stamp() {
+        let writes = Arc::new(AtomicU64::new(0));
+        let source = TwoPerRead {
+            writes: Arc::clone(&writes),
+            fetched: VecDeque::new(),
+            reads: 0,
+        };
+        let mut reader = Reader::spawn(source, writes);
+        let mut stamps = Vec::new();
+        while let Some((read, began)) = reader.reads.recv().await {
+            if read.expect("reads").is_none() {
+                break;
+            }
+            stamps.push(began);
+        }
+        // The second transaction of each read was fetched before the write
+        // noted after the first was handed out.
+        assert_eq!(stamps, vec![0, 0, 2, 2]);
     }
 }
