@@ -321,9 +321,19 @@ impl EventLog {
                 },
                 e => LogError::Storage(format!("opening {}: {e}", path.display())),
             })?;
-        let txn = durable_write(&db)?;
-        Tables::open(&txn)?;
-        txn.commit()?;
+        // A new file gets its tables; an existing one is not written to
+        // (a read-only command on the log writes nothing).
+        let has_tables = {
+            let read = db.begin_read()?;
+            read.open_table(ENTRIES).is_ok()
+                && read.open_table(EVENT_IDS).is_ok()
+                && read.open_table(META).is_ok()
+        };
+        if !has_tables {
+            let txn = durable_write(&db)?;
+            Tables::open(&txn)?;
+            txn.commit()?;
+        }
         let entries = db.begin_read()?.open_table(ENTRIES)?;
         let (last_seq, last_hash) = match entries.last()? {
             Some((k, v)) => {
