@@ -272,17 +272,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
-    let mut all = Vec::new();
-    for customers in sizes {
-        eprintln!("scale: {customers} customers");
-        all.push(run(customers, reads));
-    }
+    // A row as soon as its size is done: a long run stopped part-way keeps
+    // the sizes it finished.
     println!("scale benchmark (in process, redb derived store, default [store] settings)");
     println!(
         "| customers | events | golden | events/s | first 10% | last 10% | peak RSS MiB | stop checkpoint s | restart s | cold read p50/p99 ms | repeat read p50/p99 ms | restart after kill s (tail entries) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for f in &all {
+    for customers in sizes {
+        eprintln!("scale: {customers} customers");
+        let f = run(customers, reads);
         println!(
             "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} ({}) |",
             f.customers,
@@ -301,5 +300,6 @@ fn main() {
             f.kill_restart,
             f.kill_tail
         );
+        std::io::Write::flush(&mut std::io::stdout()).expect("stdout");
     }
 }
