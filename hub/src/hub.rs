@@ -697,6 +697,7 @@ fn report_match_counters(state: &State) {
     let resolver = state.resolver();
     metrics::counter!("mdhub_match_merges_prevented_total").absolute(resolver.merges_prevented());
     metrics::counter!("mdhub_match_blocks_capped_total").absolute(resolver.blocks_capped());
+    metrics::counter!("mdhub_match_candidates_total").absolute(resolver.candidates_compared());
 }
 
 /// The derived state store `config` asks for: redb in `<dir>/derived.redb`,

@@ -3,6 +3,18 @@
 //! plus edits of 20% of them; then stopped and restarted on its
 //! checkpoint, and killed and restarted on the checkpoint before.
 //!
+//! The customers' names and places are drawn so that the matcher's blocks
+//! hold about as many records at every size: given names from a list of
+//! 100 common ones, family names built from syllables (about 10,000
+//! sounds, as a real customer base has thousands of surnames), 90,000
+//! postcodes and 900 cities. So the rate as the hub fills measures the
+//! store and the caches, not blocks that grow with the data: a block
+//! grows until it reaches `max_block` and is no longer read, and with
+//! names that all sound alike (an earlier version of this benchmark) that
+//! growth alone cut the rate to a third between 100,000 and 1,000,000
+//! customers. `candidates/event` in the report says how many records each
+//! event was compared with.
+//!
 //! Run with `cargo bench -p mdhub-tests --bench scale`. Parameters from the
 //! environment: `MDHUB_SCALE_CUSTOMERS` (comma-separated sizes, default
 //! `100000`), `MDHUB_SCALE_READS` (golden records read after each restart,
@@ -33,6 +45,8 @@ use mdhub_hub::hub::Hub;
 use mdhub_hub::memory_bus::MemoryBus;
 use mdhub_schema::{ChangeEvent, Limits, Op, SCHEMA_VERSION};
 use mdhub_tests::bench_stats::peak_rss_mib;
+use mdhub_tests::er_generator::names::GIVEN_DE;
+use mdhub_tests::er_generator::rng::mix;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -41,7 +55,43 @@ use uuid::Uuid;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SYSTEMS: [&str; 3] = ["erp", "crm", "oa"];
-const CITIES: [&str; 6] = ["Berlin", "Hamburg", "München", "Köln", "Leipzig", "Dresden"];
+/// Postcodes: customer `c` lives in `10000 + c % POSTCODES`.
+const POSTCODES: u64 = 89_999;
+/// Cities: a postcode lies in one of them, 100 postcodes each.
+const CITIES: u64 = 900;
+
+/// Customer `c`'s given name: one of 100 common names, drawn by a hash of
+/// `c` so that it does not follow the postcode.
+fn given_name(c: u64) -> &'static str {
+    GIVEN_DE[(mix(c ^ 0x6769_7665) % GIVEN_DE.len() as u64) as usize]
+}
+
+/// Customer `c`'s family name: four syllables from a hash of `c`. The
+/// consonants are ten that sound different, so the names have about
+/// 10,000 sounds (the matcher's sound key keeps four consonants).
+fn family_name(c: u64) -> String {
+    const CONSONANTS: &[u8] = b"bdfklmnprs";
+    const VOWELS: &[u8] = b"aeiou";
+    let mut h = mix(c ^ 0x6661_6d69);
+    let mut name = String::new();
+    for _ in 0..4 {
+        name.push(CONSONANTS[(h % 10) as usize] as char);
+        h /= 10;
+        name.push(VOWELS[(h % 5) as usize] as char);
+        h /= 5;
+    }
+    let mut chars = name.chars();
+    let first = chars.next().expect("four syllables").to_ascii_uppercase();
+    std::iter::once(first).chain(chars).collect()
+}
+
+/// The city system `system` holds for customer `c`: the postcode's city,
+/// and for the second and third system sometimes the next one (systems
+/// disagree, so survivorship has conflicts to resolve).
+fn city(c: u64, system: u64) -> String {
+    let shift = u64::from(mix(c ^ system).is_multiple_of(4)) * system;
+    format!("Stadt {}", ((c % POSTCODES) / 100 + shift) % CITIES)
+}
 
 fn config() -> HubConfig {
     HubConfig::parse(
@@ -58,13 +108,13 @@ fn event(n: u64, system: usize, c: u64, city: &str) -> ChangeEvent {
         "email".into(),
         json!(format!("customer{c}@example{}.com", c % 97)),
     );
-    fields.insert("given_name".into(), json!(format!("Given{c}")));
-    fields.insert("family_name".into(), json!(format!("Family{}", c % 5_000)));
+    fields.insert("given_name".into(), json!(given_name(c)));
+    fields.insert("family_name".into(), json!(family_name(c)));
     fields.insert("phone".into(), json!(format!("+49 30 {:08}", c)));
     fields.insert("city".into(), json!(city));
     fields.insert(
         "postal_code".into(),
-        json!(format!("{:05}", 10_000 + c % 89_999)),
+        json!(format!("{:05}", 10_000 + c % POSTCODES)),
     );
     fields.insert("country".into(), json!("DE"));
     ChangeEvent {
@@ -89,12 +139,12 @@ fn events(from: u64, to: u64, n: &mut u64) -> Vec<ChangeEvent> {
     for c in from..to {
         for s in 0..SYSTEMS.len() {
             *n += 1;
-            out.push(event(*n, s, c, CITIES[(c as usize + s) % CITIES.len()]));
+            out.push(event(*n, s, c, &city(c, s as u64)));
         }
     }
     for c in (from..to).filter(|c| c % 5 == 0) {
         *n += 1;
-        out.push(event(*n, (c % 3) as usize, c, "Edited"));
+        out.push(event(*n, (c % 3) as usize, c, &city(c + 100, 0)));
     }
     out
 }
@@ -123,6 +173,9 @@ struct Figures {
     rate: f64,
     first_rate: f64,
     last_rate: f64,
+    /// Records compared per event over the first and the last 10%.
+    first_candidates: f64,
+    last_candidates: f64,
     peak_rss: f64,
     stop_checkpoint: f64,
     restart: f64,
@@ -151,9 +204,12 @@ fn run(customers: u64, reads: usize) -> Figures {
     let chunk = 2_000u64;
     let mut n = 0u64;
     let started = Instant::now();
+    let compared = |hub: &Hub| hub.state().resolver().candidates_compared() as f64;
     let mut first_rate = 0.0;
+    let mut first_candidates = 0.0;
     let mut last_started = None;
     let mut last_from = 0;
+    let mut last_compared = 0.0;
     let mut reported = Instant::now();
     let mut c = 0;
     while c < customers {
@@ -162,16 +218,19 @@ fn run(customers: u64, reads: usize) -> Figures {
         if last_started.is_none() && n >= total * 9 / 10 {
             last_started = Some(Instant::now());
             last_from = n;
+            last_compared = compared(&hub);
         }
         pump(&mut bus, &mut hub, &batch);
         if first_rate == 0.0 && n >= total / 10 {
             first_rate = n as f64 / started.elapsed().as_secs_f64();
+            first_candidates = compared(&hub) / n as f64;
         }
         if reported.elapsed().as_secs() >= 10 {
             reported = Instant::now();
             eprintln!(
-                "  {customers}: {n} of {total} events, {:.0}/s, peak RSS {:.0} MiB",
+                "  {customers}: {n} of {total} events, {:.0}/s, {:.1} candidates/event, peak RSS {:.0} MiB",
                 n as f64 / started.elapsed().as_secs_f64(),
+                compared(&hub) / n as f64,
                 peak_rss_mib()
             );
         }
@@ -180,6 +239,7 @@ fn run(customers: u64, reads: usize) -> Figures {
     let seconds = started.elapsed().as_secs_f64();
     let last_rate =
         last_started.map_or(0.0, |s| (n - last_from) as f64 / s.elapsed().as_secs_f64());
+    let last_candidates = (compared(&hub) - last_compared) / (n - last_from).max(1) as f64;
     let golden = hub.state().golden_count();
 
     let checkpointing = Instant::now();
@@ -245,6 +305,8 @@ fn run(customers: u64, reads: usize) -> Figures {
         rate: total as f64 / seconds,
         first_rate,
         last_rate,
+        first_candidates,
+        last_candidates,
         peak_rss: peak_rss_mib(),
         stop_checkpoint,
         restart,
@@ -276,20 +338,22 @@ fn main() {
     // the sizes it finished.
     println!("scale benchmark (in process, redb derived store, default [store] settings)");
     println!(
-        "| customers | events | golden | events/s | first 10% | last 10% | peak RSS MiB | stop checkpoint s | restart s | cold read p50/p99 ms | repeat read p50/p99 ms | restart after kill s (tail entries) |"
+        "| customers | events | golden | events/s | first 10% | last 10% | candidates/event first / last 10% | peak RSS MiB | stop checkpoint s | restart s | cold read p50/p99 ms | repeat read p50/p99 ms | restart after kill s (tail entries) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for customers in sizes {
         eprintln!("scale: {customers} customers");
         let f = run(customers, reads);
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} ({}) |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.1} / {:.1} | {:.0} | {:.2} | {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} ({}) |",
             f.customers,
             f.events,
             f.golden,
             f.rate,
             f.first_rate,
             f.last_rate,
+            f.first_candidates,
+            f.last_candidates,
             f.peak_rss,
             f.stop_checkpoint,
             f.restart,

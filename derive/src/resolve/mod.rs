@@ -129,6 +129,9 @@ pub struct Resolver {
     /// Blocks over `max_block` that candidate lookups met (none of their
     /// members were read). Left out of the state hash too.
     blocks_capped: u64,
+    /// Source records that candidate lookups gave to be scored (the
+    /// matcher's work per event). Left out of the state hash too.
+    candidates_compared: u64,
     /// Golden records a steward merged or split: re-resolution leaves them
     /// as the steward made them.
     pinned: BTreeSet<Uuid>,
@@ -162,6 +165,7 @@ impl Resolver {
             last_trained: 0,
             merges_prevented: 0,
             blocks_capped: 0,
+            candidates_compared: 0,
             pinned: BTreeSet::new(),
             reresolution: None,
         })
@@ -228,6 +232,12 @@ impl Resolver {
         self.blocks_capped
     }
 
+    /// How many source records candidate lookups gave to be compared since
+    /// the start of the log.
+    pub fn candidates_compared(&self) -> u64 {
+        self.candidates_compared
+    }
+
     /// Did a steward decide that `a` and `b` are different customers?
     pub fn is_distinct(&self, a: Uuid, b: Uuid) -> bool {
         self.distinct.contains(&(a.min(b), a.max(b)))
@@ -255,6 +265,7 @@ impl Resolver {
             let keys = profile.block_keys();
             let candidates = self.index.candidates(&keys)?;
             self.blocks_capped += candidates.capped_blocks as u64;
+            self.candidates_compared += candidates.sources.len() as u64;
             for other in candidates.sources {
                 if other == no {
                     continue;

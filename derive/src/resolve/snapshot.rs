@@ -36,6 +36,7 @@ struct Borrowed<'a> {
     last_trained: u64,
     merges_prevented: u64,
     blocks_capped: u64,
+    candidates_compared: u64,
     pinned: &'a BTreeSet<Uuid>,
     reresolution: &'a Option<Pending>,
 }
@@ -51,6 +52,7 @@ struct Owned {
     last_trained: u64,
     merges_prevented: u64,
     blocks_capped: u64,
+    candidates_compared: u64,
     pinned: BTreeSet<Uuid>,
     reresolution: Option<Pending>,
 }
@@ -71,6 +73,7 @@ impl Resolver {
             last_trained: self.last_trained,
             merges_prevented: self.merges_prevented,
             blocks_capped: self.blocks_capped,
+            candidates_compared: self.candidates_compared,
             pinned: &self.pinned,
             reresolution: &self.reresolution,
         };
@@ -114,6 +117,7 @@ impl Resolver {
             last_trained: owned.last_trained,
             merges_prevented: owned.merges_prevented,
             blocks_capped: owned.blocks_capped,
+            candidates_compared: owned.candidates_compared,
             pinned: owned.pinned,
             reresolution: owned.reresolution,
         })

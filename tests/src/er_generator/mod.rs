@@ -21,7 +21,7 @@ mod companies;
 mod corrupt;
 mod eval;
 mod layout;
-mod names;
+pub mod names;
 mod people;
 mod phone;
 mod places;
