@@ -52,6 +52,37 @@ pub struct HubConfig {
     /// API tokens. Only SHA-256 hashes are stored here.
     #[serde(default, rename = "token")]
     pub tokens: Vec<TokenConfig>,
+    /// Signed checkpoints of the log's head.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// Signed checkpoints of the log's head, which let an auditor show later
+/// that no entry was removed or rewritten (see `mdhub audit keygen` and
+/// `mdhub audit verify`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The Ed25519 key file that signs checkpoints (`mdhub audit keygen`
+    /// writes one). None: the hub signs no checkpoints.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Log entries between two signed checkpoints.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key: None,
+            checkpoint_every: default_checkpoint_every(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -15,6 +15,8 @@
 //!   ack after flush, publishing outbound and DLQ messages.
 //! - `memory_bus`: the in-process adapter for `demo` and single-process runs.
 //! - `api`: the HTTP API (axum) over the state, with bearer-token roles.
+//! - `audit`: signed checkpoints of the log's head, and the auditor's check
+//!   of a log against its chain and those checkpoints.
 //! - `config`: the hub's TOML configuration.
 //! - `serve`: `mdhub serve`, wiring the NATS adapter and the API together.
 //! - `connector_run`: `mdhub connector run`, one connector (crate
@@ -22,6 +24,7 @@
 //! - `demo`: `mdhub demo`.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod connector_run;
 pub mod demo;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use mdhub_hub::audit::command as audit;
 use mdhub_hub::config::{token_hash, HubConfig};
 use mdhub_hub::state::State;
 use mdhub_hub::{demo, hub, serve};
@@ -80,10 +81,47 @@ enum ConnectorCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain and the event-id index of the log.
+    /// Verify the log: its hash chain and event-id index, the signed
+    /// checkpoints of its head (so that a log cut short or rewritten is
+    /// caught), and that a replay gives the hub's state. Exits non-zero
+    /// naming the first bad entry. Run it with the hub stopped, or on a copy.
     Verify {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Hub configuration (the rules the replay derives with).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A checkpoint file to check the log against, e.g. the copy an
+        /// auditor kept (repeatable; default: the data dir's own
+        /// checkpoints.jsonl).
+        #[arg(long)]
+        checkpoints: Vec<PathBuf>,
+        /// The signing key's public key, in hex or in a file (keygen's
+        /// `.pub`). Without it, signatures are checked with the keys the
+        /// checkpoints name.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Skip the replay (it derives the whole log again).
+        #[arg(long)]
+        no_replay: bool,
+    },
+    /// Write a new Ed25519 key for signing checkpoints, and its public key
+    /// beside it (`FILE.pub`).
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a checkpoint of the log's head now, with the hub stopped (a
+    /// running hub: `POST /v1/admin/audit/checkpoints`). Appends it to the
+    /// data dir's checkpoints.jsonl and prints it.
+    Checkpoint {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The signing key (default: [audit] signing_key of the config).
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
     /// Rebuild the state from the log alone in a fresh directory and print the state hash.
     Replay {
@@ -218,15 +256,34 @@ async fn main() -> anyhow::Result<()> {
         } => mdhub_hub::connector_run::run(&config, nats).await,
         Command::Demo { nats } => demo::run(nats.as_deref()).await,
         Command::Audit { command } => match command {
-            AuditCommand::Verify { data_dir } => {
-                let log = mdhub_hub::log::EventLog::open(&data_dir)
-                    .with_context(|| format!("opening {}", data_dir.display()))?;
-                let n = log.verify()?;
-                println!(
-                    "ok: {n} entries, hash chain intact, head {}",
-                    hex::encode(log.last_hash())
-                );
-                Ok(())
+            AuditCommand::Verify {
+                data_dir,
+                config,
+                checkpoints,
+                public_key,
+                no_replay,
+            } => {
+                let (cfg, path) = load_config(config.as_deref())?;
+                let rules = serve::rules(&cfg, &path)?;
+                let options = audit::VerifyOptions {
+                    checkpoints,
+                    public_key,
+                    replay: !no_replay,
+                };
+                audit::verify(&data_dir, &options, &cfg, config.is_some(), rules)
+            }
+            AuditCommand::Keygen { out } => audit::keygen(&out),
+            AuditCommand::Checkpoint {
+                config,
+                data_dir,
+                key,
+            } => {
+                let (cfg, path) = load_config(config.as_deref())?;
+                let rules = serve::rules(&cfg, &path)?;
+                let key = key.or_else(|| cfg.audit.signing_key.clone()).context(
+                    "no signing key: pass --key FILE or set [audit] signing_key in the config",
+                )?;
+                audit::checkpoint(&data_dir, &key, &cfg, rules)
             }
             AuditCommand::Replay {
                 config,

@@ -36,6 +36,10 @@ use crate::state::Outbound;
 pub const IN_STREAM: &str = "MDHUB_IN";
 pub const OUT_STREAM: &str = "MDHUB_OUT";
 pub const DLQ_STREAM: &str = "MDHUB_DLQ";
+/// Signed checkpoints of the log's head (`[audit]`): a copy off the hub's
+/// disk, created only by a hub with a signing key.
+pub const AUDIT_STREAM: &str = "MDHUB_AUDIT";
+pub const AUDIT_SUBJECT: &str = "mdhub.audit.checkpoint";
 
 /// JetStream's duplicate window on `MDHUB_IN`: the shortest the server
 /// takes (100 ms), so that Nats-Msg-Id drops next to nothing the hub
@@ -191,30 +195,35 @@ async fn ensure_streams_once(
     }
     let js = jetstream::new(client.clone());
     let base = stream_settings(config, mode);
-    // MDHUB_IN is what a hub is rebuilt from: the hub creates it when it is
-    // missing and never changes it (a changed retention could expire what
-    // no copy holds); its limits are the administrator's, and the shipped
-    // broker permissions refuse the hub an update.
-    match js.get_stream(IN_STREAM).await {
-        Ok(_) => {}
-        Err(e)
-            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
-        {
-            js.create_stream(stream::Config {
-                name: IN_STREAM.to_string(),
-                subjects: vec!["mdhub.in.>".to_string()],
-                // The server's own dedupe by Nats-Msg-Id would drop a second
-                // event with the same id unseen, whatever its content: the
-                // hub's event-id index decides instead (a byte-identical copy
-                // is a no-op, other content is a `conflicting_duplicate`).
-                duplicate_window: IN_DUPLICATE_WINDOW,
+    // MDHUB_IN is what a hub is rebuilt from, MDHUB_AUDIT what its log is
+    // checked against: the hub creates them when missing and never changes
+    // them (a changed retention could expire what no copy holds); their
+    // limits are the administrator's, and the shipped broker permissions
+    // refuse the hub an update.
+    create_if_missing(
+        &js,
+        stream::Config {
+            name: IN_STREAM.to_string(),
+            subjects: vec!["mdhub.in.>".to_string()],
+            // The server's own dedupe by Nats-Msg-Id would drop a second
+            // event with the same id unseen, whatever its content: the
+            // hub's event-id index decides instead (a byte-identical copy
+            // is a no-op, other content is a `conflicting_duplicate`).
+            duplicate_window: IN_DUPLICATE_WINDOW,
+            ..base.clone()
+        },
+    )
+    .await?;
+    if config.audit.signing_key.is_some() {
+        create_if_missing(
+            &js,
+            stream::Config {
+                name: AUDIT_STREAM.to_string(),
+                subjects: vec!["mdhub.audit.>".to_string()],
                 ..base.clone()
-            })
-            .await
-            .map_err(nats(IN_STREAM))?;
-        }
-        Err(e) => return Err(BusError::Nats(format!("{IN_STREAM}: {e}"))),
+            },
+        )
+        .await?;
     }
     for (name, subjects) in [
         (
@@ -233,6 +242,46 @@ async fn ensure_streams_once(
     }
     info!(server_version = %version, ?mode, replicas = config.stream.replicas, "streams ready");
     Ok(mode)
+}
+
+/// Creates the stream `config` describes unless one of its name exists.
+async fn create_if_missing(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<(), BusError> {
+    let name = config.name.clone();
+    match js.get_stream(&name).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            js.create_stream(config).await.map_err(nats(&name))?;
+            Ok(())
+        }
+        Err(e) => Err(BusError::Nats(format!("{name}: {e}"))),
+    }
+}
+
+/// Publishes a signed checkpoint to `MDHUB_AUDIT` and waits for the
+/// stream's ack. The message id is the checkpoint's signature, so that a
+/// retry stores it once.
+pub async fn publish_checkpoint(
+    js: &jetstream::Context,
+    checkpoint: &crate::audit::signing::SignedCheckpoint,
+) -> Result<(), BusError> {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        checkpoint.signature.as_str(),
+    );
+    let body = serde_json::to_vec(checkpoint).expect("a checkpoint serializes");
+    js.publish_with_headers(AUDIT_SUBJECT, headers, body.into())
+        .await
+        .map_err(nats(AUDIT_STREAM))?
+        .await
+        .map_err(nats(AUDIT_STREAM))?;
+    Ok(())
 }
 
 /// The DLQ subject for a message that arrived on `subject`:

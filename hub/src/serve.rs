@@ -12,6 +12,8 @@ use tower::ServiceExt;
 use tracing::info;
 
 use crate::api::{router, ApiError, ApiState};
+use crate::audit::signer::CheckpointSigner;
+use crate::audit::signing::AuditKey;
 use crate::config::HubConfig;
 use crate::hub::{Hub, Progress, SharedHub};
 use crate::nats_bus::run_ingest;
@@ -40,6 +42,16 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let limits = Limits {
         max_event_bytes: config.ingest.max_event_bytes,
+    };
+    let signer = match &config.audit.signing_key {
+        Some(path) => {
+            let key = AuditKey::load(path)?;
+            let signer =
+                CheckpointSigner::new(key, &config.data_dir, config.audit.checkpoint_every)?;
+            info!(public_key = %signer.public_hex(), every = config.audit.checkpoint_every, "signing checkpoints of the log's head");
+            Some(Arc::new(signer))
+        }
+        None => None,
     };
     // The API listens from the start: while the hub derives its log it
     // answers every request 503 with how far derivation has got.
@@ -75,7 +87,15 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         tokens: Arc::new(config.tokens.clone()),
         metrics: Some(metrics),
         actions: crate::api::ActionSink::Nats(Box::new(async_nats::jetstream::new(client.clone()))),
+        audit: signer.clone(),
     }));
+    let signing = signer.clone().map(|signer| {
+        tokio::spawn(sign_checkpoints(
+            hub.clone(),
+            signer,
+            async_nats::jetstream::new(client.clone()),
+        ))
+    });
 
     let shutdown = async move {
         tokio::select! {
@@ -84,9 +104,64 @@ pub async fn serve(config: HubConfig, config_path: &str) -> anyhow::Result<()> {
         }
         info!("shutting down");
     };
-    let result = run_ingest(hub, client, &config, pending, shutdown).await;
+    let result = run_ingest(hub.clone(), client.clone(), &config, pending, shutdown).await;
     api_task.abort();
+    if let (Some(signing), Some(signer)) = (signing, signer) {
+        signing.abort();
+        // The head as the hub stops, and whatever the loop had not sent.
+        let js = async_nats::jetstream::new(client);
+        sign_when_due(&hub, &signer, true).await;
+        publish_signed(&signer, &js).await;
+    }
     result.map_err(Into::into)
+}
+
+/// Signs a checkpoint every `[audit] checkpoint_every` entries and
+/// publishes each to `MDHUB_AUDIT`. A checkpoint that could not be
+/// published is sent again on the next round.
+async fn sign_checkpoints(
+    hub: SharedHub,
+    signer: Arc<CheckpointSigner>,
+    js: async_nats::jetstream::Context,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        sign_when_due(&hub, &signer, false).await;
+        publish_signed(&signer, &js).await;
+    }
+}
+
+/// Signs the log's head if `checkpoint_every` entries came since the last
+/// checkpoint, or if `any_new` and any did.
+async fn sign_when_due(hub: &SharedHub, signer: &Arc<CheckpointSigner>, any_new: bool) {
+    let (hub, signer) = (hub.clone(), Arc::clone(signer));
+    let signed = tokio::task::spawn_blocking(move || {
+        let hub = hub.read().unwrap_or_else(|p| p.into_inner());
+        let last = hub.log().last_seq();
+        let due = signer.due(last) || (any_new && signer.behind(last));
+        due.then(|| signer.sign_now(&hub)).transpose()
+    })
+    .await;
+    match signed {
+        Ok(Ok(Some(c))) => {
+            info!(seq = c.seq, head = %c.head, "signed a checkpoint of the log's head")
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "could not sign a checkpoint of the log's head"),
+        Err(e) => tracing::error!(error = %e, "the checkpoint signer failed"),
+    }
+}
+
+async fn publish_signed(signer: &CheckpointSigner, js: &async_nats::jetstream::Context) {
+    let mut pending = signer.take_unpublished().into_iter();
+    while let Some(c) = pending.next() {
+        if let Err(e) = crate::nats_bus::publish_checkpoint(js, &c).await {
+            tracing::warn!(seq = c.seq, error = %e, "could not publish a signed checkpoint; retrying later");
+            signer.requeue(std::iter::once(c).chain(pending).collect());
+            return;
+        }
+    }
 }
 
 /// Every request while the hub starts: the API once it is up, else 503

@@ -118,6 +118,7 @@ fn fixture(with_metrics: bool) -> Fixture {
             token("dana", Role::Steward, STEWARD),
         ]),
         metrics,
+        audit: None,
     });
     Fixture {
         _dir: dir,

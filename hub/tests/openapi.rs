@@ -115,6 +115,7 @@ fn app() -> (tempfile::TempDir, Router) {
         tokens: Arc::new(tokens),
         metrics: None,
         actions: ActionSink::Direct,
+        audit: None,
     });
     (dir, app)
 }

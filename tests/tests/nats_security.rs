@@ -30,8 +30,13 @@ struct Setup {
 async fn start() -> anyhow::Result<Setup> {
     let nats = SecureNats::start()?;
     let data = tempfile::tempdir()?;
+    // With a signing key the hub also creates MDHUB_AUDIT, with its own
+    // credentials (the key file is not read by the in-process hub).
     let toml = format!(
         r#"
+        [audit]
+        signing_key = "{}"
+
         [nats]
         user = "hub"
         password_file = "{}"
@@ -43,6 +48,7 @@ async fn start() -> anyhow::Result<Setup> {
         receive_all = true
         [system.erp]
         "#,
+        data.path().join("audit.key").display(),
         nats.password_file("hub").display(),
         nats.ca_file().display()
     );
@@ -351,6 +357,18 @@ async fn the_hub_ingests_and_publishes_with_its_own_credentials_over_tls() -> an
     let hub = s.nats.connect_watched("hub").await?;
     publish_acked(&hub, "mdhub.in.steward.customer", b"{}".to_vec()).await?;
     assert!(has_message_on(&admin, "MDHUB_IN", "mdhub.in.steward.customer").await?);
+
+    // Signed checkpoints: the hub publishes them to MDHUB_AUDIT, which it
+    // created, and may not purge or delete it; a connector may not write
+    // checkpoints.
+    let key = mdhub_hub::audit::signing::AuditKey::generate()?;
+    let checkpoint = key.sign(1, &[1; 32], time::OffsetDateTime::now_utc());
+    mdhub_hub::nats_bus::publish_checkpoint(&js(&hub), &checkpoint).await?;
+    assert_eq!(messages(&admin, "MDHUB_AUDIT").await?, 1);
+    refused_publish(&hub, "$JS.API.STREAM.PURGE.MDHUB_AUDIT", b"{}").await?;
+    assert!(js(&hub).delete_stream("MDHUB_AUDIT").await.is_err());
+    refused_publish(&crm, "mdhub.audit.checkpoint", b"{}").await?;
+    assert_eq!(messages(&admin, "MDHUB_AUDIT").await?, 1);
     s.hub.stop().await?;
     Ok(())
 }

@@ -9,11 +9,13 @@
 //! | `GET /v1/customers?field=&value=[&limit=]` | reader | `{results: [{golden_id, retired, values}]}` |
 //! | `GET /v1/sources/{system}/{record_id}` | reader | `{system, record_id, golden_id}` |
 //! | `GET /v1/state-hash` | auditor | `{state_hash, log_seq}` |
+//! | `GET /v1/audit/checkpoints` | auditor | `[{seq, head, signed_at, public_key, signature}]`: the signed checkpoints of the log's head (404 without `[audit] signing_key`) |
 //! | `GET /v1/reviews[?status=open\|all]` | steward | `{tasks: [...]}` |
 //! | `POST /v1/reviews/{task_id}/decision` | steward | `{same, reason}` → `{action_id, applied}` |
 //! | `POST /v1/customers/merge` | steward | `{golden_ids: [a, b], reason}` → `{action_id, applied}` |
 //! | `POST /v1/sources/{system}/{record_id}/split` | steward | `{reason}` → `{action_id, applied}` |
 //! | `PUT /v1/customers/{golden_id}/overrides/{field}` | steward | `{value, reason}` (null clears) → `{action_id, applied}` |
+//! | `POST /v1/admin/audit/checkpoints` | admin | → `{seq, head, signed_at, public_key, signature}`: a checkpoint of the log's head signed now |
 //! | `POST /v1/admin/match/train` | admin | → `{model_id, log_seq, records, candidate_pairs, matches_per_record, comparisons}`: the match model trained on the records held, logged |
 //!
 //! Steward actions answer 200 once the log holds them, or 202 when they are
@@ -38,6 +40,7 @@
 //! `hub/tests/openapi.rs` fails when a route bypasses that list or
 //! `docs/openapi.json` is stale (`mdhub openapi > docs/openapi.json`).
 
+mod audit;
 mod auth;
 mod error;
 mod matching;
@@ -73,6 +76,9 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Where steward actions go.
     pub actions: ActionSink,
+    /// Signs checkpoints of the log's head; `None` when the hub has no
+    /// signing key (`[audit] signing_key`).
+    pub audit: Option<Arc<crate::audit::signer::CheckpointSigner>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -155,8 +161,13 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(steward::merge))
         .routes(routes!(steward::split))
         .routes(routes!(steward::override_field));
-    let auditor = OpenApiRouter::new().routes(routes!(routes::state_hash));
+    let auditor = OpenApiRouter::new()
+        .routes(routes!(routes::state_hash))
+        .routes(routes!(audit::list_checkpoints));
     let admin = OpenApiRouter::new().routes(routes!(matching::train));
+    // Signing the head is also right while the hub is degraded: its log
+    // is intact.
+    let admin_audit = OpenApiRouter::new().routes(routes!(audit::sign_checkpoint));
     public
         .merge(gated(Role::Reader, &tokens, reader))
         .merge(gated(Role::Steward, &tokens, steward_reads))
@@ -171,6 +182,7 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
             &tokens,
             refused_when_degraded(state, admin),
         ))
+        .merge(gated(Role::Admin, &tokens, admin_audit))
 }
 
 /// The public contract; no token needed.
