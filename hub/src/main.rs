@@ -105,6 +105,23 @@ enum AuditCommand {
         #[arg(long)]
         no_replay: bool,
     },
+    /// Print a golden record's history as JSON: every log entry that
+    /// changed it, with values before and after and who made the change
+    /// (the API's `GET /v1/customers/{id}/history`). With the hub stopped.
+    History {
+        /// The golden id.
+        id: uuid::Uuid,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Steps after this log entry (a page's `next_after_seq`).
+        #[arg(long, default_value_t = 0)]
+        after_seq: u64,
+        /// Steps to print.
+        #[arg(long, default_value_t = mdhub_hub::audit::history::DEFAULT_LIMIT)]
+        limit: usize,
+    },
     /// Write a new Ed25519 key for signing checkpoints, and its public key
     /// beside it (`FILE.pub`).
     Keygen {
@@ -273,6 +290,17 @@ async fn main() -> anyhow::Result<()> {
                 audit::verify(&data_dir, &options, &cfg, config.is_some(), rules)
             }
             AuditCommand::Keygen { out } => audit::keygen(&out),
+            AuditCommand::History {
+                id,
+                config,
+                data_dir,
+                after_seq,
+                limit,
+            } => {
+                let (cfg, path) = load_config(config.as_deref())?;
+                let rules = serve::rules(&cfg, &path)?;
+                audit::history(&data_dir, id, after_seq, limit, &cfg, rules)
+            }
             AuditCommand::Checkpoint {
                 config,
                 data_dir,

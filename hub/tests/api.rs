@@ -864,3 +864,50 @@ async fn an_empty_reason_is_400_on_every_steward_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn history_needs_the_auditor_role_and_pages() {
+    let f = fixture(false);
+    let uri = format!("/v1/customers/{}/history", f.ann);
+    let r = get(&f.app, &uri, Some(READER)).await;
+    r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let r = get(&f.app, &uri, Some(AUDITOR)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    let seqs: Vec<u64> = body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["log_seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1, 2], "Ann's two events; Bob's is not hers");
+    assert_eq!(body["steps"][1]["system"], "erp");
+    assert_eq!(body["steps"][1]["record_id"], "E/77");
+    assert_eq!(
+        body["steps"][1]["changes"]["phone"],
+        json!({"before": "+49301111111", "after": "+49302222222"})
+    );
+    assert!(body.get("next_after_seq").is_none(), "{body}");
+
+    let r = get(&f.app, &format!("{uri}?limit=1"), Some(AUDITOR)).await;
+    assert_eq!(r.json()["next_after_seq"], 1);
+    let r = get(&f.app, &format!("{uri}?limit=1&after_seq=1"), Some(AUDITOR)).await;
+    assert_eq!(r.json()["steps"][0]["log_seq"], 2);
+
+    get(&f.app, &format!("{uri}?limit=0"), Some(AUDITOR))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    get(&f.app, &format!("{uri}?after=1"), Some(AUDITOR))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+    get(
+        &f.app,
+        &format!("/v1/customers/{}/history", Uuid::nil()),
+        Some(AUDITOR),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not_found");
+    get(&f.app, "/v1/customers/not-a-uuid/history", Some(AUDITOR))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use mdhub_hub::audit::checkpoint_file;
+use mdhub_hub::audit::history::history;
 use mdhub_hub::audit::signer::CheckpointSigner;
 use mdhub_hub::audit::signing::{public_key, AuditKey, SignedCheckpoint};
 use mdhub_hub::audit::verify::{check_log, Finding};
@@ -413,4 +414,55 @@ async fn a_serving_hub_signs_keeps_and_publishes_checkpoints_of_its_head() -> an
         "{stdout}"
     );
     Ok(())
+}
+
+/// `mdhub audit history` on a stopped hub prints the page the API answers.
+#[test]
+fn the_history_command_prints_what_the_api_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hub.toml");
+    std::fs::write(&config_path, systems_toml()).unwrap();
+    let config = HubConfig::from_file(&config_path).unwrap();
+    let rules = Arc::new(config.rules(config.load_models("audit").unwrap()));
+    let data = dir.path().join("data");
+    let (mut hub, _) = Hub::open(&data, rules, Limits::default()).unwrap();
+    let mut bus = MemoryBus::default();
+    let profile = Profile::default_profile(20);
+    let events: Vec<_> = generate_iter(&profile).map(|(e, _)| e).take(60).collect();
+    for e in &events {
+        bus.publish(e);
+    }
+    assert!(!bus.pump(&mut hub, 20).unwrap().degraded);
+    // The golden record with the longest history.
+    let mut best = (0, uuid::Uuid::nil());
+    for e in &events {
+        let key = mdhub_hub::golden::SourceKey {
+            system: e.system.clone(),
+            record_id: e.record_id.clone(),
+        };
+        if let Some(id) = hub.state().golden_of(&key).unwrap() {
+            let steps = history(&hub, id, 0, 1_000).unwrap().steps.len();
+            best = best.max((steps, id));
+        }
+    }
+    let (steps, id) = best;
+    assert!(steps >= 2, "a record with a history");
+    let expected = serde_json::to_value(history(&hub, id, 0, 100).unwrap()).unwrap();
+    hub.checkpoint().unwrap();
+    drop(hub);
+
+    let out = Command::new(mdhub_binary().unwrap())
+        .args(["audit", "history", &id.to_string(), "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, expected);
 }

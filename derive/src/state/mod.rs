@@ -28,6 +28,7 @@ use crate::resolve::{Decision, Resolver};
 use crate::store::{MemoryStorage, Storage, StoreError};
 
 mod checkpoint;
+pub mod history;
 mod records;
 mod regroup;
 mod steward;
@@ -187,7 +188,8 @@ impl State {
         storage.table(checkpoint::TABLE)?.clear()?;
         let golden = storage.table("golden")?;
         let by_value = storage.table("golden_by_value")?;
-        for table in [&golden, &by_value] {
+        let history = storage.table(history::TABLE)?;
+        for table in [&golden, &by_value, &history] {
             table.clear()?;
         }
         for name in crate::resolve::tables::TABLES {
@@ -196,7 +198,7 @@ impl State {
         Ok(State {
             resolver: Resolver::new(rules.matching.clone(), storage)?,
             rules,
-            records: Records::new(golden, by_value, cache_records),
+            records: Records::new(golden, by_value, history, cache_records),
             applied_seq: 0,
         })
     }
@@ -218,6 +220,7 @@ impl State {
             records: Records::resume(
                 storage.table("golden")?,
                 storage.table("golden_by_value")?,
+                storage.table(history::TABLE)?,
                 cache_records,
                 checkpoint.golden_records as usize,
             ),
@@ -266,6 +269,47 @@ impl State {
 
     pub fn review_task(&self, id: Uuid) -> Option<&crate::resolve::ReviewTask> {
         self.resolver.task(id)
+    }
+
+    /// Golden record `id`'s history after log entry `after_seq`, in log
+    /// order, at most `limit` steps, each with the record it is of: a
+    /// record merged into another continues in its survivor's history
+    /// after the merge.
+    pub fn history(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(Uuid, u64, history::Step)>, StoreError> {
+        let mut out = Vec::new();
+        let mut current = id;
+        // Steps of `current` after this entry.
+        let mut from = 0;
+        let mut visited = std::collections::BTreeSet::new();
+        while visited.insert(current) {
+            let steps = self.records.history(current, from, usize::MAX)?;
+            let merge = steps
+                .iter()
+                .find(|(_, step)| step.merged_into.is_some())
+                .map(|(seq, step)| (*seq, step.merged_into.expect("found")));
+            let last = merge.map_or(u64::MAX, |(seq, _)| seq);
+            out.extend(
+                steps
+                    .into_iter()
+                    .filter(|(seq, _)| *seq > after_seq && *seq <= last)
+                    .map(|(seq, step)| (current, seq, step)),
+            );
+            match merge {
+                Some((seq, survivor)) if out.len() < limit => {
+                    // From the merge on: the survivor's own step of it too.
+                    current = survivor;
+                    from = seq - 1;
+                }
+                _ => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// The golden record an id stands for now (itself, or its survivor).
@@ -338,7 +382,7 @@ impl State {
             LogPayload::Regroup(r) => self.apply_regroup(seq, r)?,
         };
         self.remember_sent(&applied.outbound)?;
-        self.records.finish_entry()?;
+        self.records.finish_entry(seq)?;
         Ok(applied)
     }
 

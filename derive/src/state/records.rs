@@ -12,15 +12,17 @@
 //! Beside the records, an index of their golden values (`by_value`: entity,
 //! field, value → golden ids), brought up to date at the end of every
 //! entry, so that finding records by a value reads a few keys instead of
-//! decoding every record.
+//! decoding every record; and each record's history (`history`), one step
+//! per entry that changed it.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::history::{self, Before};
 use crate::golden::GoldenRecord;
 use crate::store::{StoreError, Table, Write};
 
@@ -29,9 +31,11 @@ pub struct Records {
     /// (entity, field, value, golden id) of every golden value: see
     /// `value_key`.
     by_value: Arc<dyn Table>,
-    /// Golden values, before the current entry, of each record the entry
-    /// may have changed (none for a record it created).
-    before: HashMap<Uuid, BTreeMap<String, Value>>,
+    /// Golden id and log sequence → what that entry did to the record.
+    history: Arc<dyn Table>,
+    /// Each record the current entry may have changed, as it was before
+    /// (empty for a record it created).
+    before: HashMap<Uuid, Before>,
     hot: HashMap<Uuid, Hot>,
     /// Decoded records kept after `trim`.
     capacity: usize,
@@ -73,11 +77,17 @@ fn decode(id: Uuid, bytes: &[u8]) -> Result<GoldenRecord, StoreError> {
 
 impl Records {
     /// The records of an empty `table`, with an empty value index
-    /// `by_value` and room for `capacity` decoded ones.
-    pub fn new(table: Arc<dyn Table>, by_value: Arc<dyn Table>, capacity: usize) -> Self {
+    /// `by_value`, an empty `history` and room for `capacity` decoded ones.
+    pub fn new(
+        table: Arc<dyn Table>,
+        by_value: Arc<dyn Table>,
+        history: Arc<dyn Table>,
+        capacity: usize,
+    ) -> Self {
         Records {
             table,
             by_value,
+            history,
             before: HashMap::new(),
             hot: HashMap::new(),
             capacity: capacity.max(1),
@@ -86,17 +96,18 @@ impl Records {
         }
     }
 
-    /// The records a checkpoint left in `table` (`count` of them) and its
-    /// value index `by_value`.
+    /// The records a checkpoint left in `table` (`count` of them), its
+    /// value index `by_value` and the records' `history`.
     pub fn resume(
         table: Arc<dyn Table>,
         by_value: Arc<dyn Table>,
+        history: Arc<dyn Table>,
         capacity: usize,
         count: usize,
     ) -> Self {
         Records {
             count,
-            ..Self::new(table, by_value, capacity)
+            ..Self::new(table, by_value, history, capacity)
         }
     }
 
@@ -160,7 +171,7 @@ impl Records {
             let hot = self.hot.get_mut(&id).expect("loaded");
             self.before
                 .entry(id)
-                .or_insert_with(|| hot.record.values.clone());
+                .or_insert_with(|| Before::of(&hot.record));
             hot.dirty = true;
             Some(&mut hot.record)
         } else {
@@ -198,7 +209,7 @@ impl Records {
         let hot = self.hot.remove(&id).expect("loaded");
         self.before
             .entry(id)
-            .or_insert_with(|| hot.record.values.clone());
+            .or_insert_with(|| Before::of(&hot.record));
         Ok(Some(hot.record))
     }
 
@@ -288,17 +299,24 @@ impl Records {
             .collect()
     }
 
-    /// Ends an entry: the value index takes the golden values it changed,
-    /// then the cache is trimmed.
-    pub fn finish_entry(&mut self) -> Result<(), StoreError> {
+    /// Ends entry `seq`: the value index takes the golden values it
+    /// changed, each record it changed gets a step in its history, then the
+    /// cache is trimmed.
+    pub fn finish_entry(&mut self, seq: u64) -> Result<(), StoreError> {
         let mut writes: Vec<Write> = Vec::new();
-        let mut touched: Vec<(Uuid, BTreeMap<String, Value>)> = self.before.drain().collect();
+        let mut steps: Vec<Write> = Vec::new();
+        let mut touched: Vec<(Uuid, Before)> = self.before.drain().collect();
         touched.sort_unstable_by_key(|(id, _)| *id);
+        let ids: Vec<Uuid> = touched.iter().map(|(id, _)| *id).collect();
         for (id, before) in touched {
             let Some(hot) = self.hot.get(&id) else {
                 continue;
             };
+            let others = ids.iter().copied().filter(|o| *o != id).collect();
+            let step = history::step(&before, &hot.record, others);
+            steps.push((history::key(id, seq), Some(history::encode(&step))));
             let (entity, after) = (&hot.record.entity, &hot.record.values);
+            let before = before.values;
             for (field, old) in &before {
                 if after.get(field) != Some(old) {
                     let mut key = value_key(entity, field, old);
@@ -317,7 +335,21 @@ impl Records {
         if !writes.is_empty() {
             self.by_value.apply(writes)?;
         }
+        if !steps.is_empty() {
+            self.history.apply(steps)?;
+        }
         self.trim()
+    }
+
+    /// Record `id`'s history after log entry `after_seq`, at most `limit`
+    /// steps.
+    pub fn history(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, history::Step)>, StoreError> {
+        history::read(self.history.as_ref(), id, after_seq, limit)
     }
 
     /// Brings the cache back to its capacity, between entries: the records

@@ -1,15 +1,19 @@
-//! Signed checkpoints of the log's head over HTTP: an auditor lists them
-//! (to keep a copy), an admin has one signed now (before an export, a
-//! migration, the end of a period).
+//! The audit routes: a golden record's history; signed checkpoints of the
+//! log's head, which an auditor lists (to keep a copy) and an admin has
+//! signed now (before an export, a migration, the end of a period).
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::Json;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
-use super::routes::read_hub;
+use super::routes::{parse_golden_id, path_error, query_error, read_hub};
 use super::ApiState;
+use crate::audit::history::{history, History, HistoryError, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::audit::signer::CheckpointSigner;
 use crate::audit::signing::SignedCheckpoint;
 
@@ -66,6 +70,62 @@ pub async fn sign_checkpoint(
             .sign_now(hub)
             .map(Json)
             .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Steps after this log entry (a page's `next_after_seq`).
+    #[serde(default)]
+    after_seq: u64,
+    /// Steps per page (default 100, at most 1,000).
+    limit: Option<usize>,
+}
+
+/// A golden record's history: every log entry that changed it, in log
+/// order, with each changed field's value before and after, the source
+/// records linked and unlinked, and who made the change (the system and
+/// source record of a change event, the actor and reason of a steward
+/// action). A record merged into another continues in its survivor's
+/// history. Paged with `after_seq`.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{golden_id}/history",
+    tag = "audit",
+    params(
+        ("golden_id" = Uuid, Path, description = "Golden id (a retired one too)"),
+        HistoryQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the record's history", body = History),
+        (status = 400, description = "`bad_request`: the id is not a UUID, or a bad query parameter", body = ErrorBody),
+        (status = 404, description = "`not_found`: no golden record has this id", body = ErrorBody),
+    )
+)]
+pub async fn customer_history(
+    State(state): State<ApiState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<History>, ApiError> {
+    let Path(raw) = path.map_err(path_error)?;
+    let Query(query) = query.map_err(query_error)?;
+    let id = parse_golden_id(&raw)?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit}: expected 1 to {MAX_LIMIT}"
+        )));
+    }
+    read_hub(&state.hub, move |hub| {
+        history(hub, id, query.after_seq, limit)
+            .map(Json)
+            .map_err(|e| match e {
+                HistoryError::NotFound(_) => ApiError::NotFound(e.to_string()),
+                other => ApiError::Unavailable(other.to_string()),
+            })
     })
     .await
 }

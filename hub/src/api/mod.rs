@@ -9,6 +9,7 @@
 //! | `GET /v1/customers?field=&value=[&limit=]` | reader | `{results: [{golden_id, retired, values}]}` |
 //! | `GET /v1/sources/{system}/{record_id}` | reader | `{system, record_id, golden_id}` |
 //! | `GET /v1/state-hash` | auditor | `{state_hash, log_seq}` |
+//! | `GET /v1/customers/{golden_id}/history[?after_seq=&limit=]` | auditor | `{golden_id, steps: [{log_seq, golden_id, kind, system, record_id, op, event_id, observed_at, actor, reason, action, changes: {field: {before, after}}, linked, unlinked, retired, merged_into, others}], next_after_seq}`: every log entry that changed the record, in log order; a merged record continues in its survivor's |
 //! | `GET /v1/audit/checkpoints` | auditor | `[{seq, head, signed_at, public_key, signature}]`: the signed checkpoints of the log's head (404 without `[audit] signing_key`) |
 //! | `GET /v1/reviews[?status=open\|all]` | steward | `{tasks: [...]}` |
 //! | `POST /v1/reviews/{task_id}/decision` | steward | `{same, reason}` → `{action_id, applied}` |
@@ -163,7 +164,8 @@ fn registered(state: Option<&ApiState>) -> OpenApiRouter<ApiState> {
         .routes(routes!(steward::override_field));
     let auditor = OpenApiRouter::new()
         .routes(routes!(routes::state_hash))
-        .routes(routes!(audit::list_checkpoints));
+        .routes(routes!(audit::list_checkpoints))
+        .routes(routes!(audit::customer_history));
     let admin = OpenApiRouter::new().routes(routes!(matching::train));
     // Signing the head is also right while the hub is degraded: its log
     // is intact.

@@ -527,6 +527,6 @@ pub(super) fn path_error(e: PathRejection) -> ApiError {
     ApiError::BadRequest(format!("bad path: {}", e.body_text()))
 }
 
-fn query_error(e: QueryRejection) -> ApiError {
+pub(super) fn query_error(e: QueryRejection) -> ApiError {
     ApiError::BadRequest(format!("bad query string: {}", e.body_text()))
 }

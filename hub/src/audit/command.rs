@@ -155,3 +155,21 @@ pub fn verify(
     }
     Ok(())
 }
+
+/// Prints golden record `id`'s history from the hub in `data_dir` (a
+/// stopped hub's; a running hub answers `GET /v1/customers/{id}/history`)
+/// as JSON: the same page the API answers.
+pub fn history(
+    data_dir: &Path,
+    id: uuid::Uuid,
+    after_seq: u64,
+    limit: usize,
+    config: &HubConfig,
+    rules: Arc<Rules>,
+) -> anyhow::Result<()> {
+    let (hub, _) = Hub::open_with(data_dir, rules, Limits::default(), &config.store)
+        .with_context(|| format!("opening the hub in {}", data_dir.display()))?;
+    let page = super::history::history(&hub, id, after_seq, limit)?;
+    println!("{}", serde_json::to_string_pretty(&page)?);
+    Ok(())
+}

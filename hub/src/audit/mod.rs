@@ -9,6 +9,7 @@
 
 pub mod checkpoint_file;
 pub mod command;
+pub mod history;
 pub mod signer;
 pub mod signing;
 pub mod verify;
