@@ -911,3 +911,51 @@ async fn history_needs_the_auditor_role_and_pages() {
         .await
         .assert_error(StatusCode::BAD_REQUEST, "bad_request");
 }
+
+#[tokio::test]
+async fn a_record_as_of_an_earlier_entry_with_provenance() {
+    let f = fixture(false);
+    let uri = format!("/v1/customers/{}", f.ann);
+    let r = get(&f.app, &format!("{uri}?as_of=1"), Some(READER)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["as_of"], 1);
+    assert_eq!(
+        body["values"]["phone"], "+49301111111",
+        "before erp's event"
+    );
+    assert_eq!(
+        body["links"],
+        json!([{"system": "crm", "record_id": "c-1"}])
+    );
+    assert_eq!(body["conflicts"], json!({}));
+    assert_eq!(
+        body["provenance"]["phone"],
+        json!({"log_seq": 1, "system": "crm", "record_id": "c-1", "rule": "most_recent"})
+    );
+    assert!(body.get("version").is_none(), "{body}");
+
+    let body = get(&f.app, &format!("{uri}?as_of=3"), Some(READER))
+        .await
+        .json();
+    assert_eq!(body["values"]["phone"], "+49302222222");
+    assert_eq!(body["provenance"]["phone"]["record_id"], "E/77");
+    assert_eq!(body["provenance"]["given_name"]["log_seq"], 1);
+    assert_eq!(
+        body["conflicts"]["phone"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    // The same as the record now, but for what history does not keep.
+    let now = get(&f.app, &uri, Some(READER)).await.json();
+    for key in ["values", "links", "conflicts", "retired"] {
+        assert_eq!(body[key], now[key], "{key}");
+    }
+
+    get(&f.app, &format!("{uri}?as_of=0"), Some(READER))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not_found");
+    get(&f.app, &format!("{uri}?as_of=yesterday"), Some(READER))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad_request");
+}

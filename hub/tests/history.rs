@@ -303,6 +303,55 @@ fn history_follows_a_conflict_an_override_a_merge_and_a_split() {
     );
     assert_eq!(daughter_steps[0]["others"], json!([ada]));
 
+    // As of each entry: Ada's values, links and conflicts then, and the
+    // entry that set each value.
+    let state = s.hub.state();
+    let then = state.as_of(ada, 2).unwrap().unwrap();
+    assert_eq!(then.values["city"], json!("Hamburg"));
+    assert_eq!(then.set_by["city"], 2);
+    assert_eq!(then.set_by["email"], 1);
+    assert_eq!(
+        then.links
+            .iter()
+            .map(|k| k.record_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["crm-1", "erp-1"]
+    );
+    let cities: Vec<(&str, &Value)> = then.candidates["city"]
+        .iter()
+        .map(|c| (c.system.as_str(), &c.value))
+        .collect();
+    assert_eq!(
+        cities,
+        vec![("crm", &json!("Berlin")), ("erp", &json!("Hamburg"))],
+        "the conflict as it stood"
+    );
+    let then = state.as_of(ada, 3).unwrap().unwrap();
+    assert_eq!(then.last_seq, 2, "entry 3 did not touch Ada");
+    let then = state.as_of(ada, 4).unwrap().unwrap();
+    assert_eq!(
+        (then.values["city"].clone(), then.set_by["city"]),
+        (json!("München"), 4)
+    );
+    let then = state.as_of(ada, 5).unwrap().unwrap();
+    assert_eq!(then.links.len(), 3);
+    assert_eq!(then.set_by["email"], 5);
+    let then = state.as_of(ada, 6).unwrap().unwrap();
+    assert_eq!(
+        then.links
+            .iter()
+            .map(|k| k.record_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["erp-1", "oa-7"]
+    );
+    let bob_then = state.as_of(bob, 5).unwrap().unwrap();
+    assert!(bob_then.retired && bob_then.merged_into == Some(ada));
+    assert!(
+        state.as_of(bob, 2).unwrap().is_none(),
+        "Bob came at entry 3"
+    );
+    assert!(state.as_of(daughter, 5).unwrap().is_none());
+
     // Pages of two: the same steps, cut where `next_after_seq` says.
     let mut paged = Vec::new();
     let mut after = 0;

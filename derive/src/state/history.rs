@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::golden::{GoldenRecord, SourceKey};
+use crate::golden::{Candidate, GoldenRecord, SourceKey};
 use crate::store::{StoreError, Table};
 
 /// The name of the table.
@@ -44,6 +44,10 @@ pub struct Step {
     /// The other golden records this entry changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<Uuid>,
+    /// Fields whose candidates changed: all of them after this entry
+    /// (empty: none left).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub candidates: BTreeMap<String, Vec<Candidate>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +63,7 @@ pub struct Before {
     pub links: BTreeSet<SourceKey>,
     pub retired: bool,
     pub merged_into: Option<Uuid>,
+    pub candidates: BTreeMap<String, Vec<Candidate>>,
 }
 
 impl Before {
@@ -68,6 +73,7 @@ impl Before {
             links: record.links.clone(),
             retired: record.retired,
             merged_into: record.merged_into,
+            candidates: record.candidates.clone(),
         }
     }
 }
@@ -98,13 +104,77 @@ pub fn step(before: &Before, after: &GoldenRecord, others: Vec<Uuid>) -> Step {
             );
         }
     }
+    let mut candidates = BTreeMap::new();
+    for (field, now) in &after.candidates {
+        if before.candidates.get(field) != Some(now) {
+            candidates.insert(field.clone(), now.clone());
+        }
+    }
+    for field in before.candidates.keys() {
+        if !after.candidates.contains_key(field) {
+            candidates.insert(field.clone(), Vec::new());
+        }
+    }
     Step {
         changes,
+        candidates,
         linked: after.links.difference(&before.links).cloned().collect(),
         unlinked: before.links.difference(&after.links).cloned().collect(),
         retired: after.retired && !before.retired,
         merged_into: after.merged_into.filter(|_| before.merged_into.is_none()),
         others,
+    }
+}
+
+/// A golden record as it was after some log entry, from its steps up to
+/// that entry.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AsOf {
+    pub values: BTreeMap<String, Value>,
+    /// The entry that set each value.
+    pub set_by: BTreeMap<String, u64>,
+    pub links: BTreeSet<SourceKey>,
+    pub retired: bool,
+    pub merged_into: Option<Uuid>,
+    /// Every field's candidates.
+    pub candidates: BTreeMap<String, Vec<Candidate>>,
+    /// The last step taken: the record's newest change up to then.
+    pub last_seq: u64,
+}
+
+impl AsOf {
+    /// Takes one more step, that of entry `seq`.
+    pub fn apply(&mut self, seq: u64, step: &Step) {
+        for (field, change) in &step.changes {
+            match &change.after {
+                Some(v) => {
+                    self.values.insert(field.clone(), v.clone());
+                    self.set_by.insert(field.clone(), seq);
+                }
+                None => {
+                    self.values.remove(field);
+                    self.set_by.remove(field);
+                }
+            }
+        }
+        for source in &step.linked {
+            self.links.insert(source.clone());
+        }
+        for source in &step.unlinked {
+            self.links.remove(source);
+        }
+        self.retired |= step.retired;
+        if step.merged_into.is_some() {
+            self.merged_into = step.merged_into;
+        }
+        for (field, now) in &step.candidates {
+            if now.is_empty() {
+                self.candidates.remove(field);
+            } else {
+                self.candidates.insert(field.clone(), now.clone());
+            }
+        }
+        self.last_seq = seq;
     }
 }
 

@@ -312,6 +312,30 @@ impl State {
         Ok(out)
     }
 
+    /// Golden record `id` as it was after log entry `seq`: `None` if it
+    /// did not exist yet.
+    pub fn as_of(&self, id: Uuid, seq: u64) -> Result<Option<history::AsOf>, StoreError> {
+        let mut state = history::AsOf::default();
+        let mut any = false;
+        for (at, step) in self.records.history(id, 0, usize::MAX)? {
+            if at > seq {
+                break;
+            }
+            state.apply(at, &step);
+            any = true;
+        }
+        Ok(any.then_some(state))
+    }
+
+    /// The survivorship rule of `field` of `entity`: its snake_case name
+    /// (`source_priority`, `most_recent`, `most_complete`).
+    pub fn rule_of(&self, entity: &str, field: &str) -> Option<String> {
+        let model = self.rules.models.get(entity)?;
+        serde_json::to_value(self.rules.policy(model, field))
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+    }
+
     /// The golden record an id stands for now (itself, or its survivor).
     pub fn survivor(&self, id: Uuid) -> Uuid {
         self.resolver.survivor(id)

@@ -5,7 +5,7 @@
 //! | `GET /healthz` | none | `{status, [degraded_seq, error,] log_seq, published_seq, checkpoint_seq, started_from_seq, golden_records, match: {records_held, [model_seq,] reresolution_pending, merges_prevented}}` |
 //! | `GET /v1/openapi.json` | none | this API's OpenAPI 3.1 description (also `docs/openapi.json`) |
 //! | `GET /metrics` | reader | Prometheus text (503 without a recorder) |
-//! | `GET /v1/customers/{golden_id}[?candidates=true]` | reader | the golden record with links and conflicts |
+//! | `GET /v1/customers/{golden_id}[?candidates=true][&as_of=SEQ]` | reader | the golden record with links and conflicts; with `as_of`, as it was after that log entry, with each value's provenance |
 //! | `GET /v1/customers?field=&value=[&limit=]` | reader | `{results: [{golden_id, retired, values}]}` |
 //! | `GET /v1/sources/{system}/{record_id}` | reader | `{system, record_id, golden_id}` |
 //! | `GET /v1/state-hash` | auditor | `{state_hash, log_seq}` |

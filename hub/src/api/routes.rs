@@ -17,9 +17,11 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
 use super::ApiState;
+use crate::entry::LogPayload;
 use crate::golden::{Candidate, GoldenRecord, SourceKey};
 use crate::hub::{Health as HubHealth, Hub, SharedHub};
 use crate::state::FindError;
+use crate::steward;
 
 /// The entity served under `/v1/customers`.
 const CUSTOMER: &str = "customer";
@@ -206,7 +208,9 @@ pub struct GoldenView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Uuid>,
     /// Document heads, hex, sorted: what a connector sends back as `base`.
-    pub version: Vec<String>,
+    /// Not with `as_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<Vec<String>>,
     /// Golden value of each field.
     #[schema(value_type = BTreeMap<String, Object>)]
     pub values: BTreeMap<String, Value>,
@@ -217,11 +221,42 @@ pub struct GoldenView {
     /// Every field's candidates; only with `?candidates=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates: Option<BTreeMap<String, Vec<CandidateView>>>,
-    /// Values that failed cleansing, kept as sent, with the reason.
-    pub quality_issues: Vec<QualityView>,
-    /// Values a data steward set; they win over the sources.
-    #[schema(value_type = BTreeMap<String, Object>)]
-    pub overrides: BTreeMap<String, Value>,
+    /// Values that failed cleansing, kept as sent, with the reason. Not
+    /// with `as_of`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_issues: Option<Vec<QualityView>>,
+    /// Values a data steward set; they win over the sources. Not with
+    /// `as_of` (the provenance of an overridden value names the steward's
+    /// entry and the rule `override`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
+    pub overrides: Option<BTreeMap<String, Value>>,
+    /// With `as_of`: the log entry the record is shown as of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<u64>,
+    /// With `as_of`: for each golden value, the log entry that set it and
+    /// the rule that chose it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<BTreeMap<String, Provenance>>,
+}
+
+/// Where a golden value came from.
+#[derive(Serialize, ToSchema)]
+pub struct Provenance {
+    /// The log entry that set the value.
+    pub log_seq: u64,
+    /// The system and source record of that entry (a change event), or
+    /// the steward (a steward action).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// `override` (a steward set it), or the field's survivorship rule
+    /// among its candidates (`source_priority`, `most_recent`,
+    /// `most_complete`).
+    pub rule: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -267,7 +302,7 @@ impl GoldenView {
             entity: r.entity.clone(),
             retired: r.retired,
             merged_into: r.merged_into,
-            version: r.version(),
+            version: Some(r.version()),
             values: r.values.clone(),
             links: r.links.iter().map(SourceRef::from).collect(),
             conflicts: r.conflicts().map(|(f, c)| (f.clone(), views(c))).collect(),
@@ -277,21 +312,92 @@ impl GoldenView {
                     .map(|(f, c)| (f.clone(), views(c)))
                     .collect()
             }),
-            quality_issues: r
-                .quality
-                .iter()
-                .flat_map(|(source, issues)| {
-                    issues.iter().map(move |i| QualityView {
-                        system: source.system.clone(),
-                        record_id: source.record_id.clone(),
-                        field: i.field.clone(),
-                        value: i.value.clone(),
-                        reason: i.reason.clone(),
+            quality_issues: Some(
+                r.quality
+                    .iter()
+                    .flat_map(|(source, issues)| {
+                        issues.iter().map(move |i| QualityView {
+                            system: source.system.clone(),
+                            record_id: source.record_id.clone(),
+                            field: i.field.clone(),
+                            value: i.value.clone(),
+                            reason: i.reason.clone(),
+                        })
                     })
-                })
-                .collect(),
-            overrides: r.overrides.clone(),
+                    .collect(),
+            ),
+            overrides: Some(r.overrides.clone()),
+            as_of: None,
+            provenance: None,
         }
+    }
+
+    /// Record `id` as it was after log entry `seq` (`state::history`).
+    fn as_of(
+        hub: &Hub,
+        id: Uuid,
+        entity: &str,
+        seq: u64,
+        with_candidates: bool,
+    ) -> Result<Option<Self>, ApiError> {
+        let Some(then) = hub.state().as_of(id, seq)? else {
+            return Ok(None);
+        };
+        let mut provenance = BTreeMap::new();
+        for (field, set_at) in &then.set_by {
+            let entry = hub
+                .log()
+                .get(*set_at)
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            let mut p = Provenance {
+                log_seq: *set_at,
+                system: None,
+                record_id: None,
+                actor: None,
+                rule: hub.state().rule_of(entity, field).unwrap_or_default(),
+            };
+            match entry.map(|e| e.payload) {
+                Some(LogPayload::Change(e)) => {
+                    p.system = Some(e.system);
+                    p.record_id = Some(e.record_id);
+                }
+                Some(LogPayload::Steward(a)) => {
+                    if let steward::Command::Override { field: f, .. } = &a.command {
+                        if f == field {
+                            p.rule = "override".to_string();
+                        }
+                    }
+                    p.actor = Some(a.actor);
+                }
+                _ => {}
+            }
+            provenance.insert(field.clone(), p);
+        }
+        Ok(Some(GoldenView {
+            golden_id: id,
+            entity: entity.to_string(),
+            retired: then.retired,
+            merged_into: then.merged_into,
+            version: None,
+            values: then.values.clone(),
+            links: then.links.iter().map(SourceRef::from).collect(),
+            conflicts: then
+                .candidates
+                .iter()
+                .filter(|(_, c)| crate::golden::is_conflict(c))
+                .map(|(f, c)| (f.clone(), views(c)))
+                .collect(),
+            candidates: with_candidates.then(|| {
+                then.candidates
+                    .iter()
+                    .map(|(f, c)| (f.clone(), views(c)))
+                    .collect()
+            }),
+            quality_issues: None,
+            overrides: None,
+            as_of: Some(seq),
+            provenance: Some(provenance),
+        }))
     }
 }
 
@@ -302,6 +408,9 @@ pub struct RecordQuery {
     /// Add every field's candidates (`candidates`), not only conflicts.
     #[serde(default)]
     candidates: bool,
+    /// Show the record as it was after this log entry (from its history),
+    /// with each value's provenance.
+    as_of: Option<u64>,
 }
 
 /// A golden customer record with its links, conflicts and quality issues.
@@ -331,11 +440,22 @@ pub async fn get_customer(
     let Query(query) = query.map_err(query_error)?;
     let id = parse_golden_id(&raw)?;
     read_hub(&state.hub, move |hub| {
-        hub.state()
+        let not_found = || ApiError::NotFound(format!("no customer has golden id {id}"));
+        let record = hub
+            .state()
             .record(id)?
             .filter(|r| r.entity == CUSTOMER)
-            .map(|r| Json(GoldenView::of(&r, query.candidates)))
-            .ok_or_else(|| ApiError::NotFound(format!("no customer has golden id {id}")))
+            .ok_or_else(not_found)?;
+        match query.as_of {
+            None => Ok(Json(GoldenView::of(&record, query.candidates))),
+            Some(seq) => GoldenView::as_of(hub, id, &record.entity, seq, query.candidates)?
+                .map(Json)
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!(
+                        "customer {id} did not exist yet after log entry {seq}"
+                    ))
+                }),
+        }
     })
     .await
 }
