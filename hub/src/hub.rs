@@ -749,16 +749,31 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-/// Copies the log of `from` into a fresh store at `into` and derives the
-/// state there from nothing: what an auditor does to check the state hash.
-/// Returns the number of entries and the rebuilt state hash.
-pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, String), ReplayError> {
+/// Copies the log of `from` (up to entry `until`, if given) into a fresh
+/// store at `into` and derives the state there from nothing: what an
+/// auditor does to check the state hash, or to look at the state as of an
+/// earlier entry. Returns the number of entries and the rebuilt state hash.
+pub fn rebuild(
+    from: &Path,
+    into: &Path,
+    until: Option<u64>,
+    rules: Arc<Rules>,
+) -> Result<(u64, String), ReplayError> {
     let source = EventLog::open(from)?;
     source.verify()?;
+    let until = until.unwrap_or(u64::MAX).min(source.last_seq());
+    let expected = match until {
+        0 => crate::log::GENESIS,
+        seq => source.get(seq)?.map_or(crate::log::GENESIS, |e| e.hash),
+    };
     let mut target = EventLog::open(into)?;
     let mut chunk = Vec::with_capacity(1000);
     for entry in source.iter_from(1) {
-        chunk.push(Encoded::new(entry?.payload));
+        let entry = entry?;
+        if entry.seq > until {
+            break;
+        }
+        chunk.push(Encoded::new(entry.payload));
         if chunk.len() == 1000 {
             target.append(&mut chunk, None)?;
             chunk.clear();
@@ -766,7 +781,7 @@ pub fn rebuild(from: &Path, into: &Path, rules: Arc<Rules>) -> Result<(u64, Stri
     }
     target.append(&mut chunk, None)?;
     target.flush()?;
-    if target.last_hash() != source.last_hash() {
+    if target.last_hash() != expected {
         return Err(LogError::Damaged {
             seq: target.last_seq(),
             reason: "the copied chain ends in another hash than the original".to_string(),

@@ -146,9 +146,14 @@ enum AuditCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         data_dir: PathBuf,
-        /// Where to rebuild (default: a temporary directory, removed after).
-        #[arg(long)]
+        /// Where to rebuild (default: a temporary directory, removed after):
+        /// a data dir holding the log up to `--until` and its state.
+        #[arg(long, alias = "out")]
         into: Option<PathBuf>,
+        /// Replay the entries up to this log sequence only: the state as
+        /// of then.
+        #[arg(long)]
+        until: Option<u64>,
     },
 }
 
@@ -317,12 +322,13 @@ async fn main() -> anyhow::Result<()> {
                 config,
                 data_dir,
                 into,
+                until,
             } => {
                 let (cfg, path) = load_config(config.as_deref())?;
                 let rules = serve::rules(&cfg, &path)?;
                 let tmp = tempfile::tempdir()?;
                 let target = into.unwrap_or_else(|| tmp.path().join("replay"));
-                let (entries, hash) = hub::rebuild(&data_dir, &target, rules)?;
+                let (entries, hash) = hub::rebuild(&data_dir, &target, until, rules)?;
                 println!("replayed {entries} entries\nstate hash {hash}");
                 Ok(())
             }

@@ -255,7 +255,8 @@ fn replaying_the_log_gives_the_same_state_hash() {
     let rules = Arc::new(config.rules(config.load_models("test").unwrap()));
     let dir = g._dir.path().to_path_buf();
     drop(g.hub);
-    let (entries, rebuilt) = mdhub_hub::hub::rebuild(&dir, &into.path().join("r"), rules).unwrap();
+    let (entries, rebuilt) =
+        mdhub_hub::hub::rebuild(&dir, &into.path().join("r"), None, rules).unwrap();
     assert_eq!(entries, 100);
     assert_eq!(rebuilt, live);
 }

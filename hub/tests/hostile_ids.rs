@@ -151,7 +151,7 @@ impl Run {
         drop(self.hub);
         let into = tempfile::tempdir().unwrap();
         let (replayed, hash) =
-            mdhub_hub::hub::rebuild(&dir, &into.path().join("replay"), rules()).unwrap();
+            mdhub_hub::hub::rebuild(&dir, &into.path().join("replay"), None, rules()).unwrap();
         assert_eq!(replayed, entries);
         assert_eq!(hash, live, "replay from the log");
         let (reopened, _) = Hub::open(&dir, rules(), Limits::default()).unwrap();

@@ -496,7 +496,7 @@ fn replaying_merges_splits_and_decisions_gives_the_same_state_hash() {
     // read again.
     drop(g);
 
-    let (copied, rebuilt_hash) = rebuild(&live, &copy, Arc::clone(&rules)).unwrap();
+    let (copied, rebuilt_hash) = rebuild(&live, &copy, None, Arc::clone(&rules)).unwrap();
     assert_eq!(copied, entries, "the rebuilt log holds every entry");
     assert_eq!(
         rebuilt_hash, live_hash,

@@ -31,6 +31,12 @@ const ENTRIES_IN_LOG: u64 = 120;
 /// a checkpoint file with checkpoints signed at entries 40 and 120, and the
 /// signing key's public key (hex).
 fn signed_log() -> (tempfile::TempDir, String) {
+    let (dir, public, _) = signed_log_with_hash();
+    (dir, public)
+}
+
+/// `signed_log`, with the state hash of the hub after entry 40.
+fn signed_log_with_hash() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = HubConfig::parse(&systems_toml(), "audit").unwrap();
     let rules = Arc::new(config.rules(config.load_models("audit").unwrap()));
@@ -43,19 +49,23 @@ fn signed_log() -> (tempfile::TempDir, String) {
     // (the generator also sends events the hub refuses, and redeliveries).
     let profile = Profile::default_profile(200);
     let mut events = generate_iter(&profile).map(|(e, _)| e);
+    let mut hash_at_40 = String::new();
     for signed_at in [40, ENTRIES_IN_LOG] {
         while hub.log().last_seq() < signed_at {
             bus.publish(&events.next().expect("enough events"));
             assert!(!bus.pump(&mut hub, 1).unwrap().degraded);
         }
         signer.sign_now(&hub).unwrap();
+        if signed_at == 40 {
+            hash_at_40 = hub.state().state_hash().unwrap();
+        }
     }
     assert_eq!(
         hub.log().last_seq(),
         ENTRIES_IN_LOG,
         "every event is an entry"
     );
-    (dir, public)
+    (dir, public, hash_at_40)
 }
 
 fn checkpoints(dir: &Path) -> Vec<SignedCheckpoint> {
@@ -465,4 +475,39 @@ fn the_history_command_prints_what_the_api_answers() {
     );
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, expected);
+}
+
+/// `mdhub audit replay --until 40`: a data dir holding the log up to the
+/// first signed checkpoint and the state as of then, the state hash the
+/// hub had after entry 40.
+#[test]
+fn a_replay_until_an_entry_gives_the_state_as_of_then() {
+    let (dir, _, hash_at_40) = signed_log_with_hash();
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, systems_toml()).unwrap();
+    let out = dir.path().join("as-of-40");
+    let replay = Command::new(mdhub_binary().unwrap())
+        .args(["audit", "replay", "--data-dir"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["--until", "40", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(stdout.contains("replayed 40 entries"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("state hash {hash_at_40}")),
+        "{stdout}"
+    );
+    let log = EventLog::open(&out).unwrap();
+    assert_eq!(log.last_seq(), 40);
+    let head: String = log.last_hash().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(head, checkpoints(dir.path())[0].head);
 }

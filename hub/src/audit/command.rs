@@ -145,7 +145,7 @@ pub fn verify(
         let live = hub.state().state_hash()?;
         drop(hub);
         let tmp = tempfile::tempdir()?;
-        let (entries, replayed) = hub::rebuild(data_dir, &tmp.path().join("replay"), rules)?;
+        let (entries, replayed) = hub::rebuild(data_dir, &tmp.path().join("replay"), None, rules)?;
         if replayed != live {
             anyhow::bail!(
                 "a replay of the {entries} entries gives state hash {replayed}, but the hub's derived state has {live}"
