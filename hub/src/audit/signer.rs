@@ -74,12 +74,14 @@ impl CheckpointSigner {
     /// Signs `hub`'s log head now. The log is flushed first: a checkpoint
     /// must never sign entries that a crash could still take away.
     pub fn sign_now(&self, hub: &Hub) -> Result<SignedCheckpoint, SignError> {
+        // Held while signing: checkpoints signed at once (the loop and the
+        // API) reach the file in the order they were signed.
+        let mut signed = self.lock();
         let log = hub.log();
         log.flush()?;
         let checkpoint = self
             .key
             .sign(log.last_seq(), &log.last_hash(), OffsetDateTime::now_utc());
-        let mut signed = self.lock();
         checkpoint_file::append(&self.file, &checkpoint)?;
         signed.seq = signed.seq.max(checkpoint.seq);
         signed.unpublished.push(checkpoint.clone());
