@@ -344,11 +344,19 @@ impl GoldenView {
             return Ok(None);
         };
         let mut provenance = BTreeMap::new();
+        // Most values were set by a few entries (the one that created the
+        // record, a merge): each is read from the log once.
+        let mut entries: BTreeMap<u64, Option<LogPayload>> = BTreeMap::new();
+        for set_at in then.set_by.values() {
+            if !entries.contains_key(set_at) {
+                let entry = hub
+                    .log()
+                    .get(*set_at)
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                entries.insert(*set_at, entry.map(|e| e.payload));
+            }
+        }
         for (field, set_at) in &then.set_by {
-            let entry = hub
-                .log()
-                .get(*set_at)
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
             let mut p = Provenance {
                 log_seq: *set_at,
                 system: None,
@@ -356,10 +364,10 @@ impl GoldenView {
                 actor: None,
                 rule: hub.state().rule_of(entity, field).unwrap_or_default(),
             };
-            match entry.map(|e| e.payload) {
+            match &entries[set_at] {
                 Some(LogPayload::Change(e)) => {
-                    p.system = Some(e.system);
-                    p.record_id = Some(e.record_id);
+                    p.system = Some(e.system.clone());
+                    p.record_id = Some(e.record_id.clone());
                 }
                 Some(LogPayload::Steward(a)) => {
                     if let steward::Command::Override { field: f, .. } = &a.command {
@@ -367,7 +375,7 @@ impl GoldenView {
                             p.rule = "override".to_string();
                         }
                     }
-                    p.actor = Some(a.actor);
+                    p.actor = Some(a.actor.clone());
                 }
                 _ => {}
             }
